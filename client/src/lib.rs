@@ -1,0 +1,33 @@
+//! Client for Tessera, the gRPC credential service.
+//!
+//! * [`pb`]: the generated messages and the `CredentialServiceClient` stub
+//!   (and, with the `server` feature, the server trait).
+//! * [`Client`]: a connected client that attaches a bearer to every call.
+//! * [`token`]: the format of Tessera tokens, shared with the server.
+//! * [`Secret`]: a string whose `Debug` is redacted.
+#![forbid(unsafe_code)]
+
+mod client;
+mod redact;
+mod secret;
+pub mod token;
+
+pub use client::{BearerInterceptor, Client, ClientBuilder, ConnectError};
+pub use secret::Secret;
+/// The tonic version this crate was generated with, so embedders match it.
+pub use tonic;
+
+/// Generated protobuf messages and gRPC stubs for `tessera.v1`.
+pub mod pb {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("tessera.v1");
+}
+
+/// Encoded `FileDescriptorSet` of `tessera.v1` (for gRPC server reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tessera_descriptor.bin"));
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,69 @@
+//! A string that must never be printed.
+
+use subtle::ConstantTimeEq;
+
+/// A secret value (token, ticket, shared secret). Its `Debug` output is
+/// `[redacted]` and it has no `Display`, so it cannot reach a log by accident;
+/// read it deliberately with [`Secret::expose`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for the few places that must send or hash it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Compares with `other` in constant time (for equal lengths).
+    pub fn ct_eq(&self, other: &str) -> bool {
+        self.0.as_bytes().ct_eq(other.as_bytes()).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let secret = Secret::new("hunter2-hunter2");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(secret.clone())), "Some([redacted])");
+    }
+
+    #[test]
+    fn constant_time_equality() {
+        let secret = Secret::new("abc");
+        assert!(secret.ct_eq("abc"));
+        assert!(!secret.ct_eq("abd"));
+        assert!(!secret.ct_eq("ab"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Database schema of Tessera, as sea-orm migrations. The same migrations run
+//! on SQLite and PostgreSQL; they use only portable column types.
+#![forbid(unsafe_code)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_core;
+
+/// Applies Tessera's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_core::Migration)]
+    }
+}

@@ -1,0 +1,64 @@
+//! The audit trail: state changes and failed authentications.
+
+use std::sync::Arc;
+
+use crate::clock::now_ms;
+use crate::principal::Caller;
+use crate::store::{AuditRecord, Store};
+
+/// Writes audit entries. A failed write is logged and does not fail the
+/// call that caused it.
+#[derive(Clone)]
+pub struct Auditor {
+    store: Arc<dyn Store>,
+}
+
+/// What happened, to what, with what result. Never a secret.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// E.g. `ticket.mint`.
+    pub action: &'static str,
+    /// E.g. a user id or a truncated ticket.
+    pub resource: &'a str,
+    /// `ok` or a failure reason.
+    pub outcome: &'a str,
+}
+
+impl Auditor {
+    /// Writes to `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Records an event done by an authenticated caller.
+    pub async fn by(&self, caller: &Caller, event: Event<'_>) {
+        self.write(
+            caller.principal.actor(),
+            &caller.principal.credential_id,
+            &caller.peer,
+            event,
+        )
+        .await;
+    }
+
+    /// Records a failed authentication; `credential_id` is the public id of
+    /// what was presented, if it could be computed.
+    pub async fn failed_auth(&self, credential_id: &str, peer: &str, event: Event<'_>) {
+        self.write("", credential_id, peer, event).await;
+    }
+
+    async fn write(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
+        let record = AuditRecord {
+            at: now_ms(),
+            actor: actor.to_owned(),
+            action: event.action.to_owned(),
+            resource: event.resource.to_owned(),
+            outcome: event.outcome.to_owned(),
+            credential_id: credential_id.to_owned(),
+            peer: peer.to_owned(),
+        };
+        if let Err(err) = self.store.append_audit(&record).await {
+            tracing::error!(error = %err, action = event.action, "audit write failed");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Caller authentication and authorization, in one layer in front of every
+//! handler: [`AuthLayer`] resolves the bearer and applies [`policy`].
+
+mod layer;
+pub mod policy;
+
+pub use layer::AuthLayer;

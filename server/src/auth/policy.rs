@@ -1,0 +1,110 @@
+//! Who may call what: the one policy table (SPEC §4).
+
+use crate::principal::{Principal, PrincipalKind};
+
+/// Which callers an RPC admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Anyone, without credentials.
+    Public,
+    /// `SERVICE` principals.
+    Service,
+    /// `SERVICE` principals, or a `USER` (the handler restricts it to itself).
+    ServiceOrUser,
+    /// Members of `Admin`, `SERVICE` or `USER`.
+    Admin,
+    /// A workspace's own registration or auth token.
+    Workspace,
+    /// Any authenticated principal (paths not in the table).
+    Authenticated,
+}
+
+const SERVICE: &str = "/tessera.v1.CredentialService/";
+
+/// The table: RPC path → rule. Paths not listed need authentication, so a
+/// new RPC is never public by accident.
+pub fn rule_for(path: &str) -> Rule {
+    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+        return Rule::Public;
+    }
+    let Some(method) = path.strip_prefix(SERVICE) else {
+        return Rule::Authenticated;
+    };
+    match method {
+        "GetInstallTokenStatus" | "ConsumeInstallToken" => Rule::Public,
+        "VerifyBearer" | "ConsumeTicket" | "GetInternalCredential" => Rule::Service,
+        "MintTicket" => Rule::ServiceOrUser,
+        "IssueInstallToken" | "ProvisionWorkspace" | "GetInboundSecret" => Rule::Admin,
+        "RegisterWorkspace" => Rule::Workspace,
+        _ => Rule::Authenticated,
+    }
+}
+
+/// True when `principal` satisfies `rule`.
+pub fn allows(rule: Rule, principal: &Principal) -> bool {
+    let kind = principal.kind;
+    match rule {
+        Rule::Public | Rule::Authenticated => true,
+        Rule::Service => kind == PrincipalKind::Service,
+        Rule::ServiceOrUser => matches!(kind, PrincipalKind::Service | PrincipalKind::User),
+        Rule::Admin => {
+            matches!(kind, PrincipalKind::Service | PrincipalKind::User) && principal.is_admin()
+        }
+        Rule::Workspace => kind == PrincipalKind::Workspace,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::principal::ADMIN_GROUP;
+
+    fn principal(kind: PrincipalKind, admin: bool) -> Principal {
+        Principal {
+            kind,
+            subject: "s".into(),
+            email: String::new(),
+            display_name: String::new(),
+            groups: if admin {
+                vec![ADMIN_GROUP.into()]
+            } else {
+                vec![]
+            },
+            credential_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn table_matches_the_spec() {
+        let rpc = |m: &str| rule_for(&format!("{SERVICE}{m}"));
+        assert_eq!(rpc("VerifyBearer"), Rule::Service);
+        assert_eq!(rpc("ConsumeTicket"), Rule::Service);
+        assert_eq!(rpc("GetInternalCredential"), Rule::Service);
+        assert_eq!(rpc("MintTicket"), Rule::ServiceOrUser);
+        assert_eq!(rpc("IssueInstallToken"), Rule::Admin);
+        assert_eq!(rpc("ProvisionWorkspace"), Rule::Admin);
+        assert_eq!(rpc("GetInboundSecret"), Rule::Admin);
+        assert_eq!(rpc("GetInstallTokenStatus"), Rule::Public);
+        assert_eq!(rpc("ConsumeInstallToken"), Rule::Public);
+        assert_eq!(rpc("RegisterWorkspace"), Rule::Workspace);
+        assert_eq!(rpc("Unknown"), Rule::Authenticated);
+        assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);
+        assert_eq!(rule_for("/other.Service/Call"), Rule::Authenticated);
+    }
+
+    #[test]
+    fn kinds_and_groups_are_enforced() {
+        let service = principal(PrincipalKind::Service, true);
+        let user = principal(PrincipalKind::User, false);
+        let admin_user = principal(PrincipalKind::User, true);
+        let internal = principal(PrincipalKind::Internal, false);
+        assert!(allows(Rule::Service, &service));
+        assert!(!allows(Rule::Service, &user));
+        assert!(!allows(Rule::Service, &internal));
+        assert!(allows(Rule::ServiceOrUser, &user));
+        assert!(!allows(Rule::ServiceOrUser, &internal));
+        assert!(allows(Rule::Admin, &admin_user));
+        assert!(!allows(Rule::Admin, &user));
+        assert!(!allows(Rule::Workspace, &service));
+    }
+}

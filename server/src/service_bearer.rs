@@ -1,0 +1,225 @@
+//! Shared secrets for in-cluster services: `TESSERA_SERVICE_TOKEN_<NAME>`.
+//!
+//! Each configured secret is kept only as its SHA-256. A presented bearer is
+//! hashed and compared with every configured digest in constant time, with
+//! no early exit, so timing reveals neither which secret matched nor how
+//! long any of them is.
+
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+
+/// Prefix of the environment variables that configure service secrets.
+pub const ENV_PREFIX: &str = "TESSERA_SERVICE_TOKEN_";
+/// Shortest secret accepted; anything shorter is a misconfiguration.
+pub const MIN_SECRET_LEN: usize = 32;
+/// Secrets one variable may carry: the current one and the next (rotation).
+const MAX_SECRETS_PER_NAME: usize = 2;
+
+/// A service that may authenticate with a shared secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccount {
+    /// Lower-cased name from the variable, e.g. `scheduler`.
+    pub name: String,
+    /// `<name>@system.local`.
+    pub email: String,
+    /// Capitalised name, e.g. `Scheduler`.
+    pub display_name: String,
+}
+
+impl ServiceAccount {
+    fn new(raw_name: &str) -> Self {
+        let name = raw_name.to_ascii_lowercase();
+        let display_name = name
+            .split('_')
+            .filter(|word| !word.is_empty())
+            .map(capitalise)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self {
+            email: format!("{name}@system.local"),
+            name,
+            display_name,
+        }
+    }
+}
+
+fn capitalise(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The configured service secrets. `Debug` shows names only.
+#[derive(Clone, Default)]
+pub struct ServiceSecrets {
+    accounts: Vec<ServiceAccount>,
+    /// (SHA-256 of a secret, index into `accounts`).
+    digests: Vec<([u8; 32], u32)>,
+}
+
+impl std::fmt::Debug for ServiceSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSecrets")
+            .field("accounts", &self.accounts)
+            .field("secrets", &self.digests.len())
+            .finish()
+    }
+}
+
+impl ServiceSecrets {
+    /// Reads every `TESSERA_SERVICE_TOKEN_<NAME>` variable of the process.
+    pub fn from_env() -> Self {
+        Self::from_vars(
+            std::env::vars_os().filter_map(|(key, value)| {
+                Some((key.into_string().ok()?, value.into_string().ok()?))
+            }),
+        )
+    }
+
+    /// Builds the set from `(variable, value)` pairs; other variables are
+    /// ignored. Disabled entries are logged by variable name, never value.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut secrets = Self::default();
+        let mut vars: Vec<_> = vars
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(ENV_PREFIX) && key.len() > ENV_PREFIX.len())
+            .collect();
+        vars.sort();
+        for (variable, value) in vars {
+            secrets.add(&variable, &value);
+        }
+        secrets
+    }
+
+    fn add(&mut self, variable: &str, value: &str) {
+        let parts: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .collect();
+        if parts.is_empty() {
+            tracing::info!(
+                variable,
+                "service secret empty; this service path is disabled"
+            );
+            return;
+        }
+        if parts.len() > MAX_SECRETS_PER_NAME {
+            tracing::warn!(
+                variable,
+                "more than two comma-separated service secrets; this service path is disabled"
+            );
+            return;
+        }
+        let index = self.accounts.len() as u32;
+        let mut accepted = 0;
+        for (position, part) in parts.iter().enumerate() {
+            if part.chars().count() < MIN_SECRET_LEN {
+                tracing::warn!(
+                    variable,
+                    position = position + 1,
+                    "service secret shorter than 32 characters; that secret is disabled"
+                );
+                continue;
+            }
+            self.digests
+                .push((Sha256::digest(part.as_bytes()).into(), index));
+            accepted += 1;
+        }
+        if accepted > 0 {
+            self.accounts
+                .push(ServiceAccount::new(&variable[ENV_PREFIX.len()..]));
+        }
+    }
+
+    /// The services with at least one enabled secret.
+    pub fn accounts(&self) -> &[ServiceAccount] {
+        &self.accounts
+    }
+
+    /// The service whose secret equals `presented`, if any.
+    pub fn find(&self, presented: &str) -> Option<&ServiceAccount> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = Choice::from(0);
+        let mut index = 0u32;
+        for (candidate, account) in &self.digests {
+            let equal = digest.ct_eq(candidate);
+            index.conditional_assign(account, equal);
+            found |= equal;
+        }
+        if bool::from(found) {
+            self.accounts.get(index as usize)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "0123456789abcdef0123456789abcdef";
+    const NEXT: &str = "fedcba9876543210fedcba9876543210";
+
+    fn secrets(pairs: &[(&str, &str)]) -> ServiceSecrets {
+        ServiceSecrets::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn matches_trimmed_secret_to_its_service() {
+        let s = secrets(&[("TESSERA_SERVICE_TOKEN_SCHEDULER", &format!("  {GOOD}\n"))]);
+        let account = s.find(GOOD).map(|a| a.email.clone());
+        assert_eq!(account.as_deref(), Some("scheduler@system.local"));
+        assert_eq!(s.accounts()[0].display_name, "Scheduler");
+        assert!(s.find(NEXT).is_none());
+        assert!(s.find("").is_none());
+    }
+
+    #[test]
+    fn empty_and_short_secrets_are_disabled() {
+        let s = secrets(&[
+            ("TESSERA_SERVICE_TOKEN_EMPTY", "   "),
+            ("TESSERA_SERVICE_TOKEN_SHORT", "todo"),
+        ]);
+        assert!(s.accounts().is_empty());
+        assert!(s.find("todo").is_none());
+        assert!(s.find("").is_none());
+    }
+
+    #[test]
+    fn two_secrets_rotate_and_a_short_one_is_dropped() {
+        let s = secrets(&[(
+            "TESSERA_SERVICE_TOKEN_DATA_SYNC",
+            &format!("{GOOD}, {NEXT}"),
+        )]);
+        assert_eq!(s.find(GOOD).map(|a| a.name.as_str()), Some("data_sync"));
+        assert_eq!(
+            s.find(NEXT).map(|a| a.display_name.as_str()),
+            Some("Data Sync")
+        );
+        let s = secrets(&[("TESSERA_SERVICE_TOKEN_X", &format!("{GOOD},short"))]);
+        assert!(s.find(GOOD).is_some());
+        assert!(s.find("short").is_none());
+    }
+
+    #[test]
+    fn three_secrets_disable_the_name() {
+        let s = secrets(&[("TESSERA_SERVICE_TOKEN_X", &format!("{GOOD},{NEXT},{GOOD}x"))]);
+        assert!(s.find(GOOD).is_none());
+    }
+
+    #[test]
+    fn each_secret_resolves_to_its_own_service() {
+        let s = secrets(&[
+            ("TESSERA_SERVICE_TOKEN_A", GOOD),
+            ("TESSERA_SERVICE_TOKEN_B", NEXT),
+            ("OTHER_VARIABLE", "0123456789abcdef0123456789abcdefXX"),
+        ]);
+        assert_eq!(s.find(GOOD).map(|a| a.name.as_str()), Some("a"));
+        assert_eq!(s.find(NEXT).map(|a| a.name.as_str()), Some("b"));
+        assert!(!format!("{s:?}").contains(GOOD));
+    }
+}

@@ -1,0 +1,170 @@
+//! Storage behind a small trait, so domain logic never sees SQL.
+//!
+//! [`SeaStore`] implements it with sea-orm on SQLite or PostgreSQL. All times
+//! are Unix milliseconds; all secrets are hex SHA-256 digests.
+
+mod entities;
+mod sea;
+
+use async_trait::async_trait;
+
+pub use sea::SeaStore;
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached (connection refused, pool timeout).
+    #[error("database unavailable: {0}")]
+    Unavailable(sea_orm::DbErr),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Db(sea_orm::DbErr),
+}
+
+impl From<sea_orm::DbErr> for StoreError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        match err {
+            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_) => {
+                StoreError::Unavailable(err)
+            }
+            other => StoreError::Db(other),
+        }
+    }
+}
+
+/// Result of a storage call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Whether a user is a person or a synthetic service identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserKind {
+    /// Backs a `TESSERA_SERVICE_TOKEN_<NAME>` secret; never counts as a human.
+    Service,
+    /// A person.
+    Human,
+}
+
+impl UserKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Service => "service",
+            UserKind::Human => "human",
+        }
+    }
+}
+
+/// A user and the groups it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable random id.
+    pub id: String,
+    /// Unique e-mail address.
+    pub email: String,
+    /// Name for display.
+    pub display_name: String,
+    /// Person or service.
+    pub kind: UserKind,
+    /// Group names, sorted.
+    pub groups: Vec<String>,
+}
+
+/// A live ticket, keyed by its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketRecord {
+    /// Hex SHA-256 of the ticket.
+    pub hash: String,
+    /// Identity the ticket is bound to.
+    pub user_id: String,
+    /// Identity provider of `user_id`.
+    pub provider: String,
+    /// Purpose the ticket is bound to; empty for none.
+    pub purpose: String,
+    /// When it was minted.
+    pub minted_at: i64,
+    /// When it stops being accepted.
+    pub expires_at: i64,
+}
+
+/// The internal credential of one server process, kept alive by heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InternalCredentialRecord {
+    /// Hex SHA-256 of the credential.
+    pub hash: String,
+    /// Random id of the process that minted it.
+    pub instance_id: String,
+    /// When it was minted.
+    pub created_at: i64,
+    /// Last time its process said it is alive.
+    pub heartbeat_at: i64,
+}
+
+/// One audit log entry. Never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When it happened.
+    pub at: i64,
+    /// E-mail or subject of the principal acting; empty when unknown.
+    pub actor: String,
+    /// What was attempted, e.g. `ticket.mint`.
+    pub action: String,
+    /// What it was done to, e.g. a ticket's truncated text or a user id.
+    pub resource: String,
+    /// `ok` or the failure reason.
+    pub outcome: String,
+    /// Public id of the credential presented; empty when none.
+    pub credential_id: String,
+    /// Remote address of the caller; empty when unknown.
+    pub peer: String,
+}
+
+/// The database operations Tessera needs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates the user with this e-mail unless it exists, adds it to
+    /// `groups`, and returns it. Idempotent and safe to race.
+    async fn ensure_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        kind: UserKind,
+        groups: &[&str],
+    ) -> Result<UserRecord>;
+
+    /// Stores a new ticket.
+    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<()>;
+
+    /// Deletes the ticket with this hash and returns it, in one statement: of
+    /// any number of concurrent callers, at most one gets `Some`.
+    async fn take_ticket(&self, hash: &str) -> Result<Option<TicketRecord>>;
+
+    /// Deletes tickets that expired before `now`; returns how many.
+    async fn delete_expired_tickets(&self, now: i64) -> Result<u64>;
+
+    /// Number of stored tickets, expired or not.
+    async fn count_tickets(&self) -> Result<u64>;
+
+    /// Inserts the credential, or refreshes its heartbeat if present.
+    async fn upsert_internal_credential(&self, credential: &InternalCredentialRecord)
+    -> Result<()>;
+
+    /// Finds an internal credential by hash.
+    async fn find_internal_credential(
+        &self,
+        hash: &str,
+    ) -> Result<Option<InternalCredentialRecord>>;
+
+    /// Forgets an internal credential (its process is shutting down).
+    async fn delete_internal_credential(&self, hash: &str) -> Result<()>;
+
+    /// Deletes internal credentials whose last heartbeat is before `cutoff`.
+    async fn delete_stale_internal_credentials(&self, cutoff: i64) -> Result<u64>;
+
+    /// Appends an audit entry.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// The newest `limit` audit entries, newest first.
+    async fn recent_audit(&self, limit: u64) -> Result<Vec<AuditRecord>>;
+}

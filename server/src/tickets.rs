@@ -1,0 +1,188 @@
+//! Single-use tickets bound to an identity and a purpose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_client::Secret;
+use tessera_client::token::{self, TokenKind};
+
+use crate::bearer::INTERNAL_SUBJECT;
+use crate::clock::now_ms;
+use crate::error::{Error, Result, TicketRejection};
+use crate::internal::InternalCredentials;
+use crate::principal::{Principal, PrincipalKind};
+use crate::store::{Store, TicketRecord};
+
+/// Longest `user_id`, `provider` or `purpose` accepted, in bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+
+/// Lifetimes of tickets.
+#[derive(Clone, Copy, Debug)]
+pub struct TicketPolicy {
+    /// Lifetime when the caller asks for none (`TESSERA_TICKET_TTL`).
+    pub default_ttl: Duration,
+    /// Longest lifetime a caller may ask for.
+    pub max_ttl: Duration,
+}
+
+/// What a caller asks to mint.
+#[derive(Clone, Debug)]
+pub struct TicketRequest {
+    /// Identity the ticket is bound to.
+    pub user_id: String,
+    /// Identity provider of `user_id`.
+    pub provider: String,
+    /// Purpose, or empty.
+    pub purpose: String,
+    /// Requested lifetime; 0 for the default.
+    pub ttl_seconds: u32,
+}
+
+/// A freshly minted ticket.
+#[derive(Debug)]
+pub struct MintedTicket {
+    /// The ticket; returned once, stored only as a hash.
+    pub ticket: Secret,
+    /// Unix milliseconds after which it is refused.
+    pub expires_at: i64,
+}
+
+/// The identity a consumed ticket was bound to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketIdentity {
+    /// User id.
+    pub user_id: String,
+    /// Identity provider.
+    pub provider: String,
+    /// Unix milliseconds when minted.
+    pub minted_at: i64,
+    /// True when the internal credential was presented.
+    pub internal: bool,
+}
+
+/// Mints and consumes tickets.
+pub struct Tickets {
+    store: Arc<dyn Store>,
+    policy: TicketPolicy,
+    internal: Arc<InternalCredentials>,
+}
+
+impl Tickets {
+    /// Tickets kept in `store`, with lifetimes from `policy`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: TicketPolicy,
+        internal: Arc<InternalCredentials>,
+    ) -> Self {
+        Self {
+            store,
+            policy,
+            internal,
+        }
+    }
+
+    /// Mints a ticket for `request` on behalf of `caller`; a user may mint
+    /// only for itself.
+    pub async fn mint(&self, caller: &Principal, request: &TicketRequest) -> Result<MintedTicket> {
+        let ttl = self.validate(request)?;
+        if caller.kind == PrincipalKind::User && caller.subject != request.user_id {
+            return Err(Error::PermissionDenied(
+                "a user may mint tickets only for itself".into(),
+            ));
+        }
+        let ticket = token::generate(TokenKind::Ticket);
+        let minted_at = now_ms();
+        let expires_at =
+            minted_at.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.store
+            .insert_ticket(&TicketRecord {
+                hash: token::sha256_hex(ticket.expose()),
+                user_id: request.user_id.clone(),
+                provider: request.provider.clone(),
+                purpose: request.purpose.clone(),
+                minted_at,
+                expires_at,
+            })
+            .await?;
+        Ok(MintedTicket { ticket, expires_at })
+    }
+
+    /// Consumes `ticket` exactly once, or accepts the internal credential
+    /// without consuming it. A ticket presented with the wrong purpose is
+    /// spent all the same: whoever holds it has misused it.
+    pub async fn consume(&self, ticket: &str, purpose: &str) -> Result<TicketIdentity> {
+        let refuse = |reason| Error::Ticket {
+            reason,
+            ticket: token::truncated(ticket),
+        };
+        match token::parse(ticket) {
+            Err(_) => Err(refuse(TicketRejection::Malformed)),
+            Ok(TokenKind::Internal) => match self.internal.check(ticket).await? {
+                Some(minted_at) => Ok(TicketIdentity {
+                    user_id: INTERNAL_SUBJECT.to_owned(),
+                    provider: INTERNAL_SUBJECT.to_owned(),
+                    minted_at,
+                    internal: true,
+                }),
+                None => Err(refuse(TicketRejection::Unknown)),
+            },
+            Ok(TokenKind::Ticket) => {
+                let record = self
+                    .store
+                    .take_ticket(&token::sha256_hex(ticket))
+                    .await?
+                    .ok_or_else(|| refuse(TicketRejection::Unknown))?;
+                if record.expires_at <= now_ms() {
+                    return Err(refuse(TicketRejection::Expired));
+                }
+                if record.purpose != purpose {
+                    return Err(refuse(TicketRejection::PurposeMismatch));
+                }
+                Ok(TicketIdentity {
+                    user_id: record.user_id,
+                    provider: record.provider,
+                    minted_at: record.minted_at,
+                    internal: false,
+                })
+            }
+            Ok(_) => Err(refuse(TicketRejection::Unknown)),
+        }
+    }
+
+    /// Deletes expired tickets; returns how many.
+    pub async fn reap(&self) -> Result<u64> {
+        Ok(self.store.delete_expired_tickets(now_ms()).await?)
+    }
+
+    fn validate(&self, request: &TicketRequest) -> Result<Duration> {
+        for (field, value) in [
+            ("user_id", &request.user_id),
+            ("provider", &request.provider),
+            ("purpose", &request.purpose),
+        ] {
+            if value.len() > MAX_FIELD_LEN {
+                return Err(Error::invalid(
+                    field,
+                    format!("longer than {MAX_FIELD_LEN} bytes"),
+                ));
+            }
+        }
+        if request.user_id.is_empty() {
+            return Err(Error::invalid("user_id", "must not be empty"));
+        }
+        if request.provider.is_empty() {
+            return Err(Error::invalid("provider", "must not be empty"));
+        }
+        let ttl = match request.ttl_seconds {
+            0 => self.policy.default_ttl,
+            seconds => Duration::from_secs(u64::from(seconds)),
+        };
+        if ttl > self.policy.max_ttl {
+            return Err(Error::invalid(
+                "ttl_seconds",
+                format!("above the maximum of {} s", self.policy.max_ttl.as_secs()),
+            ));
+        }
+        Ok(ttl)
+    }
+}
