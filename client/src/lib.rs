@@ -5,12 +5,15 @@
 //! * [`Client`]: a connected client that attaches a bearer to every call.
 //! * [`token`]: the format of Tessera tokens, shared with the server.
 //! * [`Secret`]: a string whose `Debug` is redacted.
+//! * [`workspace`]: the runtime side of workspaces (secret files, the
+//!   inbound check and its tower layer, registration).
 #![forbid(unsafe_code)]
 
 mod client;
 mod redact;
 mod secret;
 pub mod token;
+pub mod workspace;
 
 pub use client::{BearerInterceptor, Client, ClientBuilder, ConnectError};
 pub use secret::Secret;
@@ -31,3 +34,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// This crate's README examples, compiled as doctests too.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ClientReadmeDoctests;

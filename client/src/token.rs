@@ -83,21 +83,36 @@ pub enum MalformedToken {
     Checksum,
 }
 
+/// The operating system could not provide random bytes; no credential may
+/// be issued until it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the OS random number generator failed")]
+pub struct EntropyUnavailable;
+
 /// Creates a fresh token of `kind` from the OS CSPRNG.
-///
-/// # Panics
-/// Only if the operating system cannot provide random bytes, in which case no
-/// credential may be issued at all.
-pub fn generate(kind: TokenKind) -> Secret {
+pub fn try_generate(kind: TokenKind) -> Result<Secret, EntropyUnavailable> {
     let mut bytes = [0u8; RANDOM_LEN + CHECKSUM_LEN];
-    #[allow(clippy::expect_used)]
     OsRng
         .try_fill_bytes(&mut bytes[..RANDOM_LEN])
-        .expect("the OS random number generator failed");
+        .map_err(|_| EntropyUnavailable)?;
     let prefix = prefix(kind);
     let checksum = checksum(&prefix, &bytes[..RANDOM_LEN]);
     bytes[RANDOM_LEN..].copy_from_slice(&checksum);
-    Secret::new(format!("{prefix}{}", bs58::encode(bytes).into_string()))
+    Ok(Secret::new(format!(
+        "{prefix}{}",
+        bs58::encode(bytes).into_string()
+    )))
+}
+
+/// Like [`try_generate`], for tools and tests.
+///
+/// # Panics
+/// If the operating system cannot provide random bytes.
+pub fn generate(kind: TokenKind) -> Secret {
+    match try_generate(kind) {
+        Ok(secret) => secret,
+        Err(err) => panic!("{err}"),
+    }
 }
 
 /// Checks that `token` is a well-formed token and returns its kind. Does not

@@ -5,6 +5,8 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_core;
+mod m0002_install_token;
+mod m0003_workspaces;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -12,6 +14,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_core::Migration)]
+        vec![
+            Box::new(m0001_core::Migration),
+            Box::new(m0002_install_token::Migration),
+            Box::new(m0003_workspaces::Migration),
+        ]
     }
 }

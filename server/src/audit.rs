@@ -41,6 +41,12 @@ impl Auditor {
         .await;
     }
 
+    /// Records an event by a named actor that is not an authenticated caller
+    /// (the server at boot, the operator CLI, a newly created admin).
+    pub async fn as_actor(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
+        self.write(actor, credential_id, peer, event).await;
+    }
+
     /// Records a failed authentication; `credential_id` is the public id of
     /// what was presented, if it could be computed.
     pub async fn failed_auth(&self, credential_id: &str, peer: &str, event: Event<'_>) {

@@ -1,5 +1,6 @@
 //! Periodic work: the reaper and the internal credential's heartbeat.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,45 +11,41 @@ use crate::clock::now_ms;
 use crate::internal::InternalCredentials;
 use crate::store::Store;
 
-/// Every `interval`, deletes expired tickets and the internal credentials
-/// of processes that stopped heartbeating, until `stop` turns true.
-pub async fn reap(
-    app: Arc<Tessera>,
-    store: Arc<dyn Store>,
-    internal: Arc<InternalCredentials>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Runs `tick` every `interval` until `stop` turns true (or its sender goes).
+pub async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match app.reap_tickets().await {
-            Ok(0) => {}
-            Ok(count) => tracing::debug!(count, "expired tickets reaped"),
-            Err(err) => tracing::warn!(error = %err, "ticket reaper failed"),
+        if *stop.borrow() {
+            return;
         }
-        let cutoff = now_ms() - internal.liveness_ms();
-        if let Err(err) = store.delete_stale_internal_credentials(cutoff).await {
-            tracing::warn!(error = %err, "internal credential reaper failed");
-        }
+        tick().await;
     }
 }
 
-/// Renews this process's internal credential every `interval`.
-pub async fn heartbeat(
-    internal: Arc<InternalCredentials>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        if let Err(err) = internal.heartbeat().await {
-            tracing::warn!(error = %err, "internal credential heartbeat failed");
-        }
+/// Deletes expired tickets and the internal credentials of processes that
+/// stopped heartbeating.
+pub async fn reap(app: &Tessera, store: &dyn Store, internal: &InternalCredentials) {
+    match app.reap_tickets().await {
+        Ok(0) => {}
+        Ok(count) => tracing::debug!(count, "expired tickets reaped"),
+        Err(err) => tracing::warn!(error = %err, "ticket reaper failed"),
+    }
+    let cutoff = now_ms() - internal.liveness_ms();
+    if let Err(err) = store.delete_stale_internal_credentials(cutoff).await {
+        tracing::warn!(error = %err, "internal credential reaper failed");
+    }
+}
+
+/// Renews this process's internal credential.
+pub async fn heartbeat(internal: Arc<InternalCredentials>) {
+    if let Err(err) = internal.heartbeat().await {
+        tracing::warn!(error = %err, "internal credential heartbeat failed");
     }
 }

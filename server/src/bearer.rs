@@ -11,6 +11,7 @@ use crate::internal::InternalCredentials;
 use crate::principal::{ADMIN_GROUP, Principal, PrincipalKind};
 use crate::service_bearer::{ServiceAccount, ServiceSecrets};
 use crate::store::{Store, UserKind, UserRecord};
+use crate::workspaces::Workspaces;
 
 /// Subject, user id and provider of the internal principal.
 pub const INTERNAL_SUBJECT: &str = "server-internal";
@@ -66,9 +67,17 @@ impl Verifier {
                 Some(_) => Ok(internal_principal(bearer)),
                 None => Err(Error::Unauthenticated("unknown internal credential")),
             },
-            Ok(TokenKind::UserAccess | TokenKind::WorkspaceAuth) => {
-                Err(Error::Unauthenticated("unknown bearer"))
+            Ok(TokenKind::UserAccess) => {
+                let hash = token::sha256_hex(bearer);
+                match self.store.user_by_token(&hash).await? {
+                    Some(user) if user.kind == UserKind::Human => Ok(user_principal(user, bearer)),
+                    _ => Err(Error::Unauthenticated("unknown bearer")),
+                }
             }
+            Ok(TokenKind::WorkspaceAuth) => Workspaces::new(self.store.clone())
+                .by_auth_token(bearer)
+                .await?
+                .ok_or(Error::Unauthenticated("unknown bearer")),
             Ok(_) => Err(Error::Unauthenticated("not a bearer credential")),
         }
     }
@@ -113,6 +122,18 @@ impl Verifier {
 
     fn cached(&self, name: &str) -> Option<UserRecord> {
         self.seeded.read().ok()?.get(name).cloned()
+    }
+}
+
+/// The `USER` principal of a human's access token.
+pub fn user_principal(user: UserRecord, bearer: &str) -> Principal {
+    Principal {
+        kind: PrincipalKind::User,
+        subject: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        groups: user.groups,
+        credential_id: token::credential_id(TokenKind::UserAccess.tag(), bearer),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command line and environment: every flag is also an environment variable.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -27,6 +28,25 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Inspect or replace the first-admin install token.
+    InstallToken {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: InstallTokenAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Print a fresh 256-bit secret for `TESSERA_SERVICE_TOKEN_<NAME>`.
+    GenSecret,
+}
+
+/// `tessera install-token …`.
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum InstallTokenAction {
+    /// Print the state and times of the install token.
+    Status,
+    /// Mint a fresh install token (replacing a pending one) and print its banner.
+    Regenerate,
 }
 
 /// How logs are written (to standard error).
@@ -70,6 +90,10 @@ pub struct ServeArgs {
     /// replica refuses it after three missed heartbeats.
     #[arg(long, env = "TESSERA_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000)]
     pub heartbeat_interval_ms: u64,
+    /// Calls a minute each peer may make to the RPCs that need no
+    /// credentials (GetInstallTokenStatus, ConsumeInstallToken).
+    #[arg(long, env = "TESSERA_ANONYMOUS_RATE_PER_MINUTE", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
+    pub anonymous_rate_per_minute: NonZeroU32,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -111,6 +135,7 @@ impl ServeArgs {
             reaper_interval: Duration::from_millis(self.reaper_interval_ms),
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            anonymous_rate_per_minute: self.anonymous_rate_per_minute,
             service_secrets: ServiceSecrets::from_env(),
         })
     }
@@ -131,6 +156,8 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// Grace period for in-flight calls at shutdown.
     pub drain_timeout: Duration,
+    /// Per-peer budget of the RPCs anyone may call.
+    pub anonymous_rate_per_minute: NonZeroU32,
     /// Configured service secrets.
     pub service_secrets: ServiceSecrets,
 }

@@ -61,9 +61,18 @@ pub enum Error {
         /// What is wrong with it.
         description: String,
     },
-    /// The RPC is declared but not built yet.
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
+    /// The named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The named thing exists already.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The system is not in a state that allows the call.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// No random bytes to mint a credential with.
+    #[error(transparent)]
+    Entropy(#[from] tessera_client::token::EntropyUnavailable),
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -106,8 +115,12 @@ impl From<Error> for Status {
                 format!("invalid {field}: {description}"),
                 ErrorDetails::with_bad_request_violation(field, description),
             ),
-            Error::Unimplemented(what) => {
-                Status::unimplemented(format!("{what} is not implemented yet"))
+            Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+            Error::AlreadyExists(what) => Status::already_exists(format!("{what} exists already")),
+            Error::FailedPrecondition(what) => Status::failed_precondition(what),
+            Error::Entropy(cause) => {
+                tracing::error!(error = %cause, "cannot mint a credential");
+                Status::internal("internal error")
             }
             Error::Store(StoreError::Unavailable(cause)) => {
                 tracing::error!(error = %cause, "database unavailable");

@@ -1,10 +1,11 @@
-//! gRPC health: `SERVING` only while the database answers.
+//! gRPC health: `SERVING` only while the database answers, and never again
+//! once shutdown has begun.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tessera_client::pb::credential_service_server::CredentialServiceServer;
-use tokio::sync::watch;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -19,16 +20,41 @@ pub const SERVICE_NAME: &str = <CredentialServiceServer<CredentialsApi> as Named
 #[derive(Clone)]
 pub struct Health {
     reporter: HealthReporter,
+    serving: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
 }
 
 impl Health {
-    /// Reports through `reporter`.
+    /// Reports through `reporter`; starts as not serving.
     pub fn new(reporter: HealthReporter) -> Self {
-        Self { reporter }
+        Self {
+            reporter,
+            serving: Arc::new(AtomicBool::new(false)),
+            closing: Arc::new(AtomicBool::new(false)),
+        }
     }
 
-    /// Reports `SERVING` or `NOT_SERVING`.
+    /// Reports `SERVING` or `NOT_SERVING`; ignored once shutdown began.
     pub async fn set(&self, serving: bool) {
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        self.report(serving).await;
+    }
+
+    /// Reports `NOT_SERVING` for good.
+    pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.report(false).await;
+    }
+
+    /// What was reported last.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::SeqCst)
+    }
+
+    async fn report(&self, serving: bool) {
+        self.serving.store(serving, Ordering::SeqCst);
         let status = if serving {
             ServingStatus::Serving
         } else {
@@ -40,33 +66,20 @@ impl Health {
     }
 }
 
-/// Pings the database every `interval` and reports the result, until `stop`
-/// turns true. Logs only changes.
-pub async fn watch_database(
-    store: Arc<dyn Store>,
-    health: Health,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut serving = true;
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let result = tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await;
-        let healthy = matches!(result, Ok(Ok(())));
-        if *stop.borrow() {
-            return;
-        }
-        if healthy != serving {
-            if healthy {
-                tracing::info!("database reachable again; reporting SERVING");
-            } else {
-                tracing::error!("database unreachable; reporting NOT_SERVING");
-            }
-            health.set(healthy).await;
-            serving = healthy;
-        }
+/// Pings the database once (giving up after `timeout`) and reports a
+/// change of state. Logs only changes.
+pub async fn check_database(store: &dyn Store, health: &Health, timeout: Duration) {
+    let healthy = matches!(
+        tokio::time::timeout(timeout, store.ping()).await,
+        Ok(Ok(()))
+    );
+    if healthy == health.is_serving() {
+        return;
     }
+    if healthy {
+        tracing::info!("database reachable again; reporting SERVING");
+    } else {
+        tracing::error!("database unreachable; reporting NOT_SERVING");
+    }
+    health.set(healthy).await;
 }

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::clock::now_ms;
+use crate::error::Error;
 use crate::store::{InternalCredentialRecord, Store, StoreError};
 
 struct Minted {
@@ -29,6 +30,9 @@ pub struct InternalCredentials {
     instance_id: String,
     liveness: Duration,
     mine: OnceCell<Minted>,
+    /// Set once the credential is withdrawn; the lock also keeps a
+    /// heartbeat from re-inserting the row after the withdrawal.
+    retired: Mutex<bool>,
 }
 
 impl InternalCredentials {
@@ -40,6 +44,7 @@ impl InternalCredentials {
             instance_id: hex::encode(rand::random::<[u8; 8]>()),
             liveness,
             mine: OnceCell::new(),
+            retired: Mutex::new(false),
         }
     }
 
@@ -49,11 +54,11 @@ impl InternalCredentials {
     }
 
     /// This process's credential, minted and registered on first call.
-    pub async fn get_or_mint(&self) -> Result<Secret, StoreError> {
+    pub async fn get_or_mint(&self) -> Result<Secret, Error> {
         let minted = self
             .mine
             .get_or_try_init(|| async {
-                let secret = token::generate(TokenKind::Internal);
+                let secret = token::try_generate(TokenKind::Internal)?;
                 let now = now_ms();
                 let minted = Minted {
                     hash: token::sha256_hex(secret.expose()),
@@ -68,7 +73,7 @@ impl InternalCredentials {
                     credential_id = %token::credential_id("int", minted.secret.expose()),
                     "internal credential minted"
                 );
-                Ok::<_, StoreError>(minted)
+                Ok::<_, Error>(minted)
             })
             .await?;
         Ok(minted.secret.clone())
@@ -94,6 +99,10 @@ impl InternalCredentials {
 
     /// Tells the other replicas this process is alive (no-op before minting).
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        let retired = self.retired.lock().await;
+        if *retired {
+            return Ok(());
+        }
         match self.mine.get() {
             Some(mine) => {
                 self.store
@@ -104,8 +113,11 @@ impl InternalCredentials {
         }
     }
 
-    /// Withdraws this process's credential (at shutdown).
+    /// Withdraws this process's credential from the other replicas (at
+    /// shutdown); heartbeats stop for good.
     pub async fn retire(&self) -> Result<(), StoreError> {
+        let mut retired = self.retired.lock().await;
+        *retired = true;
         match self.mine.get() {
             Some(mine) => self.store.delete_internal_credential(&mine.hash).await,
             None => Ok(()),

@@ -16,14 +16,17 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod install;
 pub mod internal;
 pub mod principal;
 pub mod service_bearer;
 pub mod store;
 pub mod tickets;
+pub mod workspaces;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tessera_client::pb::credential_service_server::CredentialServiceServer;
 use tokio::net::TcpListener;
@@ -40,6 +43,8 @@ use crate::store::{SeaStore, Store, StoreError};
 /// Missed heartbeats after which another replica's internal credential is
 /// refused.
 const MISSED_HEARTBEATS: u32 = 3;
+/// How long shutdown waits to withdraw the internal credential.
+const RETIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,34 @@ pub enum ServeError {
     /// The reflection service could not be built.
     #[error(transparent)]
     Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Starts the database health check, the reaper and the heartbeat; they
+/// stop when `stop` turns true.
+fn spawn_background(
+    settings: &Settings,
+    app: &Arc<Tessera>,
+    store: &Arc<dyn Store>,
+    internal: &Arc<InternalCredentials>,
+    health: &Health,
+    stop: watch::Receiver<bool>,
+) -> [tokio::task::JoinHandle<()>; 3] {
+    let (store_, health_) = (store.clone(), health.clone());
+    let ping_timeout = settings.db_check_interval.max(Duration::from_secs(1));
+    let check = background::every(settings.db_check_interval, stop.clone(), move || {
+        let (store, health) = (store_.clone(), health_.clone());
+        async move { health::check_database(store.as_ref(), &health, ping_timeout).await }
+    });
+    let (app_, store_, internal_) = (app.clone(), store.clone(), internal.clone());
+    let reap = background::every(settings.reaper_interval, stop.clone(), move || {
+        let (app, store, internal) = (app_.clone(), store_.clone(), internal_.clone());
+        async move { background::reap(&app, store.as_ref(), &internal).await }
+    });
+    let internal_ = internal.clone();
+    let beat = background::every(settings.heartbeat_interval, stop, move || {
+        background::heartbeat(internal_.clone())
+    });
+    [tokio::spawn(check), tokio::spawn(reap), tokio::spawn(beat)]
 }
 
 /// Runs Tessera on `listener` until `shutdown` completes, then reports
@@ -75,46 +108,34 @@ pub async fn serve(
         internal.clone(),
     ));
     app.seed_service_users().await;
+    mint_install_token(&app).await;
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(reporter);
     health.set(true).await;
     let (stop_tx, stop) = watch::channel(false);
-    let tasks = [
-        tokio::spawn(health::watch_database(
-            store.clone(),
-            health.clone(),
-            settings.db_check_interval,
-            stop.clone(),
-        )),
-        tokio::spawn(background::reap(
-            app.clone(),
-            store.clone(),
-            internal.clone(),
-            settings.reaper_interval,
-            stop.clone(),
-        )),
-        tokio::spawn(background::heartbeat(
-            internal.clone(),
-            settings.heartbeat_interval,
-            stop,
-        )),
-    ];
+    let tasks = spawn_background(&settings, &app, &store, &internal, &health, stop);
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tessera_client::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let (drain_tx, drain_rx) = oneshot::channel::<()>();
+    let retiring = internal.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutdown requested; reporting NOT_SERVING and draining");
         let _ = stop_tx.send(true);
-        health.set(false).await;
+        health.shutdown().await;
         let _ = drain_tx.send(());
+        // In its own task so a slow database cannot delay the drain.
+        tokio::spawn(async move { retire(&retiring).await });
     };
     let server = Server::builder()
-        .layer(auth::AuthLayer::new(app.clone()))
+        .layer(auth::AuthLayer::new(
+            app.clone(),
+            auth::Throttle::per_minute(settings.anonymous_rate_per_minute),
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(CredentialServiceServer::new(grpc::CredentialsApi::new(app)))
@@ -125,20 +146,47 @@ pub async fn serve(
             Err(_) => std::future::pending().await,
         }
     };
-    let result = tokio::select! {
-        result = server => result.map_err(ServeError::from),
+    let (result, drained) = tokio::select! {
+        result = server => (result.map_err(ServeError::from), true),
         () = drain_deadline => {
-            tracing::warn!("drain timeout reached; closing the remaining calls");
-            Ok(())
+            tracing::warn!("drain timeout reached; abandoning the remaining calls");
+            (Ok(()), false)
         }
     };
 
     for task in tasks {
         task.abort();
     }
-    if let Err(err) = internal.retire().await {
-        tracing::warn!(error = %err, "could not withdraw the internal credential");
+    retire(&internal).await;
+    // Closing the pool waits for every connection in use; after a drain
+    // timeout some may be held by abandoned calls, so the process leaves
+    // them to exit instead.
+    if drained {
+        sea.close().await;
     }
-    sea.close().await;
     result
+}
+
+/// Prints the install-token banner if this process minted one at boot.
+async fn mint_install_token(app: &Tessera) {
+    match app.mint_install_token_at_boot().await {
+        Ok(Some(token)) => {
+            install::print_banner(&token);
+            let id = tessera_client::token::credential_id("ins", token.expose());
+            tracing::info!(credential_id = %id, "install token minted; the banner on standard output shows it once");
+        }
+        Ok(None) => {}
+        Err(err) => tracing::error!(error = %err, "could not mint the install token"),
+    }
+}
+
+/// Withdraws this process's internal credential; other replicas refuse it
+/// from now on (or, if the database is slow or unreachable, after the
+/// liveness bound).
+async fn retire(internal: &InternalCredentials) {
+    match tokio::time::timeout(RETIRE_TIMEOUT, internal.retire()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not withdraw the internal credential"),
+        Err(_) => tracing::warn!("withdrawing the internal credential timed out"),
+    }
 }

@@ -1,40 +1,51 @@
 //! The `tessera` binary: parse the command line, set up logging, run.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
+mod operator;
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use tessera_server::config::{Cli, Command, LogFormat, ServeArgs};
-use tessera_server::store::SeaStore;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Migrate(args)) => migrate(&args.database_url).await,
+        Some(Command::Migrate(args)) => operator::migrate(&args.database_url).await,
+        Some(Command::InstallToken { action, database }) => {
+            operator::install_token(action, &database.database_url).await
+        }
+        Some(Command::GenSecret) => operator::gen_secret(),
         None => match ServeArgs::from_env() {
             Ok(args) => serve(args).await,
             Err(err) => err.exit(),
         },
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(message) => {
             tracing::error!("{message}");
-            eprintln!("tessera: {message}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit here rather than by dropping the runtime: after a drain timeout,
+    // abandoned calls may still wait on the database, and dropping the
+    // runtime would wait for them.
+    std::process::exit(code)
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Migrations log every idempotent check at info; keep startup quiet.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sea_orm_migration=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),
@@ -53,19 +64,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|err| err.to_string())?;
     tracing::info!("stopped");
-    Ok(())
-}
-
-async fn migrate(database_url: &str) -> Result<(), String> {
-    let store = SeaStore::connect(database_url)
-        .await
-        .map_err(|err| format!("cannot open the database: {err}"))?;
-    store
-        .migrate()
-        .await
-        .map_err(|err| format!("migration failed: {err}"))?;
-    store.close().await;
-    tracing::info!("migrations applied");
     Ok(())
 }
 

@@ -90,7 +90,7 @@ impl Tickets {
                 "a user may mint tickets only for itself".into(),
             ));
         }
-        let ticket = token::generate(TokenKind::Ticket);
+        let ticket = token::try_generate(TokenKind::Ticket)?;
         let minted_at = now_ms();
         let expires_at =
             minted_at.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));

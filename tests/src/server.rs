@@ -36,6 +36,7 @@ impl ServerOptions {
             .env("TESSERA_REAPER_INTERVAL_MS", "200")
             .env("TESSERA_HEARTBEAT_INTERVAL_MS", "200")
             .env("TESSERA_DRAIN_TIMEOUT_MS", "5000")
+            .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "100000")
     }
 
     /// Sets an environment variable (later values win).

@@ -7,10 +7,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tonic::Status;
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use tonic::transport::server::TcpConnectInfo;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
+use super::Throttle;
 use super::policy::{self, Rule};
 use crate::app::Tessera;
 use crate::principal::Caller;
@@ -19,12 +24,17 @@ use crate::principal::Caller;
 #[derive(Clone)]
 pub struct AuthLayer {
     app: Arc<Tessera>,
+    throttle: Arc<Throttle>,
 }
 
 impl AuthLayer {
-    /// Authenticates with `app`'s verifier.
-    pub fn new(app: Arc<Tessera>) -> Self {
-        Self { app }
+    /// Authenticates with `app`'s verifier; `throttle` limits the calls
+    /// anyone may make.
+    pub fn new(app: Arc<Tessera>, throttle: Throttle) -> Self {
+        Self {
+            app,
+            throttle: Arc::new(throttle),
+        }
     }
 }
 
@@ -35,6 +45,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             app: self.app.clone(),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -44,6 +55,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     app: Arc<Tessera>,
+    throttle: Arc<Throttle>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -55,6 +67,7 @@ where
         + Send
         + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     B: Send + 'static,
 {
     type Response = S::Response;
@@ -67,8 +80,16 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let rule = policy::rule_for(request.uri().path());
-        if rule == Rule::Public {
-            return Box::pin(self.inner.call(request));
+        match rule {
+            Rule::Public => return Box::pin(self.inner.call(request)),
+            Rule::Anonymous => {
+                let peer = remote_addr(&request).map(|addr| addr.ip());
+                return match self.throttle.check(peer) {
+                    Ok(()) => Box::pin(self.inner.call(request)),
+                    Err(wait) => Box::pin(std::future::ready(Ok(throttled(wait).into_http()))),
+                };
+            }
+            _ => {}
         }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
@@ -96,7 +117,11 @@ async fn authorize(
     peer: String,
     rule: Rule,
 ) -> Result<Caller, Status> {
-    let principal = app.authenticate(bearer, path, &peer).await?;
+    let principal = if rule == Rule::Workspace {
+        app.authenticate_registrant(bearer, path, &peer).await?
+    } else {
+        app.authenticate(bearer, path, &peer).await?
+    };
     let caller = Caller { principal, peer };
     if policy::allows(rule, &caller.principal) {
         Ok(caller)
@@ -107,13 +132,28 @@ async fn authorize(
 }
 
 /// The caller's address, when the transport recorded it.
-fn peer_of<B>(request: &http::Request<B>) -> String {
+fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
     request
         .extensions()
         .get::<TcpConnectInfo>()
         .and_then(TcpConnectInfo::remote_addr)
+}
+
+/// The caller's address as text, empty when unknown.
+fn peer_of<B>(request: &http::Request<B>) -> String {
+    remote_addr(request)
         .map(|addr| addr.to_string())
         .unwrap_or_default()
+}
+
+/// `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` saying when to retry.
+fn throttled(wait: Duration) -> Status {
+    tracing::info!(retry_after_ms = wait.as_millis() as u64, "caller throttled");
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        "too many requests; retry later",
+        ErrorDetails::with_retry_info(Some(wait)),
+    )
 }
 
 /// The token of an `authorization: Bearer <token>` header. The scheme is

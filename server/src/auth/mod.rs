@@ -3,5 +3,7 @@
 
 mod layer;
 pub mod policy;
+mod throttle;
 
 pub use layer::AuthLayer;
+pub use throttle::Throttle;

@@ -5,8 +5,10 @@ use crate::principal::{Principal, PrincipalKind};
 /// Which callers an RPC admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
-    /// Anyone, without credentials.
+    /// Anyone, without credentials (health, reflection).
     Public,
+    /// Anyone, without credentials, within a per-peer rate.
+    Anonymous,
     /// `SERVICE` principals.
     Service,
     /// `SERVICE` principals, or a `USER` (the handler restricts it to itself).
@@ -31,7 +33,7 @@ pub fn rule_for(path: &str) -> Rule {
         return Rule::Authenticated;
     };
     match method {
-        "GetInstallTokenStatus" | "ConsumeInstallToken" => Rule::Public,
+        "GetInstallTokenStatus" | "ConsumeInstallToken" => Rule::Anonymous,
         "VerifyBearer" | "ConsumeTicket" | "GetInternalCredential" => Rule::Service,
         "MintTicket" => Rule::ServiceOrUser,
         "IssueInstallToken" | "ProvisionWorkspace" | "GetInboundSecret" => Rule::Admin,
@@ -44,7 +46,7 @@ pub fn rule_for(path: &str) -> Rule {
 pub fn allows(rule: Rule, principal: &Principal) -> bool {
     let kind = principal.kind;
     match rule {
-        Rule::Public | Rule::Authenticated => true,
+        Rule::Public | Rule::Anonymous | Rule::Authenticated => true,
         Rule::Service => kind == PrincipalKind::Service,
         Rule::ServiceOrUser => matches!(kind, PrincipalKind::Service | PrincipalKind::User),
         Rule::Admin => {
@@ -84,8 +86,8 @@ mod tests {
         assert_eq!(rpc("IssueInstallToken"), Rule::Admin);
         assert_eq!(rpc("ProvisionWorkspace"), Rule::Admin);
         assert_eq!(rpc("GetInboundSecret"), Rule::Admin);
-        assert_eq!(rpc("GetInstallTokenStatus"), Rule::Public);
-        assert_eq!(rpc("ConsumeInstallToken"), Rule::Public);
+        assert_eq!(rpc("GetInstallTokenStatus"), Rule::Anonymous);
+        assert_eq!(rpc("ConsumeInstallToken"), Rule::Anonymous);
         assert_eq!(rpc("RegisterWorkspace"), Rule::Workspace);
         assert_eq!(rpc("Unknown"), Rule::Authenticated);
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);

@@ -3,6 +3,7 @@
 use prost_types::Timestamp;
 use tessera_client::pb;
 
+use crate::install::InstallState;
 use crate::principal::{Principal, PrincipalKind};
 use crate::tickets::TicketIdentity;
 
@@ -21,6 +22,16 @@ impl From<PrincipalKind> for pb::PrincipalKind {
             PrincipalKind::Internal => pb::PrincipalKind::Internal,
             PrincipalKind::User => pb::PrincipalKind::User,
             PrincipalKind::Workspace => pb::PrincipalKind::Workspace,
+        }
+    }
+}
+
+impl From<InstallState> for pb::InstallTokenState {
+    fn from(state: InstallState) -> Self {
+        match state {
+            InstallState::NotIssued => pb::InstallTokenState::NotIssued,
+            InstallState::Pending => pb::InstallTokenState::Pending,
+            InstallState::Consumed => pb::InstallTokenState::Consumed,
         }
     }
 }

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use crate::app::Tessera;
-use crate::error::Error;
+use crate::bearer::user_principal;
 use crate::principal::Caller;
 use crate::tickets::TicketRequest;
 
@@ -105,43 +105,99 @@ impl CredentialService for CredentialsApi {
 
     async fn issue_install_token(
         &self,
-        _request: Request<pb::IssueInstallTokenRequest>,
+        request: Request<pb::IssueInstallTokenRequest>,
     ) -> Reply<pb::IssueInstallTokenResponse> {
-        Err(Error::Unimplemented("IssueInstallToken").into())
+        let caller = caller(&request)?;
+        let force = request.get_ref().force;
+        let (minted, status) = self.app.issue_install_token(&caller, force).await?;
+        Ok(Response::new(pb::IssueInstallTokenResponse {
+            install_token: minted.map(|token| token.expose().to_owned()),
+            state: pb::InstallTokenState::from(status.state).into(),
+            issued_at: status.issued_at.map(timestamp),
+        }))
     }
 
     async fn get_install_token_status(
         &self,
         _request: Request<pb::GetInstallTokenStatusRequest>,
     ) -> Reply<pb::GetInstallTokenStatusResponse> {
-        Err(Error::Unimplemented("GetInstallTokenStatus").into())
+        let status = self.app.install_token_status().await?;
+        Ok(Response::new(pb::GetInstallTokenStatusResponse {
+            state: pb::InstallTokenState::from(status.state).into(),
+            issued_at: status.issued_at.map(timestamp),
+            consumed_at: status.consumed_at.map(timestamp),
+        }))
     }
 
     async fn consume_install_token(
         &self,
-        _request: Request<pb::ConsumeInstallTokenRequest>,
+        request: Request<pb::ConsumeInstallTokenRequest>,
     ) -> Reply<pb::ConsumeInstallTokenResponse> {
-        Err(Error::Unimplemented("ConsumeInstallToken").into())
+        let peer = request
+            .remote_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let body = request.get_ref();
+        let admin = self
+            .app
+            .consume_install_token(
+                &peer,
+                &body.install_token,
+                &body.admin_email,
+                &body.admin_name,
+            )
+            .await?;
+        let principal = user_principal(admin.user, admin.token.expose());
+        Ok(Response::new(pb::ConsumeInstallTokenResponse {
+            admin: Some(principal.into()),
+            admin_token: admin.token.expose().to_owned(),
+        }))
     }
 
     async fn provision_workspace(
         &self,
-        _request: Request<pb::ProvisionWorkspaceRequest>,
+        request: Request<pb::ProvisionWorkspaceRequest>,
     ) -> Reply<pb::ProvisionWorkspaceResponse> {
-        Err(Error::Unimplemented("ProvisionWorkspace").into())
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let provisioned = self
+            .app
+            .provision_workspace(&caller, &body.workspace_id, &body.name)
+            .await?;
+        Ok(Response::new(pb::ProvisionWorkspaceResponse {
+            workspace_id: provisioned.workspace_id,
+            registration_token: provisioned.registration_token.expose().to_owned(),
+            platform_inbound_secret: provisioned.inbound_secret.expose().to_owned(),
+        }))
     }
 
     async fn register_workspace(
         &self,
-        _request: Request<pb::RegisterWorkspaceRequest>,
+        request: Request<pb::RegisterWorkspaceRequest>,
     ) -> Reply<pb::RegisterWorkspaceResponse> {
-        Err(Error::Unimplemented("RegisterWorkspace").into())
+        let caller = caller(&request)?;
+        let body = request.get_ref();
+        let registration = self
+            .app
+            .register_workspace(&caller, &body.workspace_id, body.reissue_auth_token)
+            .await?;
+        Ok(Response::new(pb::RegisterWorkspaceResponse {
+            auth_token: registration.auth_token.map(|t| t.expose().to_owned()),
+            platform_inbound_secret: registration.inbound_secret.map(|s| s.expose().to_owned()),
+            registered_at: Some(timestamp(registration.registered_at)),
+        }))
     }
 
     async fn get_inbound_secret(
         &self,
-        _request: Request<pb::GetInboundSecretRequest>,
+        request: Request<pb::GetInboundSecretRequest>,
     ) -> Reply<pb::GetInboundSecretResponse> {
-        Err(Error::Unimplemented("GetInboundSecret").into())
+        let secret = self
+            .app
+            .inbound_secret(&request.get_ref().workspace_id)
+            .await?;
+        Ok(Response::new(pb::GetInboundSecretResponse {
+            platform_inbound_secret: secret.map(|s| s.expose().to_owned()),
+        }))
     }
 }

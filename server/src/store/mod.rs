@@ -7,6 +7,7 @@ mod entities;
 mod sea;
 
 use async_trait::async_trait;
+use tessera_client::Secret;
 
 pub use sea::SeaStore;
 
@@ -42,15 +43,6 @@ pub enum UserKind {
     Service,
     /// A person.
     Human,
-}
-
-impl UserKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            UserKind::Service => "service",
-            UserKind::Human => "human",
-        }
-    }
 }
 
 /// A user and the groups it belongs to.
@@ -117,6 +109,71 @@ pub struct AuditRecord {
     pub peer: String,
 }
 
+/// The install token on file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallTokenRecord {
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// When it was minted.
+    pub issued_at: i64,
+    /// When it created the first admin, if it did.
+    pub consumed_at: Option<i64>,
+}
+
+/// The first administrator to create with the install token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAdmin {
+    /// Its e-mail.
+    pub email: String,
+    /// Its display name.
+    pub display_name: String,
+    /// Hex SHA-256 of its first user access token.
+    pub token_hash: String,
+}
+
+/// What [`Store::consume_install_token`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// The token was pending with this hash; the admin now exists.
+    Created(UserRecord),
+    /// No pending token with this hash (wrong, replaced or already used).
+    NotPending,
+    /// A human user exists already; nothing was changed.
+    HumanExists,
+}
+
+/// A provisioned workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceRecord {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Secret the platform presents to it; `None` for legacy workspaces.
+    pub inbound_secret: Option<Secret>,
+    /// Hex SHA-256 of its registration token.
+    pub registration_hash: String,
+    /// Hex SHA-256 of its current auth token, once registered.
+    pub auth_hash: Option<String>,
+    /// When it was provisioned.
+    pub created_at: i64,
+    /// When it first registered.
+    pub registered_at: Option<i64>,
+    /// When it last registered.
+    pub last_registered_at: Option<i64>,
+}
+
+/// How a registration treats the workspace's auth token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthTokenChange<'a> {
+    /// Leave it as it is.
+    Keep,
+    /// Set this hash only if no auth token is set yet (first registration).
+    SetIfNone(&'a str),
+    /// Replace it with this hash (rotation); the old token stops verifying.
+    Replace(&'a str),
+}
+
 /// The database operations Tessera needs.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -161,6 +218,55 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes internal credentials whose last heartbeat is before `cutoff`.
     async fn delete_stale_internal_credentials(&self, cutoff: i64) -> Result<u64>;
+
+    /// True when at least one human (non-service) user exists.
+    async fn any_human_user(&self) -> Result<bool>;
+
+    /// The user an access token (by hash) belongs to.
+    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRecord>>;
+
+    /// The install token on file.
+    async fn install_token(&self) -> Result<Option<InstallTokenRecord>>;
+
+    /// Files a new install token unless one (pending or consumed) is on
+    /// file; true when this call filed it. Safe to race.
+    async fn insert_install_token(&self, hash: &str, issued_at: i64) -> Result<bool>;
+
+    /// Files a new pending install token, replacing whatever was on file.
+    async fn replace_install_token(&self, hash: &str, issued_at: i64) -> Result<()>;
+
+    /// In one transaction: marks the pending install token with `hash`
+    /// consumed and creates `admin` in `groups` with its access token. Of
+    /// concurrent callers at most one gets [`InstallOutcome::Created`].
+    async fn consume_install_token(
+        &self,
+        hash: &str,
+        now: i64,
+        admin: &NewAdmin,
+        groups: &[&str],
+    ) -> Result<InstallOutcome>;
+
+    /// Stores a new workspace; false when its id is taken.
+    async fn insert_workspace(&self, workspace: &WorkspaceRecord) -> Result<bool>;
+
+    /// The workspace with this id.
+    async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>>;
+
+    /// The workspace whose registration token has this hash.
+    async fn workspace_by_registration(&self, hash: &str) -> Result<Option<WorkspaceRecord>>;
+
+    /// The workspace whose current auth token has this hash.
+    async fn workspace_by_auth(&self, hash: &str) -> Result<Option<WorkspaceRecord>>;
+
+    /// Records a registration at `now` and applies `auth`; true when the
+    /// auth token hash was written (false for [`AuthTokenChange::Keep`], or
+    /// when another registration set one first).
+    async fn record_registration(
+        &self,
+        id: &str,
+        now: i64,
+        auth: AuthTokenChange<'_>,
+    ) -> Result<bool>;
 
     /// Appends an audit entry.
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;

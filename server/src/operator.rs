@@ -1,0 +1,92 @@
+//! Operator commands that work on the database directly, also while a
+//! server runs on it: `migrate`, `install-token`, `gen-secret`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use tessera_client::token::{self, TokenKind};
+use tessera_server::app::Tessera;
+use tessera_server::config::InstallTokenAction;
+use tessera_server::install::{self, InstallState};
+use tessera_server::store::{SeaStore, Store};
+
+/// Actor recorded in the audit log for operator commands.
+const OPERATOR: &str = "operator-cli";
+
+/// `tessera migrate`.
+pub async fn migrate(database_url: &str) -> Result<(), String> {
+    let store = open(database_url).await?;
+    store.close().await;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// `tessera install-token status|regenerate`.
+pub async fn install_token(action: InstallTokenAction, database_url: &str) -> Result<(), String> {
+    let sea = open(database_url).await?;
+    let store: Arc<dyn Store> = Arc::new(sea.clone());
+    let app = Tessera::offline(store);
+    let result = match action {
+        InstallTokenAction::Status => {
+            let status = app
+                .install_token_status()
+                .await
+                .map_err(|err| err.to_string())?;
+            let state = match status.state {
+                InstallState::NotIssued => "NOT_ISSUED",
+                InstallState::Pending => "PENDING",
+                InstallState::Consumed => "CONSUMED",
+            };
+            write_stdout(&format!(
+                "state: {state}\nissued_at: {}\nconsumed_at: {}",
+                rfc3339(status.issued_at),
+                rfc3339(status.consumed_at)
+            ))
+        }
+        InstallTokenAction::Regenerate => {
+            let token = app
+                .regenerate_install_token(OPERATOR)
+                .await
+                .map_err(|err| err.to_string())?;
+            install::print_banner(&token);
+            Ok(())
+        }
+    };
+    sea.close().await;
+    result
+}
+
+/// `tessera gen-secret`: 256 bits from the OS CSPRNG, in the token format
+/// so secret scanners recognise it.
+pub fn gen_secret() -> Result<(), String> {
+    let secret = token::try_generate(TokenKind::Service).map_err(|err| err.to_string())?;
+    write_stdout(secret.expose())
+}
+
+async fn open(database_url: &str) -> Result<SeaStore, String> {
+    let store = SeaStore::connect(database_url)
+        .await
+        .map_err(|err| format!("cannot open the database: {err}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|err| format!("migration failed: {err}"))?;
+    Ok(store)
+}
+
+fn write_stdout(text: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|err| format!("cannot write to standard output: {err}"))
+}
+
+fn rfc3339(ms: Option<i64>) -> String {
+    match ms.and_then(|ms| u64::try_from(ms).ok()) {
+        Some(ms) => {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
+        None => "-".to_owned(),
+    }
+}

@@ -1,0 +1,198 @@
+//! [`Store`] on sea-orm: SQLite (default) or PostgreSQL, chosen by URL.
+//!
+//! The trait implementation only delegates: the queries live beside their
+//! tables in `records.rs` (tickets, internal credentials, audit) and
+//! `users.rs` (users, access tokens, the install token).
+
+mod records;
+mod users;
+mod workspaces;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use tessera_migrations::{Migrator, MigratorTrait};
+
+use super::{
+    AuditRecord, AuthTokenChange, InstallOutcome, InstallTokenRecord, InternalCredentialRecord,
+    NewAdmin, Result, Store, TicketRecord, UserKind, UserRecord, WorkspaceRecord,
+};
+
+/// How long a caller waits for a pooled connection before the database
+/// counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long SQLite waits for another writer (another process, or the CLI).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Migration attempts before giving up: replicas starting together race to
+/// migrate, and the loser retries and finds the work done.
+const MIGRATION_ATTEMPTS: u32 = 5;
+
+/// The sea-orm implementation of [`Store`].
+#[derive(Clone, Debug)]
+pub struct SeaStore {
+    db: DatabaseConnection,
+}
+
+impl SeaStore {
+    /// Connects to `url` (`sqlite:…` creates the file if missing; anything
+    /// else is PostgreSQL).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut options = ConnectOptions::new(url);
+        options
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_timeout(ACQUIRE_TIMEOUT)
+            .sqlx_logging(false);
+        if url.starts_with("sqlite:") {
+            options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            });
+        } else {
+            options.max_connections(32);
+        }
+        let db = Database::connect(options).await?;
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match Migrator::up(&self.db, None).await {
+                Ok(()) => return Ok(()),
+                Err(err) if attempt < MIGRATION_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %err, "migration failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(self) {
+        if let Err(err) = self.db.close().await {
+            tracing::warn!(error = %err, "closing the database pool failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SeaStore {
+    async fn ping(&self) -> Result<()> {
+        Ok(self.db.ping().await?)
+    }
+
+    async fn ensure_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        kind: UserKind,
+        groups: &[&str],
+    ) -> Result<UserRecord> {
+        users::ensure_user(&self.db, email, display_name, kind, groups).await
+    }
+
+    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<()> {
+        records::insert_ticket(&self.db, ticket).await
+    }
+
+    async fn take_ticket(&self, hash: &str) -> Result<Option<TicketRecord>> {
+        records::take_ticket(&self.db, hash).await
+    }
+
+    async fn delete_expired_tickets(&self, now: i64) -> Result<u64> {
+        records::delete_expired_tickets(&self.db, now).await
+    }
+
+    async fn count_tickets(&self) -> Result<u64> {
+        records::count_tickets(&self.db).await
+    }
+
+    async fn upsert_internal_credential(&self, record: &InternalCredentialRecord) -> Result<()> {
+        records::upsert_internal_credential(&self.db, record).await
+    }
+
+    async fn find_internal_credential(
+        &self,
+        hash: &str,
+    ) -> Result<Option<InternalCredentialRecord>> {
+        records::find_internal_credential(&self.db, hash).await
+    }
+
+    async fn delete_internal_credential(&self, hash: &str) -> Result<()> {
+        records::delete_internal_credential(&self.db, hash).await
+    }
+
+    async fn delete_stale_internal_credentials(&self, cutoff: i64) -> Result<u64> {
+        records::delete_stale_internal_credentials(&self.db, cutoff).await
+    }
+
+    async fn any_human_user(&self) -> Result<bool> {
+        users::any_human_user(&self.db).await
+    }
+
+    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRecord>> {
+        users::user_by_token(&self.db, token_hash).await
+    }
+
+    async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {
+        users::install_token(&self.db).await
+    }
+
+    async fn insert_install_token(&self, hash: &str, issued_at: i64) -> Result<bool> {
+        users::insert_install_token(&self.db, hash, issued_at).await
+    }
+
+    async fn replace_install_token(&self, hash: &str, issued_at: i64) -> Result<()> {
+        users::replace_install_token(&self.db, hash, issued_at).await
+    }
+
+    async fn consume_install_token(
+        &self,
+        hash: &str,
+        now: i64,
+        admin: &NewAdmin,
+        groups: &[&str],
+    ) -> Result<InstallOutcome> {
+        users::consume_install_token(&self.db, hash, now, admin, groups).await
+    }
+
+    async fn insert_workspace(&self, workspace: &WorkspaceRecord) -> Result<bool> {
+        workspaces::insert(&self.db, workspace).await
+    }
+
+    async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>> {
+        workspaces::by_id(&self.db, id).await
+    }
+
+    async fn workspace_by_registration(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
+        workspaces::by_registration(&self.db, hash).await
+    }
+
+    async fn workspace_by_auth(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
+        workspaces::by_auth(&self.db, hash).await
+    }
+
+    async fn record_registration(
+        &self,
+        id: &str,
+        now: i64,
+        auth: AuthTokenChange<'_>,
+    ) -> Result<bool> {
+        workspaces::record_registration(&self.db, id, now, auth).await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        records::append_audit(&self.db, record).await
+    }
+
+    async fn recent_audit(&self, limit: u64) -> Result<Vec<AuditRecord>> {
+        records::recent_audit(&self.db, limit).await
+    }
+}

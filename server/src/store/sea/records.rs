@@ -1,0 +1,142 @@
+//! Tickets, internal credentials and the audit log.
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use crate::store::entities::{audit, internal_credential, ticket};
+use crate::store::{AuditRecord, InternalCredentialRecord, Result, TicketRecord};
+
+pub async fn insert_ticket(db: &impl ConnectionTrait, record: &TicketRecord) -> Result<()> {
+    ticket::Entity::insert(ticket::ActiveModel {
+        hash: Set(record.hash.clone()),
+        user_id: Set(record.user_id.clone()),
+        provider: Set(record.provider.clone()),
+        purpose: Set(record.purpose.clone()),
+        minted_at: Set(record.minted_at),
+        expires_at: Set(record.expires_at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn take_ticket(db: &impl ConnectionTrait, hash: &str) -> Result<Option<TicketRecord>> {
+    // DELETE … RETURNING: the row goes to exactly one caller, on SQLite and
+    // PostgreSQL alike, with no read-then-write window.
+    let mut rows = ticket::Entity::delete_many()
+        .filter(ticket::Column::Hash.eq(hash))
+        .exec_with_returning(db)
+        .await?;
+    Ok(rows.pop().map(|row| TicketRecord {
+        hash: row.hash,
+        user_id: row.user_id,
+        provider: row.provider,
+        purpose: row.purpose,
+        minted_at: row.minted_at,
+        expires_at: row.expires_at,
+    }))
+}
+
+pub async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> Result<u64> {
+    let result = ticket::Entity::delete_many()
+        .filter(ticket::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+pub async fn count_tickets(db: &impl ConnectionTrait) -> Result<u64> {
+    Ok(ticket::Entity::find().count(db).await?)
+}
+
+pub async fn upsert_internal_credential(
+    db: &impl ConnectionTrait,
+    record: &InternalCredentialRecord,
+) -> Result<()> {
+    internal_credential::Entity::insert(internal_credential::ActiveModel {
+        hash: Set(record.hash.clone()),
+        instance_id: Set(record.instance_id.clone()),
+        created_at: Set(record.created_at),
+        heartbeat_at: Set(record.heartbeat_at),
+    })
+    .on_conflict(
+        OnConflict::column(internal_credential::Column::Hash)
+            .update_column(internal_credential::Column::HeartbeatAt)
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_internal_credential(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<InternalCredentialRecord>> {
+    let row = internal_credential::Entity::find_by_id(hash.to_owned())
+        .one(db)
+        .await?;
+    Ok(row.map(|row| InternalCredentialRecord {
+        hash: row.hash,
+        instance_id: row.instance_id,
+        created_at: row.created_at,
+        heartbeat_at: row.heartbeat_at,
+    }))
+}
+
+pub async fn delete_internal_credential(db: &impl ConnectionTrait, hash: &str) -> Result<()> {
+    internal_credential::Entity::delete_by_id(hash.to_owned())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_stale_internal_credentials(
+    db: &impl ConnectionTrait,
+    cutoff: i64,
+) -> Result<u64> {
+    let result = internal_credential::Entity::delete_many()
+        .filter(internal_credential::Column::HeartbeatAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+pub async fn append_audit(db: &impl ConnectionTrait, record: &AuditRecord) -> Result<()> {
+    audit::Entity::insert(audit::ActiveModel {
+        at: Set(record.at),
+        actor: Set(record.actor.clone()),
+        action: Set(record.action.clone()),
+        resource: Set(record.resource.clone()),
+        outcome: Set(record.outcome.clone()),
+        credential_id: Set(record.credential_id.clone()),
+        peer: Set(record.peer.clone()),
+        ..Default::default()
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn recent_audit(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<AuditRecord>> {
+    let rows = audit::Entity::find()
+        .order_by_desc(audit::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| AuditRecord {
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            resource: row.resource,
+            outcome: row.outcome,
+            credential_id: row.credential_id,
+            peer: row.peer,
+        })
+        .collect())
+}

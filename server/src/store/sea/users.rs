@@ -1,0 +1,219 @@
+//! Users, their groups and access tokens, and the install token.
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, TransactionTrait, TryInsertResult,
+};
+
+use crate::store::entities::{group_member, install_token, user, user_token};
+use crate::store::{
+    InstallOutcome, InstallTokenRecord, NewAdmin, Result, StoreError, UserKind, UserRecord,
+};
+
+/// Primary key of the single install-token row.
+const INSTALL_ID: &str = "install";
+
+impl UserKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Service => "service",
+            UserKind::Human => "human",
+        }
+    }
+}
+
+pub async fn ensure_user(
+    db: &impl ConnectionTrait,
+    email: &str,
+    display_name: &str,
+    kind: UserKind,
+    groups: &[&str],
+) -> Result<UserRecord> {
+    let now = crate::clock::now_ms();
+    user::Entity::insert(new_user(email, display_name, kind, now))
+        .on_conflict_do_nothing_on([user::Column::Email])
+        .exec(db)
+        .await?;
+    let row = user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(db)
+        .await?
+        .ok_or_else(|| StoreError::Db(DbErr::RecordNotFound(email.to_owned())))?;
+    add_to_groups(db, &row.id, groups, now).await?;
+    with_groups(db, row).await
+}
+
+pub async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
+    let human = user::Entity::find()
+        .filter(user::Column::Kind.eq(UserKind::Human.as_str()))
+        .one(db)
+        .await?;
+    Ok(human.is_some())
+}
+
+pub async fn user_by_token(
+    db: &impl ConnectionTrait,
+    token_hash: &str,
+) -> Result<Option<UserRecord>> {
+    let Some(token) = user_token::Entity::find_by_id(token_hash.to_owned())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    match user::Entity::find_by_id(token.user_id).one(db).await? {
+        Some(row) => Ok(Some(with_groups(db, row).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn install_token(db: &impl ConnectionTrait) -> Result<Option<InstallTokenRecord>> {
+    let row = install_token::Entity::find_by_id(INSTALL_ID.to_owned())
+        .one(db)
+        .await?;
+    Ok(row.map(|row| InstallTokenRecord {
+        hash: row.hash,
+        issued_at: row.issued_at,
+        consumed_at: row.consumed_at,
+    }))
+}
+
+pub async fn insert_install_token(
+    db: &impl ConnectionTrait,
+    hash: &str,
+    issued_at: i64,
+) -> Result<bool> {
+    let inserted = install_token::Entity::insert(pending_install_token(hash, issued_at))
+        .on_conflict_do_nothing_on([install_token::Column::Id])
+        .exec_without_returning(db)
+        .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+}
+
+pub async fn replace_install_token(
+    db: &impl ConnectionTrait,
+    hash: &str,
+    issued_at: i64,
+) -> Result<()> {
+    install_token::Entity::insert(pending_install_token(hash, issued_at))
+        .on_conflict(
+            OnConflict::column(install_token::Column::Id)
+                .update_columns([
+                    install_token::Column::Hash,
+                    install_token::Column::IssuedAt,
+                    install_token::Column::ConsumedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn consume_install_token(
+    db: &DatabaseConnection,
+    hash: &str,
+    now: i64,
+    admin: &NewAdmin,
+    groups: &[&str],
+) -> Result<InstallOutcome> {
+    let txn = db.begin().await?;
+    // The claim comes first: it takes the write lock, so concurrent callers
+    // queue here and all but one find the token already consumed.
+    let claimed = install_token::Entity::update_many()
+        .col_expr(install_token::Column::ConsumedAt, Expr::value(now))
+        .filter(install_token::Column::Id.eq(INSTALL_ID))
+        .filter(install_token::Column::Hash.eq(hash))
+        .filter(install_token::Column::ConsumedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(InstallOutcome::NotPending);
+    }
+    if any_human_user(&txn).await? {
+        txn.rollback().await?;
+        return Ok(InstallOutcome::HumanExists);
+    }
+    let row = user::Entity::insert(new_user(
+        &admin.email,
+        &admin.display_name,
+        UserKind::Human,
+        now,
+    ))
+    .exec_with_returning(&txn)
+    .await?;
+    add_to_groups(&txn, &row.id, groups, now).await?;
+    user_token::Entity::insert(user_token::ActiveModel {
+        hash: Set(admin.token_hash.clone()),
+        user_id: Set(row.id.clone()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    let admin = with_groups(&txn, row).await?;
+    txn.commit().await?;
+    Ok(InstallOutcome::Created(admin))
+}
+
+fn new_user(email: &str, display_name: &str, kind: UserKind, now: i64) -> user::ActiveModel {
+    user::ActiveModel {
+        id: Set(hex::encode(rand::random::<[u8; 16]>())),
+        email: Set(email.to_owned()),
+        display_name: Set(display_name.to_owned()),
+        kind: Set(kind.as_str().to_owned()),
+        created_at: Set(now),
+    }
+}
+
+fn pending_install_token(hash: &str, issued_at: i64) -> install_token::ActiveModel {
+    install_token::ActiveModel {
+        id: Set(INSTALL_ID.to_owned()),
+        hash: Set(hash.to_owned()),
+        issued_at: Set(issued_at),
+        consumed_at: Set(None),
+    }
+}
+
+async fn add_to_groups(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    groups: &[&str],
+    now: i64,
+) -> Result<()> {
+    for group in groups {
+        group_member::Entity::insert(group_member::ActiveModel {
+            user_id: Set(user_id.to_owned()),
+            group_name: Set((*group).to_owned()),
+            added_at: Set(now),
+        })
+        .on_conflict_do_nothing()
+        .exec(db)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn with_groups(db: &impl ConnectionTrait, row: user::Model) -> Result<UserRecord> {
+    let groups = group_member::Entity::find()
+        .filter(group_member::Column::UserId.eq(row.id.as_str()))
+        .order_by_asc(group_member::Column::GroupName)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|member| member.group_name)
+        .collect();
+    let kind = if row.kind == UserKind::Service.as_str() {
+        UserKind::Service
+    } else {
+        UserKind::Human
+    };
+    Ok(UserRecord {
+        id: row.id,
+        email: row.email,
+        display_name: row.display_name,
+        kind,
+        groups,
+    })
+}

@@ -1,0 +1,101 @@
+//! Workspaces.
+
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TryInsertResult,
+    UpdateMany,
+};
+use tessera_client::Secret;
+
+use crate::store::entities::workspace::{self, Column};
+use crate::store::{AuthTokenChange, Result, WorkspaceRecord};
+
+pub async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> Result<bool> {
+    let inserted = workspace::Entity::insert(workspace::ActiveModel {
+        id: Set(record.id.clone()),
+        name: Set(record.name.clone()),
+        inbound_secret: Set(record
+            .inbound_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned())),
+        registration_hash: Set(record.registration_hash.clone()),
+        auth_hash: Set(record.auth_hash.clone()),
+        created_at: Set(record.created_at),
+        registered_at: Set(record.registered_at),
+        last_registered_at: Set(record.last_registered_at),
+    })
+    .on_conflict_do_nothing_on([Column::Id])
+    .exec_without_returning(db)
+    .await?;
+    Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+}
+
+pub async fn by_id(db: &impl ConnectionTrait, id: &str) -> Result<Option<WorkspaceRecord>> {
+    find(db, Column::Id.eq(id)).await
+}
+
+pub async fn by_registration(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<WorkspaceRecord>> {
+    find(db, Column::RegistrationHash.eq(hash)).await
+}
+
+pub async fn by_auth(db: &impl ConnectionTrait, hash: &str) -> Result<Option<WorkspaceRecord>> {
+    find(db, Column::AuthHash.eq(hash)).await
+}
+
+pub async fn record_registration(
+    db: &impl ConnectionTrait,
+    id: &str,
+    now: i64,
+    auth: AuthTokenChange<'_>,
+) -> Result<bool> {
+    let written = match auth {
+        AuthTokenChange::Keep => false,
+        AuthTokenChange::SetIfNone(hash) => {
+            // Conditional on NULL, so of two racing first registrations
+            // only one token is ever valid.
+            let update = registration(id, now)
+                .col_expr(Column::AuthHash, Expr::value(hash))
+                .filter(Column::AuthHash.is_null());
+            update.exec(db).await?.rows_affected == 1
+        }
+        AuthTokenChange::Replace(hash) => {
+            let update = registration(id, now).col_expr(Column::AuthHash, Expr::value(hash));
+            update.exec(db).await?.rows_affected == 1
+        }
+    };
+    if !written {
+        registration(id, now).exec(db).await?;
+    }
+    Ok(written)
+}
+
+/// An update of `id` that records a registration at `now`.
+fn registration(id: &str, now: i64) -> UpdateMany<workspace::Entity> {
+    workspace::Entity::update_many()
+        .col_expr(
+            Column::RegisteredAt,
+            Func::coalesce([Expr::col(Column::RegisteredAt), Expr::value(now)]).into(),
+        )
+        .col_expr(Column::LastRegisteredAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+}
+
+async fn find(
+    db: &impl ConnectionTrait,
+    condition: impl sea_orm::sea_query::IntoCondition,
+) -> Result<Option<WorkspaceRecord>> {
+    let row = workspace::Entity::find().filter(condition).one(db).await?;
+    Ok(row.map(|row| WorkspaceRecord {
+        id: row.id,
+        name: row.name,
+        inbound_secret: row.inbound_secret.map(Secret::new),
+        registration_hash: row.registration_hash,
+        auth_hash: row.auth_hash,
+        created_at: row.created_at,
+        registered_at: row.registered_at,
+        last_registered_at: row.last_registered_at,
+    }))
+}

@@ -1,0 +1,297 @@
+//! One storage test suite, run against SQLite and against PostgreSQL.
+
+use std::sync::Arc;
+
+use tessera_server::store::{
+    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, TicketRecord,
+    UserKind,
+};
+use tessera_tests::TestDatabase;
+
+/// Runs `$case` on a fresh SQLite file and on a fresh PostgreSQL database.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = tessera_tests::TestDatabase::sqlite();
+                    super::$case(super::open(&db).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(db) = tessera_tests::TestDatabase::postgres().await else { return };
+                    super::$case(super::open(&db).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_are_idempotent,
+    ensure_user_is_idempotent_under_races,
+    a_ticket_is_taken_at_most_once,
+    expired_tickets_are_deleted,
+    internal_credentials_heartbeat_and_expire,
+    audit_entries_come_back_newest_first,
+    one_install_token_is_filed_under_races,
+    the_install_token_creates_one_admin,
+);
+
+async fn open(db: &TestDatabase) -> Arc<SeaStore> {
+    let store = SeaStore::connect(db.url()).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Arc::new(store)
+}
+
+fn ticket(hash: &str, expires_at: i64) -> TicketRecord {
+    TicketRecord {
+        hash: hash.to_owned(),
+        user_id: "u1".into(),
+        provider: "github".into(),
+        purpose: "ws-upgrade".into(),
+        minted_at: 1_000,
+        expires_at,
+    }
+}
+
+async fn migrations_are_idempotent(store: Arc<SeaStore>) {
+    store.migrate().await.expect("second migration run");
+    store.ping().await.expect("ping");
+}
+
+async fn ensure_user_is_idempotent_under_races(store: Arc<SeaStore>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ensure_user("svc@system.local", "Svc", UserKind::Service, &["Admin"])
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let user = task.await.expect("join").expect("ensure_user");
+        assert_eq!(user.groups, vec!["Admin".to_owned()]);
+        assert_eq!(user.kind, UserKind::Service);
+        ids.push(user.id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one user row for one e-mail");
+}
+
+async fn a_ticket_is_taken_at_most_once(store: Arc<SeaStore>) {
+    let record = ticket("h-once", i64::MAX);
+    store.insert_ticket(&record).await.expect("insert");
+    assert!(
+        store.insert_ticket(&record).await.is_err(),
+        "duplicate hash refused"
+    );
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_ticket("h-once").await })
+        })
+        .collect();
+    let mut taken = Vec::new();
+    for task in tasks {
+        if let Some(row) = task.await.expect("join").expect("take") {
+            taken.push(row);
+        }
+    }
+    assert_eq!(taken, vec![record]);
+    assert_eq!(store.count_tickets().await.expect("count"), 0);
+}
+
+async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {
+    for (hash, expires_at) in [("old-1", 10), ("old-2", 20), ("live", 5_000)] {
+        store
+            .insert_ticket(&ticket(hash, expires_at))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(store.delete_expired_tickets(1_000).await.expect("reap"), 2);
+    assert_eq!(store.count_tickets().await.expect("count"), 1);
+    assert!(store.take_ticket("live").await.expect("take").is_some());
+}
+
+async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {
+    let mut record = InternalCredentialRecord {
+        hash: "int-a".into(),
+        instance_id: "instance-a".into(),
+        created_at: 100,
+        heartbeat_at: 100,
+    };
+    store
+        .upsert_internal_credential(&record)
+        .await
+        .expect("insert");
+    record.heartbeat_at = 900;
+    store
+        .upsert_internal_credential(&record)
+        .await
+        .expect("heartbeat");
+    let found = store.find_internal_credential("int-a").await.expect("find");
+    assert_eq!(found, Some(record.clone()));
+
+    let stale = InternalCredentialRecord {
+        hash: "int-b".into(),
+        heartbeat_at: 200,
+        ..record.clone()
+    };
+    store
+        .upsert_internal_credential(&stale)
+        .await
+        .expect("insert stale");
+    assert_eq!(
+        store
+            .delete_stale_internal_credentials(500)
+            .await
+            .expect("reap"),
+        1
+    );
+    assert!(
+        store
+            .find_internal_credential("int-b")
+            .await
+            .expect("find")
+            .is_none()
+    );
+
+    store
+        .delete_internal_credential("int-a")
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .find_internal_credential("int-a")
+            .await
+            .expect("find")
+            .is_none()
+    );
+}
+
+async fn audit_entries_come_back_newest_first(store: Arc<SeaStore>) {
+    for action in ["first", "second", "third"] {
+        let record = AuditRecord {
+            at: 1,
+            actor: "svc@system.local".into(),
+            action: action.into(),
+            resource: "r".into(),
+            outcome: "ok".into(),
+            credential_id: "svc_0123".into(),
+            peer: "127.0.0.1:1".into(),
+        };
+        store.append_audit(&record).await.expect("append");
+    }
+    let recent = store.recent_audit(2).await.expect("recent");
+    let actions: Vec<_> = recent.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["third", "second"]);
+}
+
+async fn one_install_token_is_filed_under_races(store: Arc<SeaStore>) {
+    assert!(store.install_token().await.expect("read").is_none());
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert_install_token(&format!("hash-{i}"), i).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.expect("join").expect("insert"));
+    }
+    assert_eq!(winners, 1);
+    let filed = store.install_token().await.expect("read").expect("filed");
+    assert_eq!(filed.consumed_at, None);
+
+    store
+        .replace_install_token("fresh", 99)
+        .await
+        .expect("replace");
+    let replaced = store.install_token().await.expect("read").expect("filed");
+    assert_eq!((replaced.hash.as_str(), replaced.issued_at), ("fresh", 99));
+}
+
+async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
+    store
+        .ensure_user("svc@system.local", "Svc", UserKind::Service, &["Admin"])
+        .await
+        .expect("service");
+    assert!(
+        !store.any_human_user().await.expect("humans"),
+        "service users are not human"
+    );
+    assert!(
+        store
+            .insert_install_token("install-hash", 1)
+            .await
+            .expect("file")
+    );
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let admin = NewAdmin {
+                    email: format!("admin{i}@example.com"),
+                    display_name: "Admin".into(),
+                    token_hash: format!("token-{i}"),
+                };
+                store
+                    .consume_install_token("install-hash", 5, &admin, &["Admin"])
+                    .await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for task in tasks {
+        match task.await.expect("join").expect("consume") {
+            InstallOutcome::Created(user) => created.push(user),
+            InstallOutcome::NotPending => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one admin");
+    let admin = &created[0];
+    assert_eq!(admin.kind, UserKind::Human);
+    assert_eq!(admin.groups, vec!["Admin".to_owned()]);
+    assert!(store.any_human_user().await.expect("humans"));
+    let token_hash = format!(
+        "token-{}",
+        admin
+            .email
+            .trim_start_matches("admin")
+            .trim_end_matches("@example.com")
+    );
+    let found = store.user_by_token(&token_hash).await.expect("lookup");
+    assert_eq!(found.as_ref(), Some(admin));
+    assert_eq!(
+        store
+            .install_token()
+            .await
+            .expect("read")
+            .and_then(|t| t.consumed_at),
+        Some(5)
+    );
+
+    // A wrong hash changes nothing.
+    let other = NewAdmin {
+        email: "x@example.com".into(),
+        display_name: "X".into(),
+        token_hash: "t".into(),
+    };
+    assert_eq!(
+        store
+            .consume_install_token("wrong", 6, &other, &[])
+            .await
+            .expect("consume"),
+        InstallOutcome::NotPending
+    );
+}
