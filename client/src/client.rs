@@ -119,9 +119,19 @@ pub struct ClientBuilder {
     bearer: Option<Secret>,
     connect_timeout: Duration,
     request_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::ClientTls>,
 }
 
 impl ClientBuilder {
+    /// Connects over TLS (the endpoint must be `https://`), verifying the
+    /// server with `tls`'s CA and presenting its identity if it has one.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Sends `authorization: Bearer <secret>` on every call. Without it,
     /// calls carry no credentials.
     pub fn bearer(mut self, secret: Secret) -> Self {
@@ -175,14 +185,18 @@ impl ClientBuilder {
         // `unix:` paths become a placeholder URI inside tonic; nothing to check.
         if !self.endpoint.starts_with("unix:") {
             let uri = endpoint.uri();
-            match uri.scheme_str() {
-                Some(scheme) if scheme.eq_ignore_ascii_case("http") => {}
-                // This crate builds tonic without TLS; tonic would then speak
-                // cleartext to an https:// endpoint and expose the bearer.
-                Some(scheme) if scheme.eq_ignore_ascii_case("https") => {
-                    return Err(invalid("https is not supported (no TLS in this build)"));
-                }
-                _ => return Err(invalid("expected http://host[:port] or unix:<path>")),
+            // Without a TLS configuration tonic would speak cleartext even to
+            // an https:// endpoint and expose the bearer, and a TLS
+            // configuration on http:// would be silently unused.
+            let https = match uri.scheme_str() {
+                Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
+                Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
+                _ => return Err(invalid("expected http(s)://host[:port] or unix:<path>")),
+            };
+            if https != self.uses_tls() {
+                return Err(invalid(
+                    "https:// needs a TLS configuration (`tls`, feature \"tls\") and http:// must not have one",
+                ));
             }
             if uri.host().is_none_or(str::is_empty) {
                 return Err(invalid("missing host"));
@@ -191,7 +205,19 @@ impl ClientBuilder {
         let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout);
+        #[cfg(feature = "tls")]
+        let endpoint = match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.config())?,
+            None => endpoint,
+        };
         Ok((endpoint, bearer))
+    }
+
+    fn uses_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        return false;
     }
 }
 
@@ -216,6 +242,8 @@ impl Client {
             bearer: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 

@@ -12,11 +12,15 @@
 mod client;
 mod redact;
 mod secret;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod token;
 pub mod workspace;
 
 pub use client::{BearerInterceptor, Client, ClientBuilder, ConnectError};
 pub use secret::Secret;
+#[cfg(feature = "tls")]
+pub use tls::ClientTls;
 /// The tonic version this crate was generated with, so embedders match it.
 pub use tonic;
 

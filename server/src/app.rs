@@ -12,6 +12,7 @@ use crate::bearer::Verifier;
 use crate::error::{Error, Result};
 use crate::install::{FirstAdmin, Install, InstallStatus};
 use crate::internal::InternalCredentials;
+use crate::metrics;
 use crate::principal::{Caller, Principal, PrincipalKind};
 use crate::service_bearer::ServiceSecrets;
 use crate::store::Store;
@@ -30,6 +31,12 @@ pub struct Tessera {
 
 /// Outcome text recorded for a success.
 const OK: &str = "ok";
+/// Counter of ticket events.
+const TICKETS: &str = "tessera_tickets_total";
+/// Counter of install-token events.
+const INSTALL: &str = "tessera_install_token_events_total";
+/// Counter of workspace events.
+const WORKSPACES: &str = "tessera_workspace_events_total";
 
 impl Tessera {
     /// Wires the domain together.
@@ -119,6 +126,7 @@ impl Tessera {
         request: &TicketRequest,
     ) -> Result<MintedTicket> {
         let minted = self.tickets.mint(&caller.principal, request).await?;
+        metrics::event(TICKETS, "minted");
         let resource = format!("user:{}/{}", request.provider, request.user_id);
         let event = Event {
             action: "ticket.mint",
@@ -138,8 +146,18 @@ impl Tessera {
     ) -> Result<TicketIdentity> {
         let result = self.tickets.consume(ticket, purpose).await;
         let outcome = match &result {
-            Ok(_) => OK,
-            Err(Error::Ticket { reason, .. }) => reason.reason(),
+            Ok(identity) if identity.internal => {
+                metrics::event(TICKETS, "internal_accepted");
+                OK
+            }
+            Ok(_) => {
+                metrics::event(TICKETS, "consumed");
+                OK
+            }
+            Err(Error::Ticket { reason, .. }) => {
+                metrics::event(TICKETS, reason.metric());
+                reason.reason()
+            }
             Err(_) => "error",
         };
         let resource = token::truncated(ticket);
@@ -225,6 +243,14 @@ impl Tessera {
         name: &str,
     ) -> Result<FirstAdmin> {
         let result = self.install.consume(presented, email, name).await;
+        metrics::event(
+            INSTALL,
+            if result.is_ok() {
+                "consumed"
+            } else {
+                "refused"
+            },
+        );
         let outcome = match &result {
             Ok(_) => OK,
             Err(Error::Unauthenticated(reason)) => reason,
@@ -270,6 +296,7 @@ impl Tessera {
         peer: &str,
         token: &Secret,
     ) {
+        metrics::event(INSTALL, "issued");
         let id = token::credential_id(TokenKind::Install.tag(), token.expose());
         let event = Event {
             action: "install_token.issue",
@@ -287,6 +314,7 @@ impl Tessera {
         name: &str,
     ) -> Result<Provisioned> {
         let provisioned = self.workspaces.provision(workspace_id, name).await?;
+        metrics::event(WORKSPACES, "provisioned");
         let resource = format!("workspace:{workspace_id}");
         let event = Event {
             action: "workspace.provision",
@@ -316,6 +344,9 @@ impl Tessera {
             Err(Error::NotFound(_)) => "not found",
             Err(_) => "error",
         };
+        if result.is_ok() {
+            metrics::event(WORKSPACES, "registered");
+        }
         let event = Event {
             action: "workspace.register",
             resource: &resource,
@@ -323,6 +354,7 @@ impl Tessera {
         };
         self.audit.by(caller, event).await;
         if matches!(&result, Ok(registration) if registration.rotated) {
+            metrics::event(WORKSPACES, "auth_token_rotated");
             let event = Event {
                 action: "workspace.rotate_auth_token",
                 resource: &resource,
@@ -340,7 +372,9 @@ impl Tessera {
 
     /// Deletes expired tickets; returns how many.
     pub async fn reap_tickets(&self) -> Result<u64> {
-        self.tickets.reap().await
+        let reaped = self.tickets.reap().await?;
+        ::metrics::counter!(TICKETS, "event" => "expired_reaped").increment(reaped);
+        Ok(reaped)
     }
 
     async fn audit_failed_auth(
@@ -355,6 +389,7 @@ impl Tessera {
             Error::Unauthenticated(reason) => reason,
             _ => "error",
         };
+        ::metrics::counter!("tessera_auth_failures_total", "reason" => outcome).increment(1);
         // Only a well-formed token gets an id: hashing arbitrary input into
         // the log would let a caller fill it with chosen values.
         let credential_id = match token::parse(bearer) {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -38,6 +39,30 @@ pub enum Command {
     },
     /// Print a fresh 256-bit secret for `TESSERA_SERVICE_TOKEN_<NAME>`.
     GenSecret,
+    /// Probe a running server's gRPC health (`grpc.health.v1`): exit 0 only
+    /// when it reports `SERVING`.
+    Health(HealthArgs),
+}
+
+/// Settings of `tessera health`.
+///
+/// Exit codes (those of `grpc_health_probe`): 0 `SERVING`, 1 bad arguments,
+/// 2 cannot connect or timed out, 3 the Check call failed (e.g. an unknown
+/// `--service`), 4 any status but `SERVING`.
+#[derive(Clone, Debug, Args)]
+pub struct HealthArgs {
+    /// Server to probe: `host:port` or `http://host:port`. Defaults to
+    /// `TESSERA_LISTEN` (so a container or unit probes its own server), with
+    /// an unspecified address (`0.0.0.0`, `[::]`) probed on loopback, and to
+    /// `127.0.0.1:50051` without it.
+    #[arg(long, env = "TESSERA_HEALTH_ADDR")]
+    pub addr: Option<String>,
+    /// Service to check; empty for the whole server.
+    #[arg(long, env = "TESSERA_HEALTH_SERVICE", default_value = "")]
+    pub service: String,
+    /// Give up after this many milliseconds (connecting and the call).
+    #[arg(long, env = "TESSERA_HEALTH_TIMEOUT_MS", default_value_t = 2_000)]
+    pub timeout_ms: u64,
 }
 
 /// `tessera install-token …`.
@@ -94,6 +119,35 @@ pub struct ServeArgs {
     /// credentials (GetInstallTokenStatus, ConsumeInstallToken).
     #[arg(long, env = "TESSERA_ANONYMOUS_RATE_PER_MINUTE", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
     pub anonymous_rate_per_minute: NonZeroU32,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "TESSERA_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Longest a call may run unless the client's `grpc-timeout` is shorter, in ms.
+    #[arg(long, env = "TESSERA_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Concurrent calls (HTTP/2 streams) allowed per connection.
+    #[arg(long, env = "TESSERA_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// Pooled database connections per process (default 8 on SQLite, 16 on
+    /// PostgreSQL); replicas × this must stay below PostgreSQL's `max_connections`.
+    #[arg(long, env = "TESSERA_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+    /// Address of the Prometheus endpoint (`GET /metrics`); off when unset.
+    #[arg(long, env = "TESSERA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Failed authentications a minute allowed per peer address and per
+    /// presented credential before they are refused for a while.
+    #[arg(long, env = "TESSERA_AUTH_FAILURES_PER_MINUTE", default_value_t = NonZeroU32::new(120).unwrap_or(NonZeroU32::MIN))]
+    pub auth_failures_per_minute: NonZeroU32,
+    /// PEM certificate chain: serve TLS (with `TESSERA_TLS_KEY`).
+    #[arg(long, env = "TESSERA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `TESSERA_TLS_CERT`.
+    #[arg(long, env = "TESSERA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): require client certificates signed by it (mutual TLS).
+    #[arg(long, env = "TESSERA_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -126,6 +180,7 @@ impl ServeArgs {
             }
         }
         Ok(Settings {
+            tls: self.tls()?,
             database_url: self.database.database_url.clone(),
             tickets: TicketPolicy {
                 default_ttl: Duration::from_secs(self.ticket_ttl),
@@ -136,8 +191,76 @@ impl ServeArgs {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             anonymous_rate_per_minute: self.anonymous_rate_per_minute,
+            auth_failures_per_minute: self.auth_failures_per_minute,
+            metrics_listen: self.metrics_listen,
+            db_max_connections: self.db_max_connections,
+            limits: Limits {
+                max_message_bytes: self.max_message_bytes,
+                request_timeout: Duration::from_millis(self.request_timeout_ms),
+                max_concurrent_streams: self.max_concurrent_streams,
+            },
             service_secrets: ServiceSecrets::from_env(),
         })
+    }
+}
+
+impl ServeArgs {
+    /// Reads the TLS files now, so a bad path fails at startup.
+    fn tls(&self) -> Result<Option<TlsSettings>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+        };
+        Ok(Some(TlsSettings {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: self.tls_client_ca.as_ref().map(read).transpose()?,
+        }))
+    }
+}
+
+/// Limits on what one call or connection may use.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Server-side deadline of every call (a shorter `grpc-timeout` wins).
+    pub request_timeout: Duration,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+}
+
+/// PEM material for serving TLS. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// Certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Private key.
+    pub key_pem: Vec<u8>,
+    /// CA that client certificates must chain to; `None`: no client certificates.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSettings {
+    /// The tonic server configuration.
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let config =
+            ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        match &self.client_ca_pem {
+            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+            None => config,
+        }
     }
 }
 
@@ -158,6 +281,16 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Per-peer budget of the RPCs anyone may call.
     pub anonymous_rate_per_minute: NonZeroU32,
+    /// Per-peer and per-credential budget of failed authentications.
+    pub auth_failures_per_minute: NonZeroU32,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Pool size override.
+    pub db_max_connections: Option<u32>,
+    /// Request size, time and concurrency limits.
+    pub limits: Limits,
+    /// TLS, when configured.
+    pub tls: Option<TlsSettings>,
     /// Configured service secrets.
     pub service_secrets: ServiceSecrets,
 }

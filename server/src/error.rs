@@ -24,6 +24,17 @@ pub enum TicketRejection {
 }
 
 impl TicketRejection {
+    /// The `event` label of the ticket counter.
+    pub fn metric(self) -> &'static str {
+        match self {
+            // An unknown ticket is most often a replay of a consumed one.
+            TicketRejection::Unknown => "unknown_or_replayed",
+            TicketRejection::Expired => "expired",
+            TicketRejection::PurposeMismatch => "purpose_mismatch",
+            TicketRejection::Malformed => "malformed",
+        }
+    }
+
     /// The `ErrorInfo` reason.
     pub fn reason(self) -> &'static str {
         match self {

@@ -73,6 +73,10 @@ pub async fn check_database(store: &dyn Store, health: &Health, timeout: Duratio
         tokio::time::timeout(timeout, store.ping()).await,
         Ok(Ok(()))
     );
+    if let Some((open, idle)) = store.pool_usage() {
+        metrics::gauge!("tessera_db_pool_connections", "state" => "open").set(f64::from(open));
+        metrics::gauge!("tessera_db_pool_connections", "state" => "idle").set(idle as f64);
+    }
     if healthy == health.is_serving() {
         return;
     }

@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod health;
 pub mod install;
 pub mod internal;
+pub mod metrics;
 pub mod principal;
 pub mod service_bearer;
 pub mod store;
@@ -25,6 +26,7 @@ pub mod tickets;
 pub mod workspaces;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +57,9 @@ pub enum ServeError {
     /// The gRPC transport failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    /// The metrics endpoint could not start.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// The reflection service could not be built.
     #[error(transparent)]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -96,7 +101,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let sea = SeaStore::connect(&settings.database_url).await?;
+    let sea =
+        SeaStore::connect_with_pool(&settings.database_url, settings.db_max_connections).await?;
     sea.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let liveness = settings.heartbeat_interval * MISSED_HEARTBEATS;
@@ -114,12 +120,17 @@ pub async fn serve(
     let health = Health::new(reporter);
     health.set(true).await;
     let (stop_tx, stop) = watch::channel(false);
+    let stop_for_metrics = stop.clone();
     let tasks = spawn_background(&settings, &app, &store, &internal, &health, stop);
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tessera_client::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1 and v1alpha both: grpcurl and grpcio-reflection still speak v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tessera_client::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let (drain_tx, drain_rx) = oneshot::channel::<()>();
     let retiring = internal.clone();
     let signal = async move {
@@ -131,14 +142,30 @@ pub async fn serve(
         // In its own task so a slow database cannot delay the drain.
         tokio::spawn(async move { retire(&retiring).await });
     };
-    let server = Server::builder()
+    let limits = settings.limits;
+    let mut builder = Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(Some(limits.max_concurrent_streams));
+    if let Some(tls) = &settings.tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    if let Some(addr) = settings.metrics_listen {
+        start_metrics(addr, stop_for_metrics).await?;
+    }
+    let server = builder
+        .layer(metrics::MetricsLayer)
         .layer(auth::AuthLayer::new(
             app.clone(),
             auth::Throttle::per_minute(settings.anonymous_rate_per_minute),
+            auth::FailureThrottle::per_minute(settings.auth_failures_per_minute),
         ))
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(CredentialServiceServer::new(grpc::CredentialsApi::new(app)))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            CredentialServiceServer::new(grpc::CredentialsApi::new(app))
+                .max_decoding_message_size(limits.max_message_bytes),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let drain_deadline = async {
         match drain_rx.await {
@@ -165,6 +192,20 @@ pub async fn serve(
         sea.close().await;
     }
     result
+}
+
+/// Installs the metrics recorder and serves it on `addr` until `stop`.
+async fn start_metrics(addr: SocketAddr, stop: watch::Receiver<bool>) -> Result<(), ServeError> {
+    let handle = metrics::install().map_err(|err| ServeError::Metrics(err.to_string()))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| ServeError::Metrics(format!("cannot listen on {addr}: {err}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|err| ServeError::Metrics(err.to_string()))?;
+    tracing::info!(addr = %bound, "metrics listening");
+    tokio::spawn(metrics::serve(listener, handle, stop));
+    Ok(())
 }
 
 /// Prints the install-token banner if this process minted one at boot.

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod operator;
+mod probe;
 
 use std::io::IsTerminal;
 
@@ -21,6 +22,7 @@ async fn main() {
             operator::install_token(action, &database.database_url).await
         }
         Some(Command::GenSecret) => operator::gen_secret(),
+        Some(Command::Health(args)) => std::process::exit(probe::health(&args).await),
         None => match ServeArgs::from_env() {
             Ok(args) => serve(args).await,
             Err(err) => err.exit(),

@@ -295,3 +295,11 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
         InstallOutcome::NotPending
     );
 }
+
+#[tokio::test]
+async fn pool_usage_is_reported_on_sqlite() {
+    let db = TestDatabase::sqlite();
+    let store = open(&db).await;
+    let usage = store.pool_usage();
+    assert!(usage.is_some_and(|(open, _)| open >= 1), "{usage:?}");
+}

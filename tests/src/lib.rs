@@ -5,6 +5,8 @@
 mod database;
 mod server;
 
+pub mod raw;
+
 pub use database::TestDatabase;
 pub use server::{ServerOptions, TestServer, binary, run_tessera};
 

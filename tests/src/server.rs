@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tessera_client::tonic::transport::Channel;
-use tessera_client::{Client, Secret};
+use tessera_client::{Client, ClientTls, Secret};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -24,6 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
     env: Vec<(String, String)>,
+    tls: Option<ClientTls>,
 }
 
 impl ServerOptions {
@@ -37,11 +38,19 @@ impl ServerOptions {
             .env("TESSERA_HEARTBEAT_INTERVAL_MS", "200")
             .env("TESSERA_DRAIN_TIMEOUT_MS", "5000")
             .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "100000")
+            .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "100000")
     }
 
     /// Sets an environment variable (later values win).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// How the harness's own clients reach a server configured for TLS
+    /// (through `env`): they then use `https://`.
+    pub fn client_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -58,6 +67,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    tls: Option<ClientTls>,
 }
 
 impl TestServer {
@@ -92,6 +102,7 @@ impl TestServer {
             addr,
             stdout,
             stderr,
+            tls: options.tls.clone(),
         };
         server
             .wait_for_health(ServingStatus::Serving, START_TIMEOUT)
@@ -101,7 +112,8 @@ impl TestServer {
 
     /// `http://<addr>`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A client sending `bearer` (or nothing) on every call.
@@ -110,17 +122,15 @@ impl TestServer {
         if let Some(bearer) = bearer {
             builder = builder.bearer(Secret::new(bearer));
         }
+        if let Some(tls) = &self.tls {
+            builder = builder.tls(tls.clone());
+        }
         builder.connect().await.expect("connect to tessera")
     }
 
     /// A health client on a fresh connection.
     pub async fn health(&self) -> HealthClient<Channel> {
-        let channel = Channel::from_shared(self.endpoint())
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect for health");
-        HealthClient::new(channel)
+        HealthClient::new(self.client(None).await.channel())
     }
 
     /// The health status of `service` (`""` for the server).

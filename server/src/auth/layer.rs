@@ -10,12 +10,14 @@ use std::task::{Context, Poll};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
 use super::Throttle;
+use super::failures::{FailureKeys, FailureThrottle};
+use super::header::parse_bearer;
 use super::policy::{self, Rule};
 use crate::app::Tessera;
 use crate::principal::Caller;
@@ -25,15 +27,18 @@ use crate::principal::Caller;
 pub struct AuthLayer {
     app: Arc<Tessera>,
     throttle: Arc<Throttle>,
+    failures: Arc<FailureThrottle>,
 }
 
 impl AuthLayer {
     /// Authenticates with `app`'s verifier; `throttle` limits the calls
-    /// anyone may make.
-    pub fn new(app: Arc<Tessera>, throttle: Throttle) -> Self {
+    /// anyone may make, `failures` the failed authentications of a peer or
+    /// credential.
+    pub fn new(app: Arc<Tessera>, throttle: Throttle, failures: FailureThrottle) -> Self {
         Self {
             app,
             throttle: Arc::new(throttle),
+            failures: Arc::new(failures),
         }
     }
 }
@@ -46,6 +51,7 @@ impl<S> Layer<S> for AuthLayer {
             inner,
             app: self.app.clone(),
             throttle: self.throttle.clone(),
+            failures: self.failures.clone(),
         }
     }
 }
@@ -56,6 +62,7 @@ pub struct Auth<S> {
     inner: S,
     app: Arc<Tessera>,
     throttle: Arc<Throttle>,
+    failures: Arc<FailureThrottle>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -80,34 +87,61 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let rule = policy::rule_for(request.uri().path());
-        match rule {
-            Rule::Public => return Box::pin(self.inner.call(request)),
-            Rule::Anonymous => {
-                let peer = remote_addr(&request).map(|addr| addr.ip());
-                return match self.throttle.check(peer) {
-                    Ok(()) => Box::pin(self.inner.call(request)),
-                    Err(wait) => Box::pin(std::future::ready(Ok(throttled(wait).into_http()))),
-                };
-            }
-            _ => {}
+        if rule == Rule::Public {
+            return Box::pin(self.inner.call(request));
+        }
+        let addr = remote_addr(&request);
+        let bearer = bearer_of(&request).unwrap_or_default().to_owned();
+        let keys = FailureKeys::new(addr.map(|a| a.ip()), presented_credential_id(&bearer));
+        let refusal = match self.failures.blocked(&keys) {
+            Some(wait) => Some(wait),
+            None if rule == Rule::Anonymous => self.throttle.check(addr.map(|a| a.ip())).err(),
+            None => None,
+        };
+        if let Some(wait) = refusal {
+            return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let app = self.app.clone();
+        let (app, failures) = (self.app.clone(), self.failures.clone());
         let path = request.uri().path().to_owned();
-        let peer = peer_of(&request);
-        let bearer = bearer_of(&request).unwrap_or_default().to_owned();
+        let peer = addr.map(|a| a.to_string()).unwrap_or_default();
         Box::pin(async move {
-            match authorize(&app, &path, &bearer, peer, rule).await {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                    inner.call(request).await
+            // Failures are charged when the caller's own credential fails:
+            // caller authentication, or the token an anonymous RPC carries.
+            // Bad tokens that an authenticated service relays (VerifyBearer,
+            // ConsumeTicket) are not: blocking the relay would let anyone who
+            // can make a service present garbage lock that service out.
+            let response = if rule == Rule::Anonymous {
+                let response = inner.call(request).await?;
+                if response.headers().get("grpc-status").map(|v| v.as_bytes()) == Some(b"16") {
+                    failures.record(&keys);
                 }
-                Err(status) => Ok(status.into_http()),
-            }
+                response
+            } else {
+                match authorize(&app, &path, &bearer, peer, rule).await {
+                    Ok(caller) => {
+                        request.extensions_mut().insert(caller);
+                        inner.call(request).await?
+                    }
+                    Err(status) => {
+                        if status.code() == Code::Unauthenticated {
+                            failures.record(&keys);
+                        }
+                        status.into_http()
+                    }
+                }
+            };
+            Ok(response)
         })
     }
+}
+
+/// Public id of a well-formed Tessera token presented as the bearer.
+fn presented_credential_id(bearer: &str) -> Option<String> {
+    let kind = tessera_client::token::parse(bearer).ok()?;
+    Some(tessera_client::token::credential_id(kind.tag(), bearer))
 }
 
 async fn authorize(
@@ -133,21 +167,20 @@ async fn authorize(
 
 /// The caller's address, when the transport recorded it.
 fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
-    request
-        .extensions()
+    let extensions = request.extensions();
+    extensions
         .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
         .and_then(TcpConnectInfo::remote_addr)
-}
-
-/// The caller's address as text, empty when unknown.
-fn peer_of<B>(request: &http::Request<B>) -> String {
-    remote_addr(request)
-        .map(|addr| addr.to_string())
-        .unwrap_or_default()
 }
 
 /// `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` saying when to retry.
 fn throttled(wait: Duration) -> Status {
+    metrics::counter!("tessera_throttled_total").increment(1);
     tracing::info!(retry_after_ms = wait.as_millis() as u64, "caller throttled");
     Status::with_error_details(
         Code::ResourceExhausted,
@@ -156,14 +189,17 @@ fn throttled(wait: Duration) -> Status {
     )
 }
 
-/// The token of an `authorization: Bearer <token>` header. The scheme is
-/// case-insensitive (RFC 9110); anything else yields `None`.
+/// The token of an `authorization: Bearer <token>` header (see
+/// [`parse_bearer`]); `None` when the header is missing or not visible ASCII.
 fn bearer_of<B>(request: &http::Request<B>) -> Option<&str> {
-    let value = request
+    let mut values = request
         .headers()
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        .get_all(http::header::AUTHORIZATION)
+        .iter();
+    let value = values.next()?.to_str().ok()?;
+    // Two credentials make "which one counts" ambiguous: accept neither.
+    if values.next().is_some() {
+        return None;
+    }
+    parse_bearer(value)
 }

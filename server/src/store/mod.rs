@@ -24,12 +24,40 @@ pub enum StoreError {
 
 impl From<sea_orm::DbErr> for StoreError {
     fn from(err: sea_orm::DbErr) -> Self {
-        match err {
-            sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_) => {
-                StoreError::Unavailable(err)
-            }
-            other => StoreError::Db(other),
+        use sea_orm::{DbErr, RuntimeErr};
+        let lost = match &err {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+            // A connection lost in the middle of a statement surfaces as an
+            // execution or query error; it is an outage all the same.
+            DbErr::Exec(RuntimeErr::SqlxError(cause))
+            | DbErr::Query(RuntimeErr::SqlxError(cause)) => connection_lost(cause),
+            _ => false,
+        };
+        if lost {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Db(err)
         }
+    }
+}
+
+/// True for sqlx errors that mean the database went away rather than that
+/// the statement was wrong.
+fn connection_lost(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match err {
+        Error::Io(_)
+        | Error::Tls(_)
+        | Error::Protocol(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => true,
+        // SQLSTATE 08xxx: connection exception; 57P01-03: admin shutdown,
+        // crash shutdown, cannot connect now; 53300: too many connections.
+        Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
@@ -267,6 +295,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         auth: AuthTokenChange<'_>,
     ) -> Result<bool>;
+
+    /// Connections open in the pool and how many of them are idle, where
+    /// the backend can tell.
+    fn pool_usage(&self) -> Option<(u32, usize)> {
+        None
+    }
 
     /// Appends an audit entry.
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;

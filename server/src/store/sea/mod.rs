@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 use tessera_migrations::{Migrator, MigratorTrait};
 
 use super::{
@@ -23,6 +23,9 @@ use super::{
 /// How long a caller waits for a pooled connection before the database
 /// counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default pool sizes.
+const SQLITE_POOL: u32 = 8;
+const POSTGRES_POOL: u32 = 16;
 /// How long SQLite waits for another writer (another process, or the CLI).
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Migration attempts before giving up: replicas starting together race to
@@ -37,22 +40,31 @@ pub struct SeaStore {
 
 impl SeaStore {
     /// Connects to `url` (`sqlite:…` creates the file if missing; anything
-    /// else is PostgreSQL).
+    /// else is PostgreSQL) with the default pool size.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_pool(url, None).await
+    }
+
+    /// Connects with at most `max_connections` pooled connections (default:
+    /// 8 on SQLite, 16 on PostgreSQL, so several replicas stay below
+    /// PostgreSQL's default limit of 100).
+    pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Result<Self> {
         let mut options = ConnectOptions::new(url);
         options
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_timeout(ACQUIRE_TIMEOUT)
             .sqlx_logging(false);
         if url.starts_with("sqlite:") {
-            options.max_connections(8).map_sqlx_sqlite_opts(|opts| {
-                opts.create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            });
+            options
+                .max_connections(max_connections.unwrap_or(SQLITE_POOL))
+                .map_sqlx_sqlite_opts(|opts| {
+                    opts.create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                });
         } else {
-            options.max_connections(32);
+            options.max_connections(max_connections.unwrap_or(POSTGRES_POOL));
         }
         let db = Database::connect(options).await?;
         Ok(Self { db })
@@ -186,6 +198,21 @@ impl Store for SeaStore {
         auth: AuthTokenChange<'_>,
     ) -> Result<bool> {
         workspaces::record_registration(&self.db, id, now, auth).await
+    }
+
+    fn pool_usage(&self) -> Option<(u32, usize)> {
+        // The pool getters panic on the other backend: ask which it is first.
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                Some((pool.size(), pool.num_idle()))
+            }
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                Some((pool.size(), pool.num_idle()))
+            }
+            _ => None,
+        }
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {

@@ -1,0 +1,145 @@
+//! Throttling of failed authentication: a peer address, or a presented
+//! credential, that keeps failing is refused for a while with
+//! `RESOURCE_EXHAUSTED`. Callers that do not fail are never slowed: they
+//! cost one map lookup.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Keys tracked before stale ones are dropped, bounding memory under a
+/// flood of distinct peers or made-up credentials.
+const MAX_TRACKED: usize = 65_536;
+
+/// What a failure is charged to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailureKeys {
+    keys: Vec<String>,
+}
+
+impl FailureKeys {
+    /// The peer's address and, when the caller presented a well-formed
+    /// credential, its public id.
+    pub fn new(peer: Option<IpAddr>, credential_id: Option<String>) -> Self {
+        let mut keys = Vec::with_capacity(2);
+        if let Some(ip) = peer {
+            keys.push(format!("peer:{ip}"));
+        }
+        if let Some(id) = credential_id {
+            keys.push(format!("credential:{id}"));
+        }
+        Self { keys }
+    }
+}
+
+/// A budget of authentication failures per key.
+pub struct FailureThrottle {
+    limiter: Limiter,
+    blocked: Mutex<HashMap<String, Instant>>,
+    clock: DefaultClock,
+    /// Time for one failure of budget to come back.
+    refill: Duration,
+}
+
+/// A keyed limiter that reports the budget left after each failure.
+type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
+
+impl FailureThrottle {
+    /// Allows each key `per_minute` failures a minute (in bursts of as
+    /// many) before refusing it until the budget refills.
+    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+        let quota = Quota::per_minute(per_minute);
+        Self {
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            blocked: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+            refill: quota.replenish_interval(),
+        }
+    }
+
+    /// How long the caller must wait, if any of its keys is refused now.
+    pub fn blocked(&self, keys: &FailureKeys) -> Option<Duration> {
+        let blocked = self.blocked.lock().ok()?;
+        if blocked.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        keys.keys
+            .iter()
+            .filter_map(|key| blocked.get(key))
+            .filter_map(|until| until.checked_duration_since(now))
+            .max()
+    }
+
+    /// Charges one failure to each key; a key over budget is refused until
+    /// its budget allows another failure.
+    pub fn record(&self, keys: &FailureKeys) {
+        if self.limiter.len() > MAX_TRACKED {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        for key in &keys.keys {
+            // The failure that spends the last of the budget starts the
+            // refusal, so the next attempt is already refused.
+            match self.limiter.check_key(key) {
+                Ok(state) if state.remaining_burst_capacity() > 0 => {}
+                Ok(_) => self.block(key, self.refill),
+                Err(not_until) => self.block(key, not_until.wait_time_from(self.clock.now())),
+            }
+        }
+    }
+
+    fn block(&self, key: &str, wait: Duration) {
+        let Ok(mut blocked) = self.blocked.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if blocked.len() >= MAX_TRACKED {
+            blocked.retain(|_, until| *until > now);
+        }
+        if blocked.len() < MAX_TRACKED {
+            tracing::warn!(
+                key,
+                retry_after_ms = wait.as_millis() as u64,
+                "too many failed authentications; refusing for a while"
+            );
+            blocked.insert(key.to_owned(), now + wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_beyond_the_budget_block_only_that_key() {
+        let throttle = FailureThrottle::per_minute(NonZeroU32::MIN.saturating_add(1));
+        let a = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), None);
+        let b = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 2])), None);
+        throttle.record(&a);
+        assert_eq!(throttle.blocked(&a), None, "within budget");
+        throttle.record(&a);
+        let wait = throttle.blocked(&a).expect("over budget");
+        assert!(wait <= Duration::from_secs(60));
+        assert_eq!(throttle.blocked(&b), None, "another peer is unaffected");
+    }
+
+    #[test]
+    fn a_credential_is_blocked_across_peers() {
+        let throttle = FailureThrottle::per_minute(NonZeroU32::MIN);
+        let id = Some("wsa_0123".to_owned());
+        throttle.record(&FailureKeys::new(
+            Some(IpAddr::from([10, 0, 0, 1])),
+            id.clone(),
+        ));
+        let third_peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 3])), id);
+        assert!(throttle.blocked(&third_peer).is_some());
+    }
+}

@@ -1,0 +1,273 @@
+//! deploy/: the first-boot script writes secrets a real `tessera` accepts,
+//! and `tessera health` answers with the right exit code.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tessera_client::pb;
+use tessera_tests::{ServerOptions, TestDatabase, TestServer, binary};
+
+const SCHEDULER: &str = "TESSERA_SERVICE_TOKEN_SCHEDULER";
+
+fn first_boot_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/first-boot.sh")
+}
+
+/// Runs `sh deploy/first-boot.sh args…` in `dir`; with `tessera_bin`, the
+/// secrets come from `tessera gen-secret`, else (its stand-in fails) from
+/// /dev/urandom.
+fn first_boot(dir: &Path, args: &[&str], tessera_bin: bool) -> Output {
+    let mut command = Command::new("sh");
+    command
+        .arg(first_boot_script())
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null());
+    if tessera_bin {
+        command.env("TESSERA_BIN", binary());
+    } else {
+        command.env("TESSERA_BIN", "false");
+    }
+    let output = command.output().expect("run first-boot.sh");
+    assert!(
+        output.status.success(),
+        "first-boot.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The `NAME=value` lines of a .env file, comments and blank lines skipped.
+fn read_env(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .expect("read .env")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line.split_once('=').expect("NAME=value");
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+fn value(env: &[(String, String)], key: &str) -> String {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("{key} missing from .env"))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("stat .env")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn assert_no_secret_printed(output: &Output, secrets: &[&str]) {
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for secret in secrets {
+        assert!(!printed.contains(secret), "first-boot.sh printed a secret");
+    }
+}
+
+async fn verify(server: &TestServer, bearer: &str) -> Result<pb::Principal, String> {
+    let mut client = server.client(Some(bearer)).await;
+    let request = pb::VerifyBearerRequest {
+        token: bearer.to_owned(),
+    };
+    match client.verify_bearer(request).await {
+        Ok(response) => response
+            .into_inner()
+            .principal
+            .ok_or_else(|| "no principal".to_owned()),
+        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+/// Every line of the .env in the server's environment, as compose's
+/// `env_file:` or systemd's `EnvironmentFile=` would do.
+async fn start_with_env_file(db: &TestDatabase, env_file: &Path) -> TestServer {
+    let mut options = ServerOptions::new();
+    for (key, value) in read_env(env_file) {
+        options = options.env(&key, &value);
+    }
+    TestServer::start(db, options).await
+}
+
+#[tokio::test]
+async fn first_boot_env_is_private_idempotent_and_accepted_by_tessera() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let env_file = dir.path().join(".env");
+
+    // First boot: the file is created 0600 with a SCHEDULER secret (and the
+    // extra names asked for), from `tessera gen-secret`.
+    let output = first_boot(dir.path(), &["ci"], true);
+    assert_eq!(mode(&env_file), 0o600, "mode from creation");
+    let first = read_env(&env_file);
+    let scheduler = value(&first, SCHEDULER);
+    let ci = value(&first, "TESSERA_SERVICE_TOKEN_CI");
+    for secret in [&scheduler, &ci] {
+        assert!(
+            secret.len() >= 32,
+            "a secret of {} characters",
+            secret.len()
+        );
+        assert!(!secret.contains(','), "one secret, not a rotation pair");
+    }
+    assert!(scheduler.starts_with("tsr_svc_"), "from tessera gen-secret");
+    assert_ne!(scheduler, ci);
+    assert_no_secret_printed(&output, &[&scheduler, &ci]);
+
+    // Every later boot keeps what is there (here without the binary, so a
+    // regeneration would show as a hex secret), and adds only new names.
+    let before = std::fs::read_to_string(&env_file).expect("read .env");
+    first_boot(dir.path(), &["ci"], false);
+    assert_eq!(
+        std::fs::read_to_string(&env_file).expect("read .env"),
+        before,
+        "a second run changes nothing"
+    );
+    first_boot(dir.path(), &["billing"], false);
+    let second = read_env(&env_file);
+    assert_eq!(value(&second, SCHEDULER), scheduler);
+    assert_eq!(value(&second, "TESSERA_SERVICE_TOKEN_CI"), ci);
+    let billing = value(&second, "TESSERA_SERVICE_TOKEN_BILLING");
+    assert_eq!(billing.len(), 64, "32 random bytes in hex");
+    assert!(billing.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(mode(&env_file), 0o600);
+
+    // Tessera started with that .env accepts the generated secret.
+    let db = TestDatabase::sqlite();
+    let server = start_with_env_file(&db, &env_file).await;
+    let principal = verify(&server, &scheduler).await.expect("VerifyBearer");
+    assert_eq!(principal.email, "scheduler@system.local");
+    let principal = verify(&server, &ci).await.expect("VerifyBearer");
+    assert_eq!(principal.email, "ci@system.local");
+    drop(server);
+
+    // Rotation: `new,old`, the old value second, the others untouched.
+    let output = first_boot(dir.path(), &["--rotate", "scheduler"], false);
+    assert_eq!(mode(&env_file), 0o600, "mode kept by the rewrite");
+    let rotated = read_env(&env_file);
+    let pair = value(&rotated, SCHEDULER);
+    let (new, old) = pair.split_once(',').expect("new,old");
+    assert_eq!(old, scheduler, "the previous secret comes second");
+    assert_ne!(new, scheduler);
+    assert!(new.len() >= 32);
+    assert_eq!(value(&rotated, "TESSERA_SERVICE_TOKEN_CI"), ci);
+    assert_no_secret_printed(&output, &[new, old]);
+
+    // During the roll both work; callers move to the first.
+    let server = start_with_env_file(&db, &env_file).await;
+    for secret in [new, old] {
+        let principal = verify(&server, secret).await.expect("both secrets work");
+        assert_eq!(principal.email, "scheduler@system.local");
+    }
+    drop(server);
+
+    // Retiring drops the old one: it stops working at the next restart.
+    first_boot(dir.path(), &["--retire", "SCHEDULER"], false);
+    let retired = read_env(&env_file);
+    assert_eq!(value(&retired, SCHEDULER), new);
+    let server = start_with_env_file(&db, &env_file).await;
+    verify(&server, new).await.expect("the new secret works");
+    verify(&server, old)
+        .await
+        .expect_err("the retired secret is refused");
+}
+
+#[test]
+fn first_boot_tightens_a_readable_file_and_refuses_bad_names() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let env_file = dir.path().join("conf").join("tessera.env");
+    first_boot(dir.path(), &["-f", "conf/tessera.env"], false);
+    assert_eq!(mode(&env_file), 0o600);
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    first_boot(dir.path(), &["--env-file", "conf/tessera.env"], false);
+    assert_eq!(mode(&env_file), 0o600, "group and other bits removed");
+
+    let output = Command::new("sh")
+        .arg(first_boot_script())
+        .args(["-f", "conf/tessera.env", "bad name"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run first-boot.sh");
+    assert!(!output.status.success(), "a bad name is refused");
+    assert_eq!(read_env(&env_file).len(), 1, "and nothing is written");
+}
+
+/// `tessera health …` with a clean environment (plus `env`).
+fn health(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary());
+    command
+        .arg("health")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run tessera health")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn health_probe_exit_codes() {
+    let db = TestDatabase::sqlite();
+    let server = TestServer::start(&db, ServerOptions::new()).await;
+    let addr = server.addr.to_string();
+
+    for service in ["", "tessera.v1.CredentialService"] {
+        let output = health(&["--addr", &addr, "--service", service], &[]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+        assert!(stdout.contains("SERVING"), "{stdout}");
+    }
+
+    // Without --addr it probes TESSERA_LISTEN, 0.0.0.0 on loopback.
+    let listen = format!("0.0.0.0:{}", server.addr.port());
+    let output = health(&[], &[("TESSERA_LISTEN", &listen)]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("127.0.0.1"));
+
+    // An unknown service: the Check call fails with NOT_FOUND.
+    let output = health(&["--addr", &addr, "--service", "no.such.Service"], &[]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("NotFound"), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    // A closed port: cannot connect.
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("local addr")
+    };
+    let output = health(
+        &["--addr", &closed.to_string(), "--timeout-ms", "2000"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("UNREACHABLE"));
+
+    // Not an address: a usage error.
+    let output = health(&["--addr", "no-port"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+}

@@ -1,0 +1,128 @@
+//! The Prometheus endpoint, scraped while the counters move.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use tessera_client::pb;
+use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
+
+/// The address of the metrics endpoint, from the server's JSON logs.
+async fn metrics_addr(server: &TestServer) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = server.stderr().lines().find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = value.get("fields")?;
+            (fields.get("message")?.as_str()? == "metrics listening")
+                .then(|| fields.get("addr")?.as_str()?.parse().ok())?
+        });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics address logged:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+}
+
+/// The value of the sample whose line starts with `series`, or 0.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_move_with_traffic() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("scheduler");
+    let options = ServerOptions::new()
+        .service("SCHEDULER", &secret)
+        .env("TESSERA_METRICS_LISTEN", "127.0.0.1:0");
+    let server = TestServer::start(&db, options).await;
+    let addr = metrics_addr(&server).await;
+    let before = scrape(addr);
+    assert!(before.contains("tessera_build_info{version=\""), "{before}");
+
+    let mut client = server.client(Some(&secret)).await;
+    for _ in 0..3 {
+        let ticket = client
+            .mint_ticket(pb::MintTicketRequest {
+                user_id: "u".into(),
+                provider: "p".into(),
+                purpose: String::new(),
+                ttl_seconds: 0,
+            })
+            .await
+            .expect("mint")
+            .into_inner()
+            .ticket;
+        for _ in 0..2 {
+            let request = pb::ConsumeTicketRequest {
+                ticket: ticket.clone(),
+                purpose: String::new(),
+            };
+            let _ = client.consume_ticket(request).await;
+        }
+    }
+    let mut stranger = server.client(Some("not-a-secret")).await;
+    let _ = stranger
+        .verify_bearer(pb::VerifyBearerRequest { token: "x".into() })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let after = scrape(addr);
+    let moved = |series: &str, by: f64| {
+        let delta = sample(&after, series) - sample(&before, series);
+        assert_eq!(delta, by, "{series} moved by {delta}:\n{after}");
+    };
+    moved("tessera_tickets_total{event=\"minted\"}", 3.0);
+    moved("tessera_tickets_total{event=\"consumed\"}", 3.0);
+    moved("tessera_tickets_total{event=\"unknown_or_replayed\"}", 3.0);
+    moved(
+        "tessera_grpc_requests_total{method=\"MintTicket\",code=\"Ok\"}",
+        3.0,
+    );
+    moved(
+        "tessera_grpc_requests_total{method=\"ConsumeTicket\",code=\"Unauthenticated\"}",
+        3.0,
+    );
+    moved(
+        "tessera_grpc_requests_total{method=\"VerifyBearer\",code=\"Unauthenticated\"}",
+        1.0,
+    );
+    moved(
+        "tessera_auth_failures_total{reason=\"malformed bearer\"}",
+        1.0,
+    );
+    assert!(
+        after.contains("tessera_grpc_request_duration_seconds_bucket{method=\"MintTicket\""),
+        "{after}"
+    );
+    assert!(
+        after.contains("tessera_db_pool_connections{state=\"open\"}"),
+        "{after}"
+    );
+    assert!(!after.contains(&secret), "no secret in metrics");
+}

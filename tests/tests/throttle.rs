@@ -1,0 +1,110 @@
+//! Throttling of failed authentication.
+
+use tessera_client::pb;
+use tessera_client::tonic::Code;
+use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
+use tonic_types::StatusExt;
+
+async fn verify(server: &TestServer, caller: &str) -> Result<(), tessera_client::tonic::Status> {
+    let mut client = server.client(Some(caller)).await;
+    let request = pb::VerifyBearerRequest {
+        token: caller.to_owned(),
+    };
+    client.verify_bearer(request).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn a_peer_that_keeps_failing_is_refused_with_retry_info() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("scheduler");
+    let options = ServerOptions::new()
+        .service("SCHEDULER", &secret)
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "3");
+    let server = TestServer::start(&db, options).await;
+
+    // Many successful calls are never throttled.
+    for _ in 0..20 {
+        verify(&server, &secret).await.expect("good caller");
+    }
+    for attempt in 0..3 {
+        let status = verify(&server, &format!("wrong-secret-{attempt}"))
+            .await
+            .expect_err("bad caller");
+        assert_status(&status, Code::Unauthenticated, None);
+    }
+    let status = verify(&server, "wrong-secret-3")
+        .await
+        .expect_err("over budget");
+    assert_status(&status, Code::ResourceExhausted, None);
+    let retry = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay);
+    assert!(
+        retry.is_some_and(|delay| delay.as_secs() <= 60),
+        "{status:?}"
+    );
+
+    // The server is up and serving other checks (health needs no credentials).
+    assert!(server.health_status("").await.is_some());
+}
+
+#[tokio::test]
+async fn a_failing_runtime_is_refused_but_relayed_bad_tokens_do_not_count() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("platform");
+    let options = ServerOptions::new()
+        .service("PLATFORM", &secret)
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2");
+    let server = TestServer::start(&db, options).await;
+    let mut admin = server.client(Some(&secret)).await;
+    let provisioned = admin
+        .provision_workspace(pb::ProvisionWorkspaceRequest {
+            workspace_id: "ws".into(),
+            name: String::new(),
+        })
+        .await
+        .expect("provision")
+        .into_inner();
+    // Relayed bad tokens do not count against the service that relays them.
+    for _ in 0..5 {
+        let request = pb::ConsumeTicketRequest {
+            ticket: "garbage".into(),
+            purpose: String::new(),
+        };
+        let status = admin.consume_ticket(request).await.expect_err("bad ticket");
+        assert_status(&status, Code::Unauthenticated, Some("TICKET_MALFORMED"));
+    }
+    let unknown = tessera_client::token::generate(tessera_client::token::TokenKind::WorkspaceAuth);
+    let mut runtime = server.client(Some(unknown.expose())).await;
+    let register = pb::RegisterWorkspaceRequest {
+        workspace_id: "ws".into(),
+        reissue_auth_token: false,
+    };
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(
+            runtime
+                .register_workspace(register.clone())
+                .await
+                .expect_err("unknown token")
+                .code(),
+        );
+    }
+    assert_eq!(
+        codes,
+        [
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::ResourceExhausted
+        ]
+    );
+    // The workspace's real registration token is unaffected by the
+    // credential key, but this peer is now refused as a whole.
+    let mut real = server.client(Some(&provisioned.registration_token)).await;
+    let status = real
+        .register_workspace(register)
+        .await
+        .expect_err("peer refused");
+    assert_status(&status, Code::ResourceExhausted, None);
+}
