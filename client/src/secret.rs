@@ -1,12 +1,27 @@
 //! A string that must never be printed.
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// A secret value (token, ticket, shared secret). Its `Debug` output is
 /// `[redacted]` and it has no `Display`, so it cannot reach a log by accident;
 /// read it deliberately with [`Secret::expose`].
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Secret(String);
+
+/// Equality is constant time: comparing SHA-256 digests hides where two
+/// secrets differ and how long they are.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (
+            Sha256::digest(self.0.as_bytes()),
+            Sha256::digest(other.0.as_bytes()),
+        );
+        a.ct_eq(&b).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     /// Wraps a value.
@@ -24,9 +39,14 @@ impl Secret {
         self.0.is_empty()
     }
 
-    /// Compares with `other` in constant time (for equal lengths).
+    /// Compares with `other` in constant time, lengths included (both sides
+    /// are hashed first).
     pub fn ct_eq(&self, other: &str) -> bool {
-        self.0.as_bytes().ct_eq(other.as_bytes()).into()
+        let (a, b) = (
+            Sha256::digest(self.0.as_bytes()),
+            Sha256::digest(other.as_bytes()),
+        );
+        a.ct_eq(&b).into()
     }
 }
 

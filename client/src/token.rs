@@ -149,6 +149,14 @@ pub fn credential_id(tag: &str, value: &str) -> String {
     format!("{tag}_{}", &hash[..16])
 }
 
+/// The public id of `value` if it is a well-formed token (`None` for
+/// anything else, which has no kind to name and nothing worth tracking).
+pub fn credential_id_of(value: &str) -> Option<String> {
+    parse(value)
+        .ok()
+        .map(|kind| credential_id(kind.tag(), value))
+}
+
 /// The first 8 characters of `value` followed by `…`: the most of a ticket
 /// or token that may appear in an error or a log line.
 pub fn truncated(value: &str) -> String {

@@ -160,7 +160,9 @@ impl Tessera {
             }
             Err(_) => "error",
         };
-        let resource = token::truncated(ticket);
+        // The ticket's public id: unlike its first characters (always
+        // `tsr_tkt_`), it tells one ticket from another in the audit log.
+        let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
         let event = Event {
             action: "ticket.consume",
             resource: &resource,
@@ -258,10 +260,7 @@ impl Tessera {
             Err(Error::InvalidArgument { .. }) => "invalid argument",
             Err(_) => "error",
         };
-        let credential_id = match token::parse(presented) {
-            Ok(kind) => token::credential_id(kind.tag(), presented),
-            Err(_) => String::new(),
-        };
+        let credential_id = token::credential_id_of(presented).unwrap_or_default();
         let resource = match &result {
             Ok(admin) => format!("user:{}", admin.user.id),
             Err(_) => String::new(),
@@ -315,7 +314,7 @@ impl Tessera {
     ) -> Result<Provisioned> {
         let provisioned = self.workspaces.provision(workspace_id, name).await?;
         metrics::event(WORKSPACES, "provisioned");
-        let resource = format!("workspace:{workspace_id}");
+        let resource = workspace_resource(workspace_id);
         let event = Event {
             action: "workspace.provision",
             resource: &resource,
@@ -337,7 +336,7 @@ impl Tessera {
             .workspaces
             .register(&caller.principal, workspace_id, reissue_auth_token)
             .await;
-        let resource = format!("workspace:{workspace_id}");
+        let resource = workspace_resource(workspace_id);
         let outcome = match &result {
             Ok(_) => OK,
             Err(Error::PermissionDenied(_)) => "permission denied",
@@ -390,12 +389,7 @@ impl Tessera {
             _ => "error",
         };
         ::metrics::counter!("tessera_auth_failures_total", "reason" => outcome).increment(1);
-        // Only a well-formed token gets an id: hashing arbitrary input into
-        // the log would let a caller fill it with chosen values.
-        let credential_id = match token::parse(bearer) {
-            Ok(kind) => token::credential_id(kind.tag(), bearer),
-            Err(_) => String::new(),
-        };
+        let credential_id = token::credential_id_of(bearer).unwrap_or_default();
         let event = Event {
             action,
             resource,
@@ -403,4 +397,11 @@ impl Tessera {
         };
         self.audit.failed_auth(&credential_id, peer, event).await;
     }
+}
+
+/// Audit resource of a workspace; the id is capped, since a refused request
+/// may carry any text.
+fn workspace_resource(workspace_id: &str) -> String {
+    let id: String = workspace_id.chars().take(128).collect();
+    format!("workspace:{id}")
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tessera_client::token::{self, TokenKind};
 
@@ -12,6 +13,9 @@ use crate::principal::{ADMIN_GROUP, Principal, PrincipalKind};
 use crate::service_bearer::{ServiceAccount, ServiceSecrets};
 use crate::store::{Store, UserKind, UserRecord};
 use crate::workspaces::Workspaces;
+
+/// How long a seeded service user is trusted before it is seeded again.
+const RESEED_AFTER: Duration = Duration::from_secs(30);
 
 /// Subject, user id and provider of the internal principal.
 pub const INTERNAL_SUBJECT: &str = "server-internal";
@@ -23,7 +27,7 @@ pub struct Verifier {
     internal: Arc<InternalCredentials>,
     /// Service users already seeded by this process, by service name: the
     /// database is asked once per name, not on every call.
-    seeded: RwLock<HashMap<String, UserRecord>>,
+    seeded: RwLock<HashMap<String, (UserRecord, Instant)>>,
 }
 
 impl Verifier {
@@ -114,14 +118,19 @@ impl Verifier {
             )
             .await?;
         if let Ok(mut seeded) = self.seeded.write() {
-            seeded.insert(account.name.clone(), user.clone());
+            seeded.insert(account.name.clone(), (user.clone(), Instant::now()));
         }
         tracing::debug!(service = %account.email, "service user seeded");
         Ok(user)
     }
 
+    /// The seeded user if it was seeded recently; older entries are seeded
+    /// again, so a reset database gets its service users back while the
+    /// process runs.
     fn cached(&self, name: &str) -> Option<UserRecord> {
-        self.seeded.read().ok()?.get(name).cloned()
+        let seeded = self.seeded.read().ok()?;
+        let (user, at) = seeded.get(name)?;
+        (at.elapsed() < RESEED_AFTER).then(|| user.clone())
     }
 }
 

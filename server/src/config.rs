@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tessera_client::Secret;
 
 use crate::service_bearer::ServiceSecrets;
 use crate::tickets::TicketPolicy;
@@ -63,6 +64,18 @@ pub struct HealthArgs {
     /// Give up after this many milliseconds (connecting and the call).
     #[arg(long, env = "TESSERA_HEALTH_TIMEOUT_MS", default_value_t = 2_000)]
     pub timeout_ms: u64,
+    /// PEM CA to verify a TLS server with; probes over TLS when set.
+    #[arg(long, env = "TESSERA_HEALTH_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (mutual TLS).
+    #[arg(long, env = "TESSERA_HEALTH_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "TESSERA_HEALTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Name expected in the server certificate, if not the host of `--addr`.
+    #[arg(long, env = "TESSERA_HEALTH_TLS_DOMAIN", requires = "tls_ca")]
+    pub tls_domain: Option<String>,
 }
 
 /// `tessera install-token …`.
@@ -83,12 +96,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the data lives.
-#[derive(Clone, Debug, Args)]
+/// Where the data lives. `Debug` hides the URL: it may hold a password.
+#[derive(Clone, Args)]
 pub struct DatabaseArgs {
     /// `sqlite:<file>` (created on first run) or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:tessera.db")]
     pub database_url: String,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs").finish_non_exhaustive()
+    }
 }
 
 /// Settings of `tessera serve`.
@@ -181,7 +200,7 @@ impl ServeArgs {
         }
         Ok(Settings {
             tls: self.tls()?,
-            database_url: self.database.database_url.clone(),
+            database_url: Secret::new(self.database.database_url.clone()),
             tickets: TicketPolicy {
                 default_ttl: Duration::from_secs(self.ticket_ttl),
                 max_ttl: Duration::from_secs(self.ticket_max_ttl),
@@ -267,8 +286,8 @@ impl TlsSettings {
 /// Everything [`crate::serve`] needs besides the listener.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Database URL.
-    pub database_url: String,
+    /// Database URL (it may carry a password).
+    pub database_url: Secret,
     /// Ticket lifetimes.
     pub tickets: TicketPolicy,
     /// Health check period.

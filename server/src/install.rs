@@ -103,22 +103,28 @@ impl Install {
             return Err(first_admin_exists());
         }
         let token = token::try_generate(TokenKind::Install)?;
-        self.store
+        let replaced = self
+            .store
             .replace_install_token(&token::sha256_hex(token.expose()), now_ms())
             .await?;
+        if !replaced {
+            return Err(first_admin_exists());
+        }
         Ok(token)
     }
 
     /// Trades the pending token for the first admin (member of `Admin`)
     /// and its access token, in one transaction.
     pub async fn consume(&self, presented: &str, email: &str, name: &str) -> Result<FirstAdmin> {
+        // SPEC: once any human user exists this fails with
+        // FAILED_PRECONDITION, whatever was presented.
+        if self.store.any_human_user().await? {
+            return Err(first_admin_exists());
+        }
         if token::parse(presented) != Ok(TokenKind::Install) {
             return Err(Error::Unauthenticated("malformed install token"));
         }
         let (email, name) = validate_admin(email, name)?;
-        if self.store.any_human_user().await? {
-            return Err(first_admin_exists());
-        }
         let hash = token::sha256_hex(presented);
         let on_file = self.store.install_token().await?;
         let pending = on_file.filter(|record| record.consumed_at.is_none());

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
+
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::clock::now_ms;
@@ -33,6 +35,9 @@ pub struct InternalCredentials {
     /// Set once the credential is withdrawn; the lock also keeps a
     /// heartbeat from re-inserting the row after the withdrawal.
     retired: Mutex<bool>,
+    /// The same, readable without waiting: a retiring process stops
+    /// accepting its own credential too.
+    withdrawn: AtomicBool,
 }
 
 impl InternalCredentials {
@@ -45,6 +50,7 @@ impl InternalCredentials {
             liveness,
             mine: OnceCell::new(),
             retired: Mutex::new(false),
+            withdrawn: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +88,9 @@ impl InternalCredentials {
     /// When the credential `presented` was minted, if it is live: this
     /// process's own (compared in constant time) or a live one of another.
     pub async fn check(&self, presented: &str) -> Result<Option<i64>, StoreError> {
+        if self.withdrawn.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         if let Some(mine) = self.mine.get()
             && mine.secret.ct_eq(presented)
         {
@@ -116,6 +125,7 @@ impl InternalCredentials {
     /// Withdraws this process's credential from the other replicas (at
     /// shutdown); heartbeats stop for good.
     pub async fn retire(&self) -> Result<(), StoreError> {
+        self.withdrawn.store(true, Ordering::SeqCst);
         let mut retired = self.retired.lock().await;
         *retired = true;
         match self.mine.get() {

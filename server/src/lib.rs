@@ -102,7 +102,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let sea =
-        SeaStore::connect_with_pool(&settings.database_url, settings.db_max_connections).await?;
+        SeaStore::connect_with_pool(settings.database_url.expose(), settings.db_max_connections)
+            .await?;
     sea.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let liveness = settings.heartbeat_interval * MISSED_HEARTBEATS;

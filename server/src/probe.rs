@@ -6,8 +6,8 @@
 //! 2 cannot connect or timed out, 3 the Check call failed (for example
 //! `NOT_FOUND` for an unknown `--service`), 4 any other status.
 //!
-//! The connection is built in one place, [`endpoint`], so TLS options can be
-//! added there and to [`HealthArgs`] without touching the rest.
+//! The connection is built in one place, [`endpoint`]: plain HTTP/2, or TLS
+//! (optionally mutual) with `--tls-ca`, `--tls-cert`, `--tls-key`.
 
 use std::error::Error as _;
 use std::io::Write;
@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tessera_server::config::HealthArgs;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -40,7 +40,7 @@ pub async fn health(args: &HealthArgs) -> i32 {
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let deadline = Instant::now() + timeout;
 
-    let endpoint = match endpoint(&authority, timeout) {
+    let endpoint = match endpoint(&authority, timeout, args) {
         Ok(endpoint) => endpoint,
         Err(message) => return report(EXIT_USAGE, &format!("tessera health: {message}")),
     };
@@ -139,11 +139,33 @@ fn loopback_if_unspecified(socket: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The connection settings; TLS belongs here once the probe supports it.
-fn endpoint(authority: &str, timeout: Duration) -> Result<Endpoint, String> {
-    let endpoint = Channel::from_shared(format!("http://{authority}"))
-        .map_err(|err| format!("--addr {authority:?}: {err}"))?;
-    Ok(endpoint.connect_timeout(timeout).timeout(timeout))
+/// The connection settings: plain HTTP/2, or TLS when `--tls-ca` is set.
+fn endpoint(authority: &str, timeout: Duration, args: &HealthArgs) -> Result<Endpoint, String> {
+    let scheme = if args.tls_ca.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let endpoint = Channel::from_shared(format!("{scheme}://{authority}"))
+        .map_err(|err| format!("--addr {authority:?}: {err}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let Some(ca) = &args.tls_ca else {
+        return Ok(endpoint);
+    };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+    };
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(domain) = &args.tls_domain {
+        tls = tls.domain_name(domain.clone());
+    }
+    endpoint
+        .tls_config(tls)
+        .map_err(|err| format!("TLS settings: {err}"))
 }
 
 /// An error and its causes, `a: b: c` (tonic's own message is only

@@ -90,9 +90,7 @@ impl Workspaces {
         workspace_id: &str,
         reissue_auth_token: bool,
     ) -> Result<Registration> {
-        if workspace_id.is_empty() {
-            return Err(Error::invalid("workspace_id", "must not be empty"));
-        }
+        validate_id(workspace_id)?;
         if caller.kind != PrincipalKind::Workspace || caller.subject != workspace_id {
             return Err(Error::PermissionDenied(
                 "the bearer belongs to another workspace".into(),
@@ -103,6 +101,14 @@ impl Workspaces {
             .workspace(workspace_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("workspace {workspace_id}")))?;
+        // An auth token rotated away since the caller was authenticated
+        // must not register (nor rotate) any more.
+        if caller.credential_id.starts_with("wsa_")
+            && workspace.auth_hash.as_deref().and_then(|h| h.get(..16))
+                != caller.credential_id.strip_prefix("wsa_")
+        {
+            return Err(Error::Unauthenticated("auth token rotated"));
+        }
         let now = now_ms();
         let rotating = reissue_auth_token && workspace.auth_hash.is_some();
         let new_token = if reissue_auth_token || workspace.auth_hash.is_none() {
@@ -113,7 +119,10 @@ impl Workspaces {
         let hash = new_token.as_ref().map(|t| token::sha256_hex(t.expose()));
         let change = match (&hash, reissue_auth_token) {
             (None, _) => AuthTokenChange::Keep,
-            (Some(hash), true) => AuthTokenChange::Replace(hash),
+            (Some(hash), true) => AuthTokenChange::Replace {
+                new: hash,
+                current: workspace.auth_hash.as_deref(),
+            },
             (Some(hash), false) => AuthTokenChange::SetIfNone(hash),
         };
         let written = self
@@ -130,6 +139,7 @@ impl Workspaces {
 
     /// The inbound secret of `workspace_id` (`None` for legacy workspaces).
     pub async fn inbound_secret(&self, workspace_id: &str) -> Result<Option<Secret>> {
+        validate_id(workspace_id)?;
         let workspace = self
             .store
             .workspace(workspace_id)

@@ -212,10 +212,12 @@ async fn one_install_token_is_filed_under_races(store: Arc<SeaStore>) {
     let filed = store.install_token().await.expect("read").expect("filed");
     assert_eq!(filed.consumed_at, None);
 
-    store
-        .replace_install_token("fresh", 99)
-        .await
-        .expect("replace");
+    assert!(
+        store
+            .replace_install_token("fresh", 99)
+            .await
+            .expect("replace")
+    );
     let replaced = store.install_token().await.expect("read").expect("filed");
     assert_eq!((replaced.hash.as_str(), replaced.issued_at), ("fresh", 99));
 }
@@ -279,6 +281,19 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
             .expect("read")
             .and_then(|t| t.consumed_at),
         Some(5)
+    );
+
+    // A consumed token is never replaced, even by a racing regeneration.
+    assert!(
+        !store
+            .replace_install_token("late", 7)
+            .await
+            .expect("replace")
+    );
+    let after = store.install_token().await.expect("read").expect("filed");
+    assert_eq!(
+        (after.hash.as_str(), after.consumed_at),
+        ("install-hash", Some(5))
     );
 
     // A wrong hash changes nothing.

@@ -178,8 +178,31 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         "a certificate from another CA is refused"
     );
 
-    // Health is served over mutual TLS too (the harness probed it to start).
+    // Health is served over mutual TLS too (the harness probed it to start),
+    // and `tessera health` can probe it with the same material.
     assert!(server.health_status("").await.is_some());
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write");
+        path.display().to_string()
+    };
+    let ca = write("probe-ca.pem", &pki.ca);
+    let cert = write("probe.pem", &pki.client_cert);
+    let key = write("probe.key", &pki.client_key);
+    let addr = server.addr.to_string();
+    let probe = |extra: &[&str]| {
+        let mut args = vec!["health", "--addr", addr.as_str(), "--tls-ca", ca.as_str()];
+        args.extend_from_slice(extra);
+        tessera_tests::run_tessera(&args, &[]).status.code()
+    };
+    assert_eq!(probe(&["--tls-cert", &cert, "--tls-key", &key]), Some(0));
+    assert_ne!(probe(&[]), Some(0), "no client certificate: not healthy");
+    let plain = tessera_tests::run_tessera(&["health", "--addr", &addr], &[]);
+    assert_ne!(
+        plain.status.code(),
+        Some(0),
+        "plaintext probe of a TLS server fails"
+    );
 }
 
 #[tokio::test]

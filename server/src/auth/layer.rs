@@ -92,7 +92,10 @@ where
         }
         let addr = remote_addr(&request);
         let bearer = bearer_of(&request).unwrap_or_default().to_owned();
-        let keys = FailureKeys::new(addr.map(|a| a.ip()), presented_credential_id(&bearer));
+        let keys = FailureKeys::new(
+            addr.map(|a| a.ip()),
+            tessera_client::token::credential_id_of(&bearer),
+        );
         let refusal = match self.failures.blocked(&keys) {
             Some(wait) => Some(wait),
             None if rule == Rule::Anonymous => self.throttle.check(addr.map(|a| a.ip())).err(),
@@ -136,12 +139,6 @@ where
             Ok(response)
         })
     }
-}
-
-/// Public id of a well-formed Tessera token presented as the bearer.
-fn presented_credential_id(bearer: &str) -> Option<String> {
-    let kind = tessera_client::token::parse(bearer).ok()?;
-    Some(tessera_client::token::credential_id(kind.tag(), bearer))
 }
 
 async fn authorize(

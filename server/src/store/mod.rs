@@ -198,8 +198,14 @@ pub enum AuthTokenChange<'a> {
     Keep,
     /// Set this hash only if no auth token is set yet (first registration).
     SetIfNone(&'a str),
-    /// Replace it with this hash (rotation); the old token stops verifying.
-    Replace(&'a str),
+    /// Replace it with `new` (rotation) if it is still `current` (`None`:
+    /// no token); the old token stops verifying at once.
+    Replace {
+        /// Hash of the new auth token.
+        new: &'a str,
+        /// Hash the rotation expects to replace.
+        current: Option<&'a str>,
+    },
 }
 
 /// The database operations Tessera needs.
@@ -260,8 +266,9 @@ pub trait Store: Send + Sync + 'static {
     /// file; true when this call filed it. Safe to race.
     async fn insert_install_token(&self, hash: &str, issued_at: i64) -> Result<bool>;
 
-    /// Files a new pending install token, replacing whatever was on file.
-    async fn replace_install_token(&self, hash: &str, issued_at: i64) -> Result<()>;
+    /// Files a new pending install token, replacing a pending one; false
+    /// (and nothing changed) when the one on file was consumed.
+    async fn replace_install_token(&self, hash: &str, issued_at: i64) -> Result<bool>;
 
     /// In one transaction: marks the pending install token with `hash`
     /// consumed and creates `admin` in `groups` with its access token. Of

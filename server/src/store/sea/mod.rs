@@ -161,7 +161,7 @@ impl Store for SeaStore {
         users::insert_install_token(&self.db, hash, issued_at).await
     }
 
-    async fn replace_install_token(&self, hash: &str, issued_at: i64) -> Result<()> {
+    async fn replace_install_token(&self, hash: &str, issued_at: i64) -> Result<bool> {
         users::replace_install_token(&self.db, hash, issued_at).await
     }
 

@@ -1,6 +1,6 @@
 //! Users, their groups and access tokens, and the install token.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, TransactionTrait, TryInsertResult,
@@ -95,8 +95,10 @@ pub async fn replace_install_token(
     db: &impl ConnectionTrait,
     hash: &str,
     issued_at: i64,
-) -> Result<()> {
-    install_token::Entity::insert(pending_install_token(hash, issued_at))
+) -> Result<bool> {
+    // Only a pending token (or none) is replaced: a consumed one stays
+    // consumed even if a regeneration races the consumption.
+    let written = install_token::Entity::insert(pending_install_token(hash, issued_at))
         .on_conflict(
             OnConflict::column(install_token::Column::Id)
                 .update_columns([
@@ -104,11 +106,14 @@ pub async fn replace_install_token(
                     install_token::Column::IssuedAt,
                     install_token::Column::ConsumedAt,
                 ])
+                .action_and_where(
+                    Expr::col((install_token::Entity, install_token::Column::ConsumedAt)).is_null(),
+                )
                 .to_owned(),
         )
         .exec_without_returning(db)
         .await?;
-    Ok(())
+    Ok(written == 1)
 }
 
 pub async fn consume_install_token(
@@ -204,10 +209,12 @@ async fn with_groups(db: &impl ConnectionTrait, row: user::Model) -> Result<User
         .into_iter()
         .map(|member| member.group_name)
         .collect();
-    let kind = if row.kind == UserKind::Service.as_str() {
-        UserKind::Service
-    } else {
+    // Anything but exactly "human" counts as a service user: an unexpected
+    // value must never make tokens of a human appear.
+    let kind = if row.kind == UserKind::Human.as_str() {
         UserKind::Human
+    } else {
+        UserKind::Service
     };
     Ok(UserRecord {
         id: row.id,

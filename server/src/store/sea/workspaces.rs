@@ -61,8 +61,14 @@ pub async fn record_registration(
                 .filter(Column::AuthHash.is_null());
             update.exec(db).await?.rows_affected == 1
         }
-        AuthTokenChange::Replace(hash) => {
-            let update = registration(id, now).col_expr(Column::AuthHash, Expr::value(hash));
+        AuthTokenChange::Replace { new, current } => {
+            // Compare-and-set: of racing rotations only one wins, and a
+            // rotation decided on a token already replaced writes nothing.
+            let update = registration(id, now).col_expr(Column::AuthHash, Expr::value(new));
+            let update = match current {
+                Some(current) => update.filter(Column::AuthHash.eq(current)),
+                None => update.filter(Column::AuthHash.is_null()),
+            };
             update.exec(db).await?.rows_affected == 1
         }
     };
