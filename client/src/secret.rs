@@ -2,6 +2,7 @@
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 /// A secret value (token, ticket, shared secret). Its `Debug` output is
 /// `[redacted]` and it has no `Display`, so it cannot reach a log by accident;
@@ -22,6 +23,15 @@ impl PartialEq for Secret {
 }
 
 impl Eq for Secret {}
+
+/// The bytes are overwritten when the secret is dropped, so a freed secret
+/// does not linger in memory (copies made through [`Secret::expose`] are the
+/// caller's to care for).
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     /// Wraps a value.

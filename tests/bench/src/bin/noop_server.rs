@@ -1,0 +1,186 @@
+//! The baseline of the load harness: a bare tonic server with Tessera's
+//! generated service, the same codec, the same build profile, and answers of
+//! the same sizes as Tessera's, but no work behind any RPC.
+//!
+//! Listens on `--listen` (default `127.0.0.1:0`) and prints
+//! `listening <addr>` on standard output once it accepts connections.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+
+use tessera_client::pb::credential_service_server::{CredentialService, CredentialServiceServer};
+use tessera_client::pb::*;
+use tessera_client::token::{self, TokenKind};
+use tessera_client::tonic::transport::Server;
+use tessera_client::tonic::{self, Request, Response, Status};
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Canned answers, built once: the no-op does no work per call beyond the
+/// framework's (decode the request, clone and encode the answer).
+struct Noop {
+    principal: Principal,
+    ticket: String,
+    identity: TicketIdentity,
+    token: String,
+    secret: String,
+    now: prost_types::Timestamp,
+}
+
+impl Noop {
+    fn new() -> Self {
+        let now = prost_types::Timestamp {
+            seconds: 1_767_225_600,
+            nanos: 123_000_000,
+        };
+        // Field lengths follow Tessera's answers (a UUID subject, a
+        // `<name>@system.local` email, the `Admin` group, a credential id).
+        let principal = Principal {
+            kind: PrincipalKind::Service as i32,
+            subject: "0196b3a4-5f1e-7c3d-9a2b-4c5d6e7f8a9b".to_owned(),
+            email: "bench@system.local".to_owned(),
+            display_name: "Bench".to_owned(),
+            groups: vec!["Admin".to_owned()],
+            credential_id: "svc_bench_012345".to_owned(),
+        };
+        let identity = TicketIdentity {
+            user_id: "user-0000".to_owned(),
+            provider: "github".to_owned(),
+            minted_at: Some(now),
+            internal: false,
+        };
+        Noop {
+            principal,
+            ticket: token::generate(TokenKind::Ticket).expose().to_owned(),
+            identity,
+            token: token::generate(TokenKind::Ticket).expose().to_owned(),
+            secret: "0123456789abcdef0123456789abcdef0123456789ab".to_owned(),
+            now,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CredentialService for Noop {
+    async fn verify_bearer(
+        &self,
+        _: Request<VerifyBearerRequest>,
+    ) -> Result<Response<VerifyBearerResponse>, Status> {
+        Ok(Response::new(VerifyBearerResponse {
+            principal: Some(self.principal.clone()),
+        }))
+    }
+
+    async fn mint_ticket(
+        &self,
+        _: Request<MintTicketRequest>,
+    ) -> Result<Response<MintTicketResponse>, Status> {
+        Ok(Response::new(MintTicketResponse {
+            ticket: self.ticket.clone(),
+            expires_at: Some(self.now),
+        }))
+    }
+
+    async fn consume_ticket(
+        &self,
+        _: Request<ConsumeTicketRequest>,
+    ) -> Result<Response<ConsumeTicketResponse>, Status> {
+        Ok(Response::new(ConsumeTicketResponse {
+            identity: Some(self.identity.clone()),
+        }))
+    }
+
+    async fn get_internal_credential(
+        &self,
+        _: Request<GetInternalCredentialRequest>,
+    ) -> Result<Response<GetInternalCredentialResponse>, Status> {
+        Ok(Response::new(GetInternalCredentialResponse {
+            credential: self.token.clone(),
+        }))
+    }
+
+    async fn issue_install_token(
+        &self,
+        _: Request<IssueInstallTokenRequest>,
+    ) -> Result<Response<IssueInstallTokenResponse>, Status> {
+        Ok(Response::new(IssueInstallTokenResponse {
+            install_token: Some(self.token.clone()),
+            state: InstallTokenState::Pending as i32,
+            issued_at: Some(self.now),
+        }))
+    }
+
+    async fn get_install_token_status(
+        &self,
+        _: Request<GetInstallTokenStatusRequest>,
+    ) -> Result<Response<GetInstallTokenStatusResponse>, Status> {
+        Ok(Response::new(GetInstallTokenStatusResponse {
+            state: InstallTokenState::Pending as i32,
+            issued_at: Some(self.now),
+            consumed_at: None,
+        }))
+    }
+
+    async fn consume_install_token(
+        &self,
+        _: Request<ConsumeInstallTokenRequest>,
+    ) -> Result<Response<ConsumeInstallTokenResponse>, Status> {
+        Ok(Response::new(ConsumeInstallTokenResponse {
+            admin: Some(self.principal.clone()),
+            admin_token: self.token.clone(),
+        }))
+    }
+
+    async fn provision_workspace(
+        &self,
+        request: Request<ProvisionWorkspaceRequest>,
+    ) -> Result<Response<ProvisionWorkspaceResponse>, Status> {
+        Ok(Response::new(ProvisionWorkspaceResponse {
+            workspace_id: request.into_inner().workspace_id,
+            registration_token: self.token.clone(),
+            platform_inbound_secret: self.secret.clone(),
+        }))
+    }
+
+    async fn register_workspace(
+        &self,
+        _: Request<RegisterWorkspaceRequest>,
+    ) -> Result<Response<RegisterWorkspaceResponse>, Status> {
+        Ok(Response::new(RegisterWorkspaceResponse {
+            auth_token: None,
+            platform_inbound_secret: Some(self.secret.clone()),
+            registered_at: Some(self.now),
+        }))
+    }
+
+    async fn get_inbound_secret(
+        &self,
+        _: Request<GetInboundSecretRequest>,
+    ) -> Result<Response<GetInboundSecretResponse>, Status> {
+        Ok(Response::new(GetInboundSecretResponse {
+            platform_inbound_secret: Some(self.secret.clone()),
+        }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--listen" => listen = args.next().ok_or("--listen needs an address")?.parse()?,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("listening {}", listener.local_addr()?);
+    // Tessera's transport settings (its defaults), so only the work differs.
+    Server::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .max_concurrent_streams(Some(256))
+        .add_service(CredentialServiceServer::new(Noop::new()))
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await?;
+    Ok(())
+}

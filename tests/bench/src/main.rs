@@ -1,0 +1,663 @@
+//! `tessera-bench`: runs the no-op baseline, Tessera (SQLite and
+//! PostgreSQL), Redis and plain PostgreSQL under the same closed-loop load,
+//! interleaved, and writes the figures as Markdown (`BENCHMARKS.md`).
+//!
+//! Exits non-zero only when the harness itself breaks (a server that does
+//! not start, a scenario with no successful call); never on a timing.
+
+#![forbid(unsafe_code)]
+
+mod load;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use tessera_client::pb::{
+    ConsumeInstallTokenRequest, ProvisionWorkspaceRequest, RegisterWorkspaceRequest,
+};
+use tessera_client::{Client, Secret};
+
+use crate::load::{Conn, Work};
+use crate::procs::Proc;
+use crate::report::{Figures, Sample};
+
+/// The service secret the harness configures (`TESSERA_SERVICE_TOKEN_BENCH`).
+const SERVICE_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+
+#[derive(Parser, Debug)]
+#[command(about = "Tessera load harness")]
+struct Args {
+    /// Smoke mode for CI: 10×10 only, one short repetition, no 1M tickets.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the Markdown report.
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory holding the `tessera` and `noop-server` binaries.
+    #[arg(long)]
+    bin_dir: PathBuf,
+    /// Build profile of both binaries, for the report.
+    #[arg(long, default_value = "release")]
+    profile: String,
+    /// Measured window per cell, ms.
+    #[arg(long, default_value_t = 3000)]
+    window_ms: u64,
+    /// Unmeasured warm-up per cell, ms.
+    #[arg(long, default_value_t = 700)]
+    warmup_ms: u64,
+    /// Interleaved repetitions.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// PostgreSQL server (a database on it is used to create fresh ones).
+    #[arg(
+        long,
+        env = "TESSERA_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    /// Redis server.
+    #[arg(
+        long,
+        env = "TESSERA_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis_url: String,
+    /// Live tickets for the large-table consume latency (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    million: u64,
+    /// h2load requests per cross-check cell.
+    #[arg(long, default_value_t = 30_000)]
+    h2load_requests: u64,
+}
+
+/// A system under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum System {
+    Noop,
+    Sqlite,
+    Postgres,
+    Redis,
+    PgAlt,
+}
+
+/// What a cell's streams do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    VerifyService,
+    VerifyUser,
+    VerifyWorkspace,
+    Pairs,
+    Register,
+}
+
+/// Connections × concurrent streams per connection.
+pub type Level = (usize, usize);
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+struct Tessera {
+    proc: Proc,
+    admin_token: String,
+    workspace_token: String,
+    /// (workspace id, registration token), one per connection of 50×20.
+    workspaces: Vec<(String, String)>,
+}
+
+struct Setup {
+    args: Args,
+    bin_tessera: PathBuf,
+    noop: Proc,
+    sqlite: Tessera,
+    postgres: Option<Tessera>,
+    redis: Option<redis::Client>,
+    pg_alt: Option<DatabaseConnection>,
+    dir: tempfile::TempDir,
+    notes: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::parse();
+    if args.quick {
+        args.reps = 1;
+        args.window_ms = args.window_ms.min(400);
+        args.warmup_ms = args.warmup_ms.min(150);
+        args.million = 0;
+        args.h2load_requests = args.h2load_requests.min(3000);
+    }
+    let started = std::time::Instant::now();
+    match bench(args).await {
+        Ok(()) => eprintln!(
+            "tessera-bench: done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("tessera-bench: harness failure: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn tessera_env() -> Vec<(&'static str, String)> {
+    vec![("TESSERA_SERVICE_TOKEN_BENCH", SERVICE_SECRET.to_owned())]
+}
+
+async fn grpc_client(endpoint: &str, bearer: &str) -> Result<Client, String> {
+    Client::builder(endpoint)
+        .bearer(Secret::new(bearer))
+        .connect()
+        .await
+        .map_err(|e| format!("connect {endpoint}: {e}"))
+}
+
+/// Starts Tessera on `url`, creates the first admin and the workspaces.
+async fn start_tessera(
+    bin: &std::path::Path,
+    url: &str,
+    workspaces: usize,
+) -> Result<Tessera, String> {
+    let proc = Proc::tessera(bin, url, &tessera_env())?;
+    proc.wait_serving().await?;
+    let endpoint = proc.endpoint();
+    let mut service = grpc_client(&endpoint, SERVICE_SECRET).await?;
+    let install_token = proc.install_token().await?;
+    let admin_token = Client::builder(&endpoint)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?
+        .consume_install_token(ConsumeInstallTokenRequest {
+            install_token,
+            admin_email: "ada@example.com".to_owned(),
+            admin_name: "Ada".to_owned(),
+        })
+        .await
+        .map_err(|s| format!("ConsumeInstallToken: {s}"))?
+        .into_inner()
+        .admin_token;
+    let mut list = Vec::new();
+    let mut workspace_token = String::new();
+    for i in 0..workspaces {
+        let id = format!("bench-ws-{i}");
+        let provisioned = service
+            .provision_workspace(ProvisionWorkspaceRequest {
+                workspace_id: id.clone(),
+                name: format!("Bench {i}"),
+            })
+            .await
+            .map_err(|s| format!("ProvisionWorkspace: {s}"))?
+            .into_inner();
+        let mut runtime = grpc_client(&endpoint, &provisioned.registration_token).await?;
+        let registered = runtime
+            .register_workspace(RegisterWorkspaceRequest {
+                workspace_id: id.clone(),
+                reissue_auth_token: false,
+            })
+            .await
+            .map_err(|s| format!("RegisterWorkspace: {s}"))?
+            .into_inner();
+        if i == 0 {
+            workspace_token = registered
+                .auth_token
+                .ok_or("first registration without auth_token")?;
+        }
+        list.push((id, provisioned.registration_token));
+    }
+    Ok(Tessera {
+        proc,
+        admin_token,
+        workspace_token,
+        workspaces: list,
+    })
+}
+
+/// A fresh PostgreSQL database on the server of `base`; returns its URL.
+async fn fresh_pg_database(base: &str, name: &str) -> Result<String, String> {
+    let admin = Database::connect(base)
+        .await
+        .map_err(|e| format!("{base}: {e}"))?;
+    let _ = admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
+    admin.close().await.ok();
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .ok_or("PostgreSQL URL without a database")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+async fn drop_pg_database(base: &str, name: &str) {
+    if let Ok(admin) = Database::connect(base).await {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        admin.close().await.ok();
+    }
+}
+
+async fn bench(args: Args) -> Result<(), String> {
+    let bin_tessera = args.bin_dir.join("tessera");
+    let bin_noop = args.bin_dir.join("noop-server");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut figures = Figures::default();
+    let mut notes = Vec::new();
+    let pid = std::process::id();
+    let levels: Vec<Level> = if args.quick {
+        vec![(10, 10)]
+    } else {
+        vec![(1, 1), (10, 10), (50, 20)]
+    };
+    let max_conns = levels.iter().map(|l| l.0).max().unwrap_or(1);
+
+    // Start to SERVING, fresh and existing database, before any load.
+    for rep in 0..args.reps {
+        let file = dir.path().join(format!("startup-{rep}.db"));
+        let url = format!("sqlite:{}?mode=rwc", file.display());
+        for kind in ["fresh", "existing"] {
+            let proc = Proc::tessera(&bin_tessera, &url, &tessera_env())?;
+            let took = proc.wait_serving().await?;
+            figures
+                .startup
+                .entry(kind)
+                .or_default()
+                .push(took.as_secs_f64() * 1e3);
+        }
+    }
+
+    let noop = Proc::noop(&bin_noop)?;
+    let sqlite_url = format!(
+        "sqlite:{}?mode=rwc",
+        dir.path().join("tessera.db").display()
+    );
+    let sqlite = start_tessera(&bin_tessera, &sqlite_url, max_conns).await?;
+
+    let pg_name = format!("tessera_bench_{pid}");
+    let alt_name = format!("tessera_bench_alt_{pid}");
+    let postgres = match fresh_pg_database(&args.postgres_url, &pg_name).await {
+        Ok(url) => Some(start_tessera(&bin_tessera, &url, 1).await?),
+        Err(e) => {
+            notes.push(format!("PostgreSQL not measured: {e}"));
+            None
+        }
+    };
+    let pg_alt = match fresh_pg_database(&args.postgres_url, &alt_name).await {
+        Ok(url) => {
+            let mut options = sea_orm::ConnectOptions::new(url);
+            options.max_connections(16).sqlx_logging(false);
+            let db = Database::connect(options)
+                .await
+                .map_err(|e| e.to_string())?;
+            db.execute_unprepared(
+                "CREATE TABLE alt_tickets (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, \
+                 provider TEXT NOT NULL, purpose TEXT NOT NULL, minted_at BIGINT NOT NULL, \
+                 expires_at BIGINT NOT NULL)",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SHOW synchronous_commit",
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+            let value: String = row
+                .and_then(|r| r.try_get_by_index(0).ok())
+                .unwrap_or_else(|| "unknown".to_owned());
+            figures.pg_synchronous_commit = Some(value);
+            Some(db)
+        }
+        Err(e) => {
+            notes.push(format!("PostgreSQL alternative not measured: {e}"));
+            None
+        }
+    };
+    let redis = match redis::Client::open(args.redis_url.as_str()) {
+        Ok(client) => match client.get_multiplexed_async_connection().await {
+            Ok(mut conn) => {
+                let save: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("save")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                let aof: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("appendonly")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                figures.redis_persistence = Some(format!(
+                    "save=\"{}\", appendonly={}",
+                    save.get(1).cloned().unwrap_or_default(),
+                    aof.get(1).cloned().unwrap_or_default()
+                ));
+                Some(client)
+            }
+            Err(e) => {
+                notes.push(format!("Redis not measured: {e}"));
+                None
+            }
+        },
+        Err(e) => {
+            notes.push(format!("Redis not measured: {e}"));
+            None
+        }
+    };
+
+    let setup = Setup {
+        args,
+        bin_tessera,
+        noop,
+        sqlite,
+        postgres,
+        redis,
+        pg_alt,
+        dir,
+        notes,
+    };
+    let result = measure(&setup, &levels, &mut figures).await;
+    drop_pg_database(&setup.args.postgres_url, &pg_name).await;
+    drop_pg_database(&setup.args.postgres_url, &alt_name).await;
+    result?;
+    figures.notes.extend(setup.notes.iter().cloned());
+    figures.quick = setup.args.quick;
+    figures.profile = setup.args.profile.clone();
+    figures.reps = setup.args.reps;
+    figures.window_ms = setup.args.window_ms;
+    let text = report::render(&figures);
+    std::fs::write(&setup.args.out, text)
+        .map_err(|e| format!("write {}: {e}", setup.args.out.display()))?;
+    eprintln!("tessera-bench: wrote {}", setup.args.out.display());
+    Ok(())
+}
+
+/// The cells of one level, in their interleaved order.
+fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
+    use Scenario::*;
+    use System::*;
+    let mut list = vec![
+        (Noop, VerifyService),
+        (Sqlite, VerifyService),
+        (Sqlite, VerifyUser),
+        (Sqlite, VerifyWorkspace),
+        (Noop, Pairs),
+        (Sqlite, Pairs),
+    ];
+    if setup.postgres.is_some() {
+        list.push((Postgres, Pairs));
+    }
+    if setup.redis.is_some() {
+        list.push((Redis, Pairs));
+    }
+    if setup.pg_alt.is_some() {
+        list.push((PgAlt, Pairs));
+    }
+    list.push((Noop, Register));
+    list.push((Sqlite, Register));
+    list
+}
+
+async fn connections(
+    setup: &Setup,
+    system: System,
+    scenario: Scenario,
+    tessera: Option<&Tessera>,
+    conns: usize,
+) -> Result<(Vec<Conn>, Option<u32>), String> {
+    let mut list = Vec::new();
+    match system {
+        System::Redis => {
+            let client = setup.redis.as_ref().ok_or("no Redis")?;
+            for _ in 0..conns {
+                let conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                list.push(Conn::Redis(conn));
+            }
+            return Ok((list, None));
+        }
+        System::PgAlt => {
+            let db = setup.pg_alt.clone().ok_or("no PostgreSQL")?;
+            // One pool of 16 (Tessera's PostgreSQL default) shared by every stream.
+            list.push(Conn::Pg(db));
+            return Ok((list, None));
+        }
+        _ => {}
+    }
+    let (endpoint, pid, tessera) = match system {
+        System::Noop => (setup.noop.endpoint(), setup.noop.pid(), &setup.sqlite),
+        _ => {
+            let t = tessera.ok_or("no Tessera for this system")?;
+            (t.proc.endpoint(), t.proc.pid(), t)
+        }
+    };
+    for c in 0..conns {
+        let (bearer, work) = match scenario {
+            Scenario::VerifyService => (SERVICE_SECRET, Work::Verify(SERVICE_SECRET.to_owned())),
+            Scenario::VerifyUser => (SERVICE_SECRET, Work::Verify(tessera.admin_token.clone())),
+            Scenario::VerifyWorkspace => (
+                SERVICE_SECRET,
+                Work::Verify(tessera.workspace_token.clone()),
+            ),
+            Scenario::Pairs => (SERVICE_SECRET, Work::Pair),
+            Scenario::Register => {
+                let (id, token) = &tessera.workspaces[c % tessera.workspaces.len()];
+                (token.as_str(), Work::Register(id.clone()))
+            }
+        };
+        list.push(Conn::Grpc(
+            Box::new(grpc_client(&endpoint, bearer).await?),
+            work,
+        ));
+    }
+    Ok((list, Some(pid)))
+}
+
+/// The pooled PG alternative runs `conns × streams` tasks on one pool.
+fn pg_streams(system: System, level: Level) -> usize {
+    if system == System::PgAlt {
+        level.0 * level.1
+    } else {
+        level.1
+    }
+}
+
+async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Result<(), String> {
+    let args = &setup.args;
+    let warmup = Duration::from_millis(args.warmup_ms);
+    let window = Duration::from_millis(args.window_ms);
+    let h2load = which("h2load");
+    if h2load.is_none() {
+        figures
+            .notes
+            .push("h2load not installed: cross-check skipped".to_owned());
+    }
+    let frame = setup.dir.path().join("verify.grpc");
+    std::fs::write(&frame, report::grpc_frame(SERVICE_SECRET)).map_err(|e| e.to_string())?;
+
+    // Large-table consume latency: two more servers, 1k and 1M live tickets.
+    let mut big: Vec<(u64, Tessera)> = Vec::new();
+    if args.million > 0 {
+        for live in [1_000, args.million] {
+            let file = setup.dir.path().join(format!("live-{live}.db"));
+            let url = format!("sqlite:{}?mode=rwc", file.display());
+            let t = start_tessera(&setup.bin_tessera, &url, 1).await?;
+            let filled = std::time::Instant::now();
+            fill_tickets(&url, live).await?;
+            eprintln!(
+                "tessera-bench: {live} live tickets in {:.1} s",
+                filled.elapsed().as_secs_f64()
+            );
+            big.push((live, t));
+        }
+    }
+
+    for rep in 0..args.reps {
+        for &level in levels {
+            for (system, scenario) in cells(setup) {
+                let tessera = match system {
+                    System::Postgres => setup.postgres.as_ref(),
+                    _ => Some(&setup.sqlite),
+                };
+                let (conns, pid) = connections(setup, system, scenario, tessera, level.0).await?;
+                let outcome =
+                    load::run(conns, pg_streams(system, level), warmup, window, pid).await;
+                eprintln!(
+                    "rep {rep} {}x{} {system:?} {scenario:?}: {:.0}/s p99 {} µs errors {}{}",
+                    level.0,
+                    level.1,
+                    outcome.rate(),
+                    outcome.latency.value_at_quantile(0.99),
+                    outcome.errors,
+                    outcome
+                        .first_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+                if outcome.ok == 0 {
+                    return Err(format!(
+                        "{system:?} {scenario:?} at {level:?}: no successful call ({})",
+                        outcome.first_error.unwrap_or_default()
+                    ));
+                }
+                figures
+                    .cells
+                    .entry((level, system, scenario))
+                    .or_default()
+                    .push(Sample::from(&outcome));
+            }
+            if level == (50, 20) {
+                if let Some(kib) = setup.sqlite.proc.peak_rss_kib() {
+                    figures.rss_kib.entry(System::Sqlite).or_default().push(kib);
+                }
+                if let Some(kib) = setup.noop.peak_rss_kib() {
+                    figures.rss_kib.entry(System::Noop).or_default().push(kib);
+                }
+                if let Some(kib) = setup.postgres.as_ref().and_then(|p| p.proc.peak_rss_kib()) {
+                    figures
+                        .rss_kib
+                        .entry(System::Postgres)
+                        .or_default()
+                        .push(kib);
+                }
+            }
+        }
+        if let Some(h2load) = &h2load {
+            let h2_levels: Vec<Level> = if args.quick {
+                vec![(10, 10)]
+            } else {
+                vec![(10, 10), (50, 20)]
+            };
+            for level in h2_levels {
+                for (system, proc) in [
+                    (System::Noop, &setup.noop),
+                    (System::Sqlite, &setup.sqlite.proc),
+                ] {
+                    let result = report::h2load(
+                        h2load,
+                        proc,
+                        &frame,
+                        SERVICE_SECRET,
+                        level,
+                        args.h2load_requests,
+                    )
+                    .await?;
+                    eprintln!("rep {rep} h2load {level:?} {system:?}: {result:?}");
+                    if result.server_ok == Some(0) {
+                        return Err(format!(
+                            "h2load: the server counted no OK VerifyBearer: {result:?}"
+                        ));
+                    }
+                    figures
+                        .h2load
+                        .entry((level, system))
+                        .or_default()
+                        .push(result);
+                }
+            }
+        }
+        for (live, t) in &big {
+            for level in [(1, 1), (10, 10)] {
+                let (conns, pid) =
+                    connections(setup, System::Sqlite, Scenario::Pairs, Some(t), level.0).await?;
+                let outcome = load::run(conns, level.1, warmup, window, pid).await;
+                if outcome.ok == 0 {
+                    return Err(format!("{live} live tickets: no successful pair"));
+                }
+                eprintln!(
+                    "rep {rep} {live} live tickets {level:?}: consume p99 {} µs",
+                    outcome.consume.value_at_quantile(0.99)
+                );
+                figures
+                    .live
+                    .entry((*live, level))
+                    .or_default()
+                    .push(Sample::from(&outcome));
+            }
+        }
+    }
+    figures.response_bytes = report::response_sizes(
+        setup.noop.endpoint(),
+        setup.sqlite.proc.endpoint(),
+        SERVICE_SECRET,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts `count` live tickets (random 64-hex hashes, far-future expiry)
+/// straight into Tessera's `tickets` table.
+async fn fill_tickets(url: &str, count: u64) -> Result<(), String> {
+    let db = Database::connect(url).await.map_err(|e| e.to_string())?;
+    let far = now_ms() + 365 * 24 * 3600 * 1000;
+    let now = now_ms();
+    let batch = 100_000;
+    let mut done = 0;
+    while done < count {
+        let n = batch.min(count - done);
+        db.execute_unprepared(&format!(
+            "WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < {n}) \
+             INSERT INTO tickets (hash, user_id, provider, purpose, minted_at, expires_at) \
+             SELECT lower(hex(randomblob(32))), 'filler', 'github', 'bench', {now}, {far} FROM seq"
+        ))
+        .await
+        .map_err(|e| format!("fill tickets: {e}"))?;
+        done += n;
+    }
+    db.close().await.ok();
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Sorted median, min and max.
+pub fn spread(values: &[f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some((v[v.len() / 2], v[0], v[v.len() - 1]))
+}
