@@ -119,8 +119,16 @@ impl Tessera {
     pub async fn verify_bearer(&self, caller: &Caller, bearer: &str) -> Result<Principal> {
         let result = self.verifier.verify(bearer).await;
         if let Err(err) = &result {
-            self.audit_failed_auth("bearer.verify", "", bearer, &caller.peer, err)
-                .await;
+            // The actor is the service that relayed the token; the resource
+            // is the token that failed (its public id, when it has one).
+            let outcome = failure_reason(err);
+            let presented = token::credential_id_of(bearer).unwrap_or_default();
+            let event = Event {
+                action: "bearer.verify",
+                resource: &presented,
+                outcome,
+            };
+            self.audit.by(caller, event).await;
         }
         result
     }
@@ -206,11 +214,7 @@ impl Tessera {
         peer: &str,
         err: &Error,
     ) {
-        let outcome = match err {
-            Error::Unauthenticated(reason) => reason,
-            _ => "error",
-        };
-        ::metrics::counter!("tessera_auth_failures_total", "reason" => outcome).increment(1);
+        let outcome = failure_reason(err);
         let credential_id = token::credential_id_of(bearer).unwrap_or_default();
         let event = Event {
             action,
@@ -219,4 +223,14 @@ impl Tessera {
         };
         self.audit.failed_auth(&credential_id, peer, event).await;
     }
+}
+
+/// The audit outcome of a failed verification; counted by reason.
+fn failure_reason(err: &Error) -> &'static str {
+    let reason = match err {
+        Error::Unauthenticated(reason) => reason,
+        _ => "error",
+    };
+    ::metrics::counter!("tessera_auth_failures_total", "reason" => reason).increment(1);
+    reason
 }
