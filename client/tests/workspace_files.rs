@@ -77,6 +77,26 @@ fn save_overwrites_and_resets_the_cache() {
 }
 
 #[test]
+fn separate_handles_of_one_path_share_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(INBOUND_SECRET_FILE);
+    // Built independently, as a layer and a registration step would be.
+    let guard = SecretFile::new(&path);
+    let writer = WorkspaceFiles::in_dir(tmp.path());
+    writer.inbound_secret().save(&Secret::new("old")).unwrap();
+    assert_eq!(loaded(&guard).as_deref(), Some("old"));
+    writer
+        .inbound_secret()
+        .save(&Secret::new("rotated"))
+        .unwrap();
+    assert_eq!(
+        loaded(&guard).as_deref(),
+        Some("rotated"),
+        "a stale cache would keep the old secret"
+    );
+}
+
+#[test]
 fn a_replaced_file_gets_mode_0600_whatever_the_old_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(INBOUND_SECRET_FILE);

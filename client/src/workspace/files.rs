@@ -1,10 +1,11 @@
 //! The workspace runtime's secrets on disk.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use crate::Secret;
 
@@ -91,14 +92,26 @@ struct Inner {
 }
 
 impl SecretFile {
-    /// The secret stored at `path`.
+    /// The secret stored at `path`. Every `SecretFile` of one path in the
+    /// process shares one cache, so a save through any of them is seen by
+    /// all (e.g. the layer's and the registration's), not only by clones.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                path: path.into(),
-                cache: Mutex::new(None),
-            }),
+        static SHARED: OnceLock<Mutex<HashMap<PathBuf, Weak<Inner>>>> = OnceLock::new();
+        let path = path.into();
+        let mut shared = SHARED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(inner) = shared.get(&path).and_then(Weak::upgrade) {
+            return Self { inner };
         }
+        shared.retain(|_, inner| inner.strong_count() > 0);
+        let inner = Arc::new(Inner {
+            path: path.clone(),
+            cache: Mutex::new(None),
+        });
+        shared.insert(path, Arc::downgrade(&inner));
+        Self { inner }
     }
 
     /// Where the secret is stored.
