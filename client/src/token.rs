@@ -104,6 +104,16 @@ pub fn try_generate(kind: TokenKind) -> Result<Secret, EntropyUnavailable> {
     )))
 }
 
+/// A random 128-bit id in hex from the OS CSPRNG, for records (users):
+/// not a secret, but unguessable and fallible like every draw here.
+pub fn random_id() -> Result<String, EntropyUnavailable> {
+    let mut bytes = [0u8; 16];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|_| EntropyUnavailable)?;
+    Ok(hex::encode(bytes))
+}
+
 /// Like [`try_generate`], for tools and tests.
 ///
 /// # Panics
@@ -145,8 +155,13 @@ pub fn sha256_hex(value: &str) -> String {
 /// Public identifier of a credential: its kind tag and the first 16 hex
 /// digits of its SHA-256. Safe to log and to return to callers.
 pub fn credential_id(tag: &str, value: &str) -> String {
-    let hash = sha256_hex(value);
-    format!("{tag}_{}", &hash[..16])
+    credential_id_from_digest(tag, &Sha256::digest(value.as_bytes()))
+}
+
+/// [`credential_id`] from a SHA-256 digest the caller already computed.
+pub fn credential_id_from_digest(tag: &str, digest: &[u8]) -> String {
+    let head = digest.get(..8).unwrap_or(digest);
+    format!("{tag}_{}", hex::encode(head))
 }
 
 /// The public id of `value` if it is a well-formed token (`None` for

@@ -10,7 +10,7 @@ use tessera_client::token::{self, TokenKind};
 use crate::error::{Error, Result};
 use crate::internal::InternalCredentials;
 use crate::principal::{ADMIN_GROUP, Principal, PrincipalKind};
-use crate::service_bearer::{ServiceAccount, ServiceSecrets};
+use crate::service_bearer::{ServiceAccount, ServiceMatch, ServiceSecrets};
 use crate::store::{Store, UserKind, UserRecord};
 use crate::workspaces::Workspaces;
 
@@ -25,8 +25,9 @@ pub struct Verifier {
     secrets: ServiceSecrets,
     store: Arc<dyn Store>,
     internal: Arc<InternalCredentials>,
+    workspaces: Workspaces,
     /// Service users already seeded by this process, by service name: the
-    /// database is asked once per name, not on every call.
+    /// database is asked once per name and period, not on every call.
     seeded: RwLock<HashMap<String, (UserRecord, Instant)>>,
 }
 
@@ -39,6 +40,7 @@ impl Verifier {
     ) -> Self {
         Self {
             secrets,
+            workspaces: Workspaces::new(store.clone()),
             store,
             internal,
             seeded: RwLock::new(HashMap::new()),
@@ -62,8 +64,8 @@ impl Verifier {
         }
         // Always checked first and always in full, so a token that is not a
         // service secret costs the same comparison work as one that is.
-        if let Some(account) = self.secrets.find(bearer) {
-            return self.service_principal(account, bearer).await;
+        if let Some(found) = self.secrets.find(bearer) {
+            return self.service_principal(found).await;
         }
         match token::parse(bearer) {
             Err(_) => Err(Error::Unauthenticated("malformed bearer")),
@@ -78,7 +80,8 @@ impl Verifier {
                     _ => Err(Error::Unauthenticated("unknown bearer")),
                 }
             }
-            Ok(TokenKind::WorkspaceAuth) => Workspaces::new(self.store.clone())
+            Ok(TokenKind::WorkspaceAuth) => self
+                .workspaces
                 .by_auth_token(bearer)
                 .await?
                 .ok_or(Error::Unauthenticated("unknown bearer")),
@@ -86,7 +89,8 @@ impl Verifier {
         }
     }
 
-    async fn service_principal(&self, account: &ServiceAccount, bearer: &str) -> Result<Principal> {
+    async fn service_principal(&self, found: ServiceMatch<'_>) -> Result<Principal> {
+        let account = found.account;
         let user = match self.service_user(account).await {
             Ok(user) => user,
             Err(err) => {
@@ -100,7 +104,7 @@ impl Verifier {
             email: user.email,
             display_name: user.display_name,
             groups: user.groups,
-            credential_id: token::credential_id(TokenKind::Service.tag(), bearer),
+            credential_id: found.credential_id,
         })
     }
 
@@ -111,6 +115,7 @@ impl Verifier {
         let user = self
             .store
             .ensure_user(
+                &token::random_id()?,
                 &account.email,
                 &account.display_name,
                 UserKind::Service,

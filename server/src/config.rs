@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tessera_client::Secret;
 
 use crate::service_bearer::ServiceSecrets;
-use crate::tickets::TicketPolicy;
+use crate::tickets::{self, TicketPolicy};
 
 /// Tessera: a gRPC credential-issuing service.
 #[derive(Debug, Parser)]
@@ -119,10 +119,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Ticket lifetime in seconds when the caller asks for none.
-    #[arg(long, env = "TESSERA_TICKET_TTL", default_value_t = 30)]
+    #[arg(long, env = "TESSERA_TICKET_TTL", default_value_t = tickets::DEFAULT_TTL_SECS)]
     pub ticket_ttl: u64,
     /// Longest ticket lifetime a caller may ask for, in seconds.
-    #[arg(long, env = "TESSERA_TICKET_MAX_TTL", default_value_t = 300)]
+    #[arg(long, env = "TESSERA_TICKET_MAX_TTL", default_value_t = tickets::DEFAULT_MAX_TTL_SECS)]
     pub ticket_max_ttl: u64,
     /// How often the database is checked for the health service, in ms.
     #[arg(long, env = "TESSERA_DB_CHECK_INTERVAL_MS", default_value_t = 2_000)]

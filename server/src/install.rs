@@ -11,11 +11,10 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::principal::ADMIN_GROUP;
 use crate::store::{InstallOutcome, NewAdmin, Store, UserRecord};
+use crate::validate;
 
 /// Longest e-mail accepted (RFC 5321 path limit).
 const MAX_EMAIL_LEN: usize = 254;
-/// Longest display name accepted, in bytes.
-const MAX_NAME_LEN: usize = 256;
 /// Domain reserved for synthetic service users.
 const SERVICE_DOMAIN: &str = "@system.local";
 
@@ -135,6 +134,7 @@ impl Install {
         }
         let admin_token = token::try_generate(TokenKind::UserAccess)?;
         let admin = NewAdmin {
+            id: token::random_id()?,
             email,
             display_name: name,
             token_hash: token::sha256_hex(admin_token.expose()),
@@ -181,12 +181,7 @@ fn validate_admin(email: &str, name: &str) -> Result<(String, String)> {
         ));
     }
     let name = name.trim();
-    if name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "admin_name",
-            format!("at most {MAX_NAME_LEN} bytes, no control characters"),
-        ));
-    }
+    validate::display_name("admin_name", name)?;
     let name = if name.is_empty() {
         email.split('@').next().unwrap_or(email)
     } else {

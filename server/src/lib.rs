@@ -23,6 +23,7 @@ pub mod principal;
 pub mod service_bearer;
 pub mod store;
 pub mod tickets;
+pub mod validate;
 pub mod workspaces;
 
 use std::future::Future;

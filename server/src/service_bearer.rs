@@ -7,6 +7,7 @@
 
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use tessera_client::token::{self, TokenKind};
 
 /// Prefix of the environment variables that configure service secrets.
 pub const ENV_PREFIX: &str = "TESSERA_SERVICE_TOKEN_";
@@ -139,8 +140,9 @@ impl ServiceSecrets {
         &self.accounts
     }
 
-    /// The service whose secret equals `presented`, if any.
-    pub fn find(&self, presented: &str) -> Option<&ServiceAccount> {
+    /// The service whose secret equals `presented`, if any, with the public
+    /// id of the secret (from the digest the comparison computed anyway).
+    pub fn find(&self, presented: &str) -> Option<ServiceMatch<'_>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = Choice::from(0);
         let mut index = 0u32;
@@ -149,12 +151,24 @@ impl ServiceSecrets {
             index.conditional_assign(account, equal);
             found |= equal;
         }
-        if bool::from(found) {
-            self.accounts.get(index as usize)
-        } else {
-            None
+        if !bool::from(found) {
+            return None;
         }
+        let account = self.accounts.get(index as usize)?;
+        Some(ServiceMatch {
+            account,
+            credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), &digest),
+        })
     }
+}
+
+/// A presented secret that matched a configured service.
+#[derive(Debug)]
+pub struct ServiceMatch<'a> {
+    /// The service.
+    pub account: &'a ServiceAccount,
+    /// Public id of the secret presented (`svc_…`).
+    pub credential_id: String,
 }
 
 #[cfg(test)]
@@ -171,7 +185,7 @@ mod tests {
     #[test]
     fn matches_trimmed_secret_to_its_service() {
         let s = secrets(&[("TESSERA_SERVICE_TOKEN_SCHEDULER", &format!("  {GOOD}\n"))]);
-        let account = s.find(GOOD).map(|a| a.email.clone());
+        let account = s.find(GOOD).map(|m| m.account.email.clone());
         assert_eq!(account.as_deref(), Some("scheduler@system.local"));
         assert_eq!(s.accounts()[0].display_name, "Scheduler");
         assert!(s.find(NEXT).is_none());
@@ -195,9 +209,12 @@ mod tests {
             "TESSERA_SERVICE_TOKEN_DATA_SYNC",
             &format!("{GOOD}, {NEXT}"),
         )]);
-        assert_eq!(s.find(GOOD).map(|a| a.name.as_str()), Some("data_sync"));
         assert_eq!(
-            s.find(NEXT).map(|a| a.display_name.as_str()),
+            s.find(GOOD).map(|m| m.account.name.as_str()),
+            Some("data_sync")
+        );
+        assert_eq!(
+            s.find(NEXT).map(|m| m.account.display_name.as_str()),
             Some("Data Sync")
         );
         let s = secrets(&[("TESSERA_SERVICE_TOKEN_X", &format!("{GOOD},short"))]);
@@ -218,8 +235,8 @@ mod tests {
             ("TESSERA_SERVICE_TOKEN_B", NEXT),
             ("OTHER_VARIABLE", "0123456789abcdef0123456789abcdefXX"),
         ]);
-        assert_eq!(s.find(GOOD).map(|a| a.name.as_str()), Some("a"));
-        assert_eq!(s.find(NEXT).map(|a| a.name.as_str()), Some("b"));
+        assert_eq!(s.find(GOOD).map(|m| m.account.name.as_str()), Some("a"));
+        assert_eq!(s.find(NEXT).map(|m| m.account.name.as_str()), Some("b"));
         assert!(!format!("{s:?}").contains(GOOD));
     }
 }

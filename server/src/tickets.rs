@@ -16,6 +16,11 @@ use crate::store::{Store, TicketRecord};
 /// Longest `user_id`, `provider` or `purpose` accepted, in bytes.
 pub const MAX_FIELD_LEN: usize = 256;
 
+/// Ticket lifetime when neither the caller nor `TESSERA_TICKET_TTL` sets one.
+pub const DEFAULT_TTL_SECS: u64 = 30;
+/// Longest lifetime a caller may ask for unless `TESSERA_TICKET_MAX_TTL` says otherwise.
+pub const DEFAULT_MAX_TTL_SECS: u64 = 300;
+
 /// Lifetimes of tickets.
 #[derive(Clone, Copy, Debug)]
 pub struct TicketPolicy {
@@ -23,6 +28,15 @@ pub struct TicketPolicy {
     pub default_ttl: Duration,
     /// Longest lifetime a caller may ask for.
     pub max_ttl: Duration,
+}
+
+impl Default for TicketPolicy {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(DEFAULT_TTL_SECS),
+            max_ttl: Duration::from_secs(DEFAULT_MAX_TTL_SECS),
+        }
+    }
 }
 
 /// What a caller asks to mint.

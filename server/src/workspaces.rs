@@ -9,11 +9,10 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::principal::{Principal, PrincipalKind};
 use crate::store::{AuthTokenChange, Store, WorkspaceRecord};
+use crate::validate;
 
 /// Longest workspace id accepted.
 const MAX_ID_LEN: usize = 128;
-/// Longest workspace name accepted, in bytes.
-const MAX_NAME_LEN: usize = 256;
 
 /// What ProvisionWorkspace hands back, once.
 #[derive(Debug)]
@@ -54,12 +53,7 @@ impl Workspaces {
     /// Creates workspace `id` with a fresh inbound secret and registration token.
     pub async fn provision(&self, id: &str, name: &str) -> Result<Provisioned> {
         validate_id(id)?;
-        if name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "name",
-                format!("at most {MAX_NAME_LEN} bytes, no control characters"),
-            ));
-        }
+        validate::display_name("name", name)?;
         let registration_token = token::try_generate(TokenKind::WorkspaceRegistration)?;
         let inbound_secret = token::try_generate(TokenKind::WorkspaceInbound)?;
         let record = WorkspaceRecord {

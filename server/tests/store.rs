@@ -71,7 +71,13 @@ async fn ensure_user_is_idempotent_under_races(store: Arc<SeaStore>) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .ensure_user("svc@system.local", "Svc", UserKind::Service, &["Admin"])
+                    .ensure_user(
+                        &random_id(),
+                        "svc@system.local",
+                        "Svc",
+                        UserKind::Service,
+                        &["Admin"],
+                    )
                     .await
             })
         })
@@ -224,7 +230,13 @@ async fn one_install_token_is_filed_under_races(store: Arc<SeaStore>) {
 
 async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
     store
-        .ensure_user("svc@system.local", "Svc", UserKind::Service, &["Admin"])
+        .ensure_user(
+            &random_id(),
+            "svc@system.local",
+            "Svc",
+            UserKind::Service,
+            &["Admin"],
+        )
         .await
         .expect("service");
     assert!(
@@ -242,6 +254,7 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
             let store = store.clone();
             tokio::spawn(async move {
                 let admin = NewAdmin {
+                    id: random_id(),
                     email: format!("admin{i}@example.com"),
                     display_name: "Admin".into(),
                     token_hash: format!("token-{i}"),
@@ -298,6 +311,7 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
 
     // A wrong hash changes nothing.
     let other = NewAdmin {
+        id: random_id(),
         email: "x@example.com".into(),
         display_name: "X".into(),
         token_hash: "t".into(),
@@ -317,4 +331,8 @@ async fn pool_usage_is_reported_on_sqlite() {
     let store = open(&db).await;
     let usage = store.pool_usage();
     assert!(usage.is_some_and(|(open, _)| open >= 1), "{usage:?}");
+}
+
+fn random_id() -> String {
+    tessera_client::token::random_id().expect("OS randomness")
 }

@@ -66,11 +66,12 @@ impl Tessera {
     /// secrets, and an internal credential that is never minted.
     pub fn offline(store: Arc<dyn Store>) -> Self {
         let internal = Arc::new(InternalCredentials::new(store.clone(), Duration::ZERO));
-        let policy = TicketPolicy {
-            default_ttl: Duration::from_secs(30),
-            max_ttl: Duration::from_secs(300),
-        };
-        Self::new(store, ServiceSecrets::default(), policy, internal)
+        Self::new(
+            store,
+            ServiceSecrets::default(),
+            TicketPolicy::default(),
+            internal,
+        )
     }
 
     /// Seeds the synthetic user of every configured service.

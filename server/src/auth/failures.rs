@@ -12,29 +12,43 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tessera_client::Secret;
+use tessera_client::token;
 
 /// Keys tracked before stale ones are dropped, bounding memory under a
 /// flood of distinct peers or made-up credentials.
 const MAX_TRACKED: usize = 65_536;
 
-/// What a failure is charged to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a failure is charged to: the peer's address and, when the caller
+/// presented a well-formed credential, its public id. The keys are worked
+/// out only when needed (a block is on file, or a failure is recorded), so
+/// callers that do not fail never pay for hashing their bearer.
+#[derive(Clone, Debug, Default)]
 pub struct FailureKeys {
-    keys: Vec<String>,
+    peer: Option<IpAddr>,
+    bearer: Secret,
 }
 
 impl FailureKeys {
-    /// The peer's address and, when the caller presented a well-formed
-    /// credential, its public id.
-    pub fn new(peer: Option<IpAddr>, credential_id: Option<String>) -> Self {
+    /// Keys of a call from `peer` presenting `bearer` (empty when none).
+    pub fn new(peer: Option<IpAddr>, bearer: Secret) -> Self {
+        Self { peer, bearer }
+    }
+
+    /// The bearer the caller presented.
+    pub fn bearer(&self) -> &Secret {
+        &self.bearer
+    }
+
+    fn resolve(&self) -> Vec<String> {
         let mut keys = Vec::with_capacity(2);
-        if let Some(ip) = peer {
+        if let Some(ip) = self.peer {
             keys.push(format!("peer:{ip}"));
         }
-        if let Some(id) = credential_id {
+        if let Some(id) = token::credential_id_of(self.bearer.expose()) {
             keys.push(format!("credential:{id}"));
         }
-        Self { keys }
+        keys
     }
 }
 
@@ -70,7 +84,7 @@ impl FailureThrottle {
             return None;
         }
         let now = Instant::now();
-        keys.keys
+        keys.resolve()
             .iter()
             .filter_map(|key| blocked.get(key))
             .filter_map(|until| until.checked_duration_since(now))
@@ -84,7 +98,7 @@ impl FailureThrottle {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        for key in &keys.keys {
+        for key in &keys.resolve() {
             // The failure that spends the last of the budget starts the
             // refusal, so the next attempt is already refused.
             match self.limiter.check_key(key) {
@@ -121,8 +135,8 @@ mod tests {
     #[test]
     fn failures_beyond_the_budget_block_only_that_key() {
         let throttle = FailureThrottle::per_minute(NonZeroU32::MIN.saturating_add(1));
-        let a = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), None);
-        let b = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 2])), None);
+        let a = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), Secret::default());
+        let b = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 2])), Secret::default());
         throttle.record(&a);
         assert_eq!(throttle.blocked(&a), None, "within budget");
         throttle.record(&a);
@@ -134,12 +148,15 @@ mod tests {
     #[test]
     fn a_credential_is_blocked_across_peers() {
         let throttle = FailureThrottle::per_minute(NonZeroU32::MIN);
-        let id = Some("wsa_0123".to_owned());
+        let revoked = token::generate(token::TokenKind::WorkspaceAuth);
         throttle.record(&FailureKeys::new(
             Some(IpAddr::from([10, 0, 0, 1])),
-            id.clone(),
+            revoked.clone(),
         ));
-        let third_peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 3])), id);
+        let third_peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 3])), revoked);
         assert!(throttle.blocked(&third_peer).is_some());
+        // Garbage has no credential id: only its peer is charged.
+        let garbage = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 4])), Secret::new("x"));
+        assert!(throttle.blocked(&garbage).is_none());
     }
 }

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tessera_client::Secret;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -91,11 +92,8 @@ where
             return Box::pin(self.inner.call(request));
         }
         let addr = remote_addr(&request);
-        let bearer = bearer_of(&request).unwrap_or_default().to_owned();
-        let keys = FailureKeys::new(
-            addr.map(|a| a.ip()),
-            tessera_client::token::credential_id_of(&bearer),
-        );
+        let bearer = Secret::new(bearer_of(&request).unwrap_or_default());
+        let keys = FailureKeys::new(addr.map(|a| a.ip()), bearer);
         let refusal = match self.failures.blocked(&keys) {
             Some(wait) => Some(wait),
             None if rule == Rule::Anonymous => self.throttle.check(addr.map(|a| a.ip())).err(),
@@ -123,7 +121,7 @@ where
                 }
                 response
             } else {
-                match authorize(&app, &path, &bearer, peer, rule).await {
+                match authorize(&app, &path, keys.bearer().expose(), peer, rule).await {
                     Ok(caller) => {
                         request.extensions_mut().insert(caller);
                         inner.call(request).await?

@@ -151,6 +151,8 @@ pub struct InstallTokenRecord {
 /// The first administrator to create with the install token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewAdmin {
+    /// Its user id.
+    pub id: String,
     /// Its e-mail.
     pub email: String,
     /// Its display name.
@@ -214,10 +216,11 @@ pub trait Store: Send + Sync + 'static {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<()>;
 
-    /// Creates the user with this e-mail unless it exists, adds it to
-    /// `groups`, and returns it. Idempotent and safe to race.
+    /// Creates the user with this e-mail (as `new_id`) unless it exists, adds
+    /// it to `groups`, and returns it. Idempotent and safe to race.
     async fn ensure_user(
         &self,
+        new_id: &str,
         email: &str,
         display_name: &str,
         kind: UserKind,

@@ -102,12 +102,13 @@ impl Store for SeaStore {
 
     async fn ensure_user(
         &self,
+        new_id: &str,
         email: &str,
         display_name: &str,
         kind: UserKind,
         groups: &[&str],
     ) -> Result<UserRecord> {
-        users::ensure_user(&self.db, email, display_name, kind, groups).await
+        users::ensure_user(&self.db, new_id, email, display_name, kind, groups).await
     }
 
     async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<()> {

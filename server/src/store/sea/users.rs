@@ -25,13 +25,14 @@ impl UserKind {
 
 pub async fn ensure_user(
     db: &impl ConnectionTrait,
+    new_id: &str,
     email: &str,
     display_name: &str,
     kind: UserKind,
     groups: &[&str],
 ) -> Result<UserRecord> {
     let now = crate::clock::now_ms();
-    user::Entity::insert(new_user(email, display_name, kind, now))
+    user::Entity::insert(new_user(new_id, email, display_name, kind, now))
         .on_conflict_do_nothing_on([user::Column::Email])
         .exec(db)
         .await?;
@@ -161,6 +162,7 @@ pub async fn consume_install_token(
         return Ok(InstallOutcome::HumanExists);
     }
     let row = user::Entity::insert(new_user(
+        &admin.id,
         &admin.email,
         &admin.display_name,
         UserKind::Human,
@@ -181,9 +183,15 @@ pub async fn consume_install_token(
     Ok(InstallOutcome::Created(admin))
 }
 
-fn new_user(email: &str, display_name: &str, kind: UserKind, now: i64) -> user::ActiveModel {
+fn new_user(
+    id: &str,
+    email: &str,
+    display_name: &str,
+    kind: UserKind,
+    now: i64,
+) -> user::ActiveModel {
     user::ActiveModel {
-        id: Set(hex::encode(rand::random::<[u8; 16]>())),
+        id: Set(id.to_owned()),
         email: Set(email.to_owned()),
         display_name: Set(display_name.to_owned()),
         kind: Set(kind.as_str().to_owned()),
