@@ -54,6 +54,13 @@ impl ServerOptions {
         self
     }
 
+    /// Sets each `(key, value)` (later values win).
+    pub fn envs(self, pairs: &[(&str, &str)]) -> Self {
+        pairs
+            .iter()
+            .fold(self, |options, (key, value)| options.env(key, value))
+    }
+
     /// Configures `TESSERA_SERVICE_TOKEN_<NAME>=secret`.
     pub fn service(self, name: &str, secret: &str) -> Self {
         self.env(&format!("TESSERA_SERVICE_TOKEN_{name}"), secret)

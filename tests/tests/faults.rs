@@ -20,7 +20,10 @@ use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::transport::Channel;
 use tessera_client::tonic::{Code, Status};
 use tessera_tests::raw::{self, RawCall, frame};
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
+use tessera_tests::{
+    ServerOptions, TestDatabase, TestServer, assert_status, consume_ticket, mint_ticket,
+    service_secret,
+};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
@@ -62,7 +65,7 @@ impl Fixture {
         }
         let server = TestServer::start(&db, options).await;
         let mut client = server.client(Some(&secret())).await;
-        let canary = mint(&mut client, CANARY_USER, CANARY_PURPOSE, 300)
+        let canary = mint_ticket(&mut client, CANARY_USER, CANARY_PURPOSE, 300)
             .await
             .expect("mint the canary");
         let channel = raw::channel(&server.endpoint()).await;
@@ -104,17 +107,19 @@ impl Fixture {
     /// server never panicked.
     async fn assert_survived(mut self) {
         self.assert_up("the faults").await;
-        let identity = consume(&mut self.client, &self.canary, CANARY_PURPOSE)
+        let identity = consume_ticket(&mut self.client, &self.canary, CANARY_PURPOSE)
             .await
             .expect("the ticket minted before the faults is still consumable");
         assert_eq!(identity.user_id, CANARY_USER);
         assert_eq!(identity.provider, "github");
-        let status = consume(&mut self.client, &self.canary, CANARY_PURPOSE)
+        let status = consume_ticket(&mut self.client, &self.canary, CANARY_PURPOSE)
             .await
             .expect_err("and only once");
         assert_status(&status, Code::Unauthenticated, Some("TICKET_UNKNOWN"));
-        let fresh = mint(&mut self.client, "after", "", 0).await.expect("mint");
-        consume(&mut self.client, &fresh, "")
+        let fresh = mint_ticket(&mut self.client, "after", "", 0)
+            .await
+            .expect("mint");
+        consume_ticket(&mut self.client, &fresh, "")
             .await
             .expect("consume a fresh ticket");
         let stderr = self.server.stderr();
@@ -124,34 +129,6 @@ impl Fixture {
         );
         drop(self.db);
     }
-}
-
-async fn mint(
-    client: &mut Client,
-    user_id: &str,
-    purpose: &str,
-    ttl_seconds: u32,
-) -> Result<String, Status> {
-    let request = pb::MintTicketRequest {
-        user_id: user_id.to_owned(),
-        provider: "github".to_owned(),
-        purpose: purpose.to_owned(),
-        ttl_seconds,
-    };
-    Ok(client.mint_ticket(request).await?.into_inner().ticket)
-}
-
-async fn consume(
-    client: &mut Client,
-    ticket: &str,
-    purpose: &str,
-) -> Result<pb::TicketIdentity, Status> {
-    let request = pb::ConsumeTicketRequest {
-        ticket: ticket.to_owned(),
-        purpose: purpose.to_owned(),
-    };
-    let response = client.consume_ticket(request).await?.into_inner();
-    Ok(response.identity.expect("identity"))
 }
 
 async fn verify(client: &mut Client, token: &str) -> Result<pb::Principal, Status> {
@@ -349,16 +326,16 @@ async fn oversized_fields_are_invalid_and_oversized_messages_out_of_range() {
         assert!(status.details().len() < 1024, "{field}: input in details");
     }
     // Just at the limit is fine; one byte more is not.
-    mint(&mut fx.client, &"u".repeat(256), "", 0)
+    mint_ticket(&mut fx.client, &"u".repeat(256), "", 0)
         .await
         .expect("256 bytes");
-    let status = mint(&mut fx.client, &"u".repeat(257), "", 0)
+    let status = mint_ticket(&mut fx.client, &"u".repeat(257), "", 0)
         .await
         .expect_err("257 bytes");
     assert_status(&status, Code::InvalidArgument, None);
 
     // 1 MiB where a credential goes: refused like any wrong credential.
-    let status = consume(&mut fx.client, &huge, "")
+    let status = consume_ticket(&mut fx.client, &huge, "")
         .await
         .expect_err("1 MiB ticket");
     assert_status(&status, Code::Unauthenticated, Some("TICKET_MALFORMED"));
@@ -396,7 +373,7 @@ async fn oversized_fields_are_invalid_and_oversized_messages_out_of_range() {
     // length prefix, before it is buffered: tonic answers OUT_OF_RANGE
     // (grpc-go and grpc-core say RESOURCE_EXHAUSTED for the same case).
     let started = Instant::now();
-    let status = mint(&mut fx.client, &"u".repeat(5 * MIB), "", 0)
+    let status = mint_ticket(&mut fx.client, &"u".repeat(5 * MIB), "", 0)
         .await
         .expect_err("5 MiB message");
     assert_status(&status, Code::OutOfRange, None);
@@ -707,13 +684,13 @@ async fn unknown_fields_are_ignored_and_ttl_edges_behave() {
         "default lifetime {lifetime}"
     );
     for ttl in [u32::MAX, u32::MAX / 2, 301] {
-        let status = mint(&mut fx.client, "user-ttl", "", ttl)
+        let status = mint_ticket(&mut fx.client, "user-ttl", "", ttl)
             .await
             .expect_err("above the maximum");
         assert_status(&status, Code::InvalidArgument, None);
         assert_eq!(violated_fields(&status), vec!["ttl_seconds".to_owned()]);
     }
-    mint(&mut fx.client, "user-ttl", "", 300)
+    mint_ticket(&mut fx.client, "user-ttl", "", 300)
         .await
         .expect("the maximum itself");
     fx.assert_survived().await;
@@ -732,7 +709,7 @@ async fn traffic(mut client: Client, stop: Arc<AtomicBool>, seen: Seen, worker: 
     let mut i = 0;
     while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(40) {
         i += 1;
-        let minted = mint(&mut client, &format!("bg-{worker}-{i}"), "", 300).await;
+        let minted = mint_ticket(&mut client, &format!("bg-{worker}-{i}"), "", 300).await;
         let code = minted.as_ref().map_or_else(Status::code, |_| Code::Ok);
         *seen
             .lock()
@@ -740,7 +717,7 @@ async fn traffic(mut client: Client, stop: Arc<AtomicBool>, seen: Seen, worker: 
             .entry(("MintTicket", code))
             .or_default() += 1;
         if let Ok(ticket) = minted {
-            let consumed = consume(&mut client, &ticket, "").await;
+            let consumed = consume_ticket(&mut client, &ticket, "").await;
             let code = consumed.as_ref().map_or_else(Status::code, |_| Code::Ok);
             *seen
                 .lock()
@@ -772,7 +749,7 @@ async fn postgres_outage_mid_run_loses_no_stored_data_and_recovers_without_resta
     for i in 0..TICKETS {
         let purpose = if i % 2 == 0 { "ws-upgrade" } else { "" };
         let user = format!("before-{i}");
-        let ticket = mint(&mut fx.client, &user, purpose, 300)
+        let ticket = mint_ticket(&mut fx.client, &user, purpose, 300)
             .await
             .expect("mint");
         tickets.push((ticket, user, purpose));
@@ -861,11 +838,11 @@ async fn postgres_outage_mid_run_loses_no_stored_data_and_recovers_without_resta
 
     // Calls that need the database fail UNAVAILABLE, and change nothing.
     let (ticket, _, purpose) = &tickets[0];
-    let status = consume(&mut fx.client, ticket, purpose)
+    let status = consume_ticket(&mut fx.client, ticket, purpose)
         .await
         .expect_err("ConsumeTicket without a database");
     assert_status(&status, Code::Unavailable, None);
-    let status = mint(&mut fx.client, "during", "", 0)
+    let status = mint_ticket(&mut fx.client, "during", "", 0)
         .await
         .expect_err("MintTicket without a database");
     assert_status(&status, Code::Unavailable, None);
@@ -874,7 +851,7 @@ async fn postgres_outage_mid_run_loses_no_stored_data_and_recovers_without_resta
         .expect_err("a user token cannot be checked without a database");
     assert_status(&status, Code::Unavailable, None);
     let mut as_admin = fx.server.client(Some(&admin.admin_token)).await;
-    let status = mint(
+    let status = mint_ticket(
         &mut as_admin,
         &admin.admin.clone().expect("admin").subject,
         "",
@@ -889,7 +866,7 @@ async fn postgres_outage_mid_run_loses_no_stored_data_and_recovers_without_resta
         .expect_err("status without a database");
     assert_status(&status, Code::Unavailable, None);
     // This process's own internal credential is checked in memory.
-    let identity = consume(&mut fx.client, &internal, "")
+    let identity = consume_ticket(&mut fx.client, &internal, "")
         .await
         .expect("the process's own internal credential needs no database");
     assert!(identity.internal);
@@ -933,11 +910,11 @@ async fn postgres_outage_mid_run_loses_no_stored_data_and_recovers_without_resta
 
     // Nothing stored before the outage was lost.
     for (ticket, user, purpose) in &tickets {
-        let identity = consume(&mut fx.client, ticket, purpose)
+        let identity = consume_ticket(&mut fx.client, ticket, purpose)
             .await
             .unwrap_or_else(|s| panic!("a ticket minted before the outage: {s:?}"));
         assert_eq!(&identity.user_id, user);
-        let status = consume(&mut fx.client, ticket, purpose)
+        let status = consume_ticket(&mut fx.client, ticket, purpose)
             .await
             .expect_err("once");
         assert_status(&status, Code::Unauthenticated, Some("TICKET_UNKNOWN"));
@@ -1025,7 +1002,7 @@ async fn calls_in_flight_when_postgres_goes_away_fail_unavailable_and_change_not
     let name = db.name().expect("name").to_owned();
     let fx = Fixture::on(db, &[]).await;
     let mut client = fx.server.client(Some(&secret())).await;
-    let victim = mint(&mut client, "in-flight", "ws-upgrade", 300)
+    let victim = mint_ticket(&mut client, "in-flight", "ws-upgrade", 300)
         .await
         .expect("mint");
 
@@ -1040,12 +1017,12 @@ async fn calls_in_flight_when_postgres_goes_away_fail_unavailable_and_change_not
         .expect("lock");
     let blocked_mint = {
         let mut client = client.clone();
-        tokio::spawn(async move { mint(&mut client, "blocked", "", 0).await })
+        tokio::spawn(async move { mint_ticket(&mut client, "blocked", "", 0).await })
     };
     let blocked_consume = {
         let mut client = client.clone();
         let victim = victim.clone();
-        tokio::spawn(async move { consume(&mut client, &victim, "ws-upgrade").await })
+        tokio::spawn(async move { consume_ticket(&mut client, &victim, "ws-upgrade").await })
     };
     let watcher = fx.db.connect().await;
     let waiting = format!(
@@ -1097,7 +1074,7 @@ async fn calls_in_flight_when_postgres_goes_away_fail_unavailable_and_change_not
 
     // Whatever the answers, nothing was lost: the ticket is still there
     // unless the ConsumeTicket call reported spending it.
-    let status = consume(&mut client, &victim, "ws-upgrade").await;
+    let status = consume_ticket(&mut client, &victim, "ws-upgrade").await;
     match &consumed {
         Ok(_) => {
             let status = status.expect_err("spent by the in-flight call");

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tessera_client::Client;
@@ -15,7 +15,8 @@ use tessera_client::pb::{self, InstallTokenState, PrincipalKind};
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::{Code, Status};
 use tessera_tests::{
-    ServerOptions, TestDatabase, TestServer, assert_status, run_tessera, service_secret,
+    ServerOptions, TestDatabase, TestServer, assert_status, now_seconds, run_tessera, seconds,
+    service_secret,
 };
 use tokio::sync::Barrier;
 use tonic_types::StatusExt;
@@ -29,31 +30,13 @@ const ADMIN_EMAIL: &str = "ada@example.com";
 const ADMIN_NAME: &str = "Ada Lovelace";
 const USER_TOKEN_PREFIX: &str = "tsr_usr_";
 
-/// Seconds since the Unix epoch of an `Option<prost_types::Timestamp>`.
-macro_rules! seconds {
-    ($timestamp:expr) => {{
-        let ts = $timestamp.as_ref().expect("timestamp is set");
-        ts.seconds as f64 + f64::from(ts.nanos) / 1e9
-    }};
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 fn secret() -> String {
     service_secret("scheduler")
 }
 
 /// A server on `db` with the SCHEDULER service and extra environment.
 async fn start(db: &TestDatabase, env: &[(&str, &str)]) -> TestServer {
-    let mut options = ServerOptions::new().service(SERVICE, &secret());
-    for (key, value) in env {
-        options = options.env(key, value);
-    }
+    let options = ServerOptions::new().service(SERVICE, &secret()).envs(env);
     TestServer::start(db, options).await
 }
 
@@ -371,7 +354,7 @@ async fn first_boot_prints_the_banner_once_and_restarts_do_not() {
 }
 
 async fn status_transitions(db: TestDatabase) {
-    let before = now();
+    let before = now_seconds();
     let server = start(&db, &[]).await;
     let token = boot_token(&server).await;
 
@@ -379,7 +362,7 @@ async fn status_transitions(db: TestDatabase) {
     assert_eq!(pending.state(), InstallTokenState::Pending);
     let issued = seconds!(pending.issued_at);
     assert!(
-        issued >= before - 1.0 && issued <= now() + 1.0,
+        issued >= before - 1.0 && issued <= now_seconds() + 1.0,
         "issued_at {issued} is the boot time (started at {before})"
     );
     assert!(pending.consumed_at.is_none(), "{pending:?}");
@@ -396,7 +379,7 @@ async fn status_transitions(db: TestDatabase) {
     assert_eq!(consumed.issued_at, pending.issued_at);
     let consumed_at = seconds!(consumed.consumed_at);
     assert!(
-        consumed_at >= issued && consumed_at <= now() + 1.0,
+        consumed_at >= issued && consumed_at <= now_seconds() + 1.0,
         "consumed_at {consumed_at} after issued_at {issued}"
     );
     assert_eq!(cli_state(db.url()).await, "CONSUMED");

@@ -19,7 +19,10 @@ use tessera_client::Client;
 use tessera_client::pb::{self, InstallTokenState, PrincipalKind};
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::{Code, Status};
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
+use tessera_tests::{
+    ServerOptions, TestDatabase, TestServer, assert_status, consume_ticket, mint_ticket,
+    service_secret,
+};
 use tokio::sync::Barrier;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
@@ -70,40 +73,12 @@ async fn service(server: &TestServer) -> Client {
     server.client(Some(&secret())).await
 }
 
-async fn try_mint(
-    client: &mut Client,
-    user_id: &str,
-    purpose: &str,
-    ttl_seconds: u32,
-) -> Result<String, Status> {
-    let request = pb::MintTicketRequest {
-        user_id: user_id.to_owned(),
-        provider: "github".to_owned(),
-        purpose: purpose.to_owned(),
-        ttl_seconds,
-    };
-    Ok(client.mint_ticket(request).await?.into_inner().ticket)
-}
-
 async fn mint(client: &mut Client, user_id: &str, purpose: &str) -> String {
-    let ticket = try_mint(client, user_id, purpose, 120).await.expect("mint");
+    let ticket = mint_ticket(client, user_id, purpose, 120)
+        .await
+        .expect("mint");
     assert_eq!(token::parse(&ticket), Ok(TokenKind::Ticket));
     ticket
-}
-
-async fn consume(
-    client: &mut Client,
-    ticket: &str,
-    purpose: &str,
-) -> Result<pb::TicketIdentity, Status> {
-    let request = pb::ConsumeTicketRequest {
-        ticket: ticket.to_owned(),
-        purpose: purpose.to_owned(),
-    };
-    let response = client.consume_ticket(request).await?.into_inner();
-    Ok(response
-        .identity
-        .expect("identity in a successful response"))
 }
 
 async fn internal(client: &mut Client) -> String {
@@ -187,7 +162,10 @@ async fn race(
             let (ticket, purpose) = (ticket.to_owned(), purpose.to_owned());
             tokio::spawn(async move {
                 barrier.wait().await;
-                (replica, consume(&mut client, &ticket, &purpose).await)
+                (
+                    replica,
+                    consume_ticket(&mut client, &ticket, &purpose).await,
+                )
             })
         })
         .collect();
@@ -231,13 +209,13 @@ async fn tickets_are_consumed_exactly_once_by_100_consumers_over_three_replicas(
         for to in (0..REPLICAS).filter(|&to| to != from) {
             let user = format!("pair-{from}-{to}");
             let ticket = mint(&mut minters[from], &user, "ws-upgrade").await;
-            let identity = consume(&mut minters[to], &ticket, "ws-upgrade")
+            let identity = consume_ticket(&mut minters[to], &ticket, "ws-upgrade")
                 .await
                 .unwrap_or_else(|s| panic!("minted on {from}, consumed on {to}: {s:?}"));
             assert_eq!(identity.user_id, user);
             assert!(!identity.internal);
             for again in &mut minters {
-                let status = consume(again, &ticket, "ws-upgrade")
+                let status = consume_ticket(again, &ticket, "ws-upgrade")
                     .await
                     .expect_err("spent on another replica");
                 assert_status(&status, Code::Unauthenticated, Some(UNKNOWN));
@@ -315,7 +293,7 @@ async fn tickets_are_consumed_exactly_once_by_100_consumers_over_three_replicas(
 
 /// Accepted on `client`'s replica: as a ticket stand-in and by VerifyBearer.
 async fn assert_internal_accepted(client: &mut Client, credential: &str, what: &str) {
-    let identity = consume(client, credential, "")
+    let identity = consume_ticket(client, credential, "")
         .await
         .unwrap_or_else(|s| panic!("{what}: ConsumeTicket refused it: {s:?}"));
     assert!(identity.internal, "{what}");
@@ -331,7 +309,7 @@ async fn assert_internal_accepted(client: &mut Client, credential: &str, what: &
 /// Refused on `server`: as a ticket stand-in, by VerifyBearer, and as the
 /// caller's own bearer.
 async fn assert_internal_refused(server: &TestServer, client: &mut Client, credential: &str) {
-    let status = consume(client, credential, "")
+    let status = consume_ticket(client, credential, "")
         .await
         .expect_err("ConsumeTicket of a dead replica's credential");
     assert_status(&status, Code::Unauthenticated, None);
@@ -397,7 +375,7 @@ async fn internal_credentials_live_and_die_with_their_replica() {
     b.kill();
     let mut accepted_after_kill = 0;
     let refused_after_kill = loop {
-        match consume(&mut on_c, &from_b, "").await {
+        match consume_ticket(&mut on_c, &from_b, "").await {
             Ok(identity) => {
                 assert!(identity.internal);
                 accepted_after_kill += 1;
@@ -774,7 +752,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_ticket_and_double_spe
                 }
                 let user = format!("w{worker}-{i}");
                 let purpose = if i % 2 == 0 { "ws-upgrade" } else { "" };
-                let minted = try_mint(&mut clients[minter], &user, purpose, 300).await;
+                let minted = mint_ticket(&mut clients[minter], &user, purpose, 300).await;
                 let ticket = match minted {
                     Ok(ticket) => ticket,
                     Err(status) => {
@@ -813,7 +791,10 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_ticket_and_double_spe
                         if dead && replica == VICTIM {
                             return None;
                         }
-                        Some((replica, consume(&mut client, &ticket, &purpose).await))
+                        Some((
+                            replica,
+                            consume_ticket(&mut client, &ticket, &purpose).await,
+                        ))
                     }
                 };
                 let (r0, r1, r2) = tokio::join!(consume_on(0), consume_on(1), consume_on(2));
@@ -894,7 +875,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_ticket_and_double_spe
         let client = &mut survivors[n % survivor_count];
         let won = ledger.wins.get(ticket).copied().unwrap_or(0);
         if won == 0 {
-            match consume(client, ticket, purpose).await {
+            match consume_ticket(client, ticket, purpose).await {
                 Ok(identity) => {
                     assert_eq!(&identity.user_id, user);
                     swept += 1;
@@ -909,7 +890,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_ticket_and_double_spe
             }
         }
         // Whatever happened before, one more consume is refused.
-        let status = consume(client, ticket, purpose)
+        let status = consume_ticket(client, ticket, purpose)
             .await
             .expect_err("a second spend of an acknowledged ticket");
         assert!(is_unknown_ticket(&status), "replay got {status:?}");

@@ -3,14 +3,17 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tessera_client::Client;
 use tessera_client::pb;
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::{Code, Status};
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
+use tessera_tests::{
+    ServerOptions, TestDatabase, TestServer, assert_status, consume_ticket, now_seconds, seconds,
+    service_secret,
+};
 use tokio::sync::Barrier;
 use tonic_types::StatusExt;
 
@@ -21,31 +24,13 @@ const EXPIRED: &str = "TICKET_EXPIRED";
 const MISMATCH: &str = "TICKET_PURPOSE_MISMATCH";
 const MALFORMED: &str = "TICKET_MALFORMED";
 
-/// Seconds since the Unix epoch of an `Option<prost_types::Timestamp>`.
-macro_rules! seconds {
-    ($timestamp:expr) => {{
-        let ts = $timestamp.as_ref().expect("timestamp is set");
-        ts.seconds as f64 + f64::from(ts.nanos) / 1e9
-    }};
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 fn secret() -> String {
     service_secret("scheduler")
 }
 
 /// A server on `db` with the SCHEDULER service and extra environment.
 async fn start(db: &TestDatabase, env: &[(&str, &str)]) -> TestServer {
-    let mut options = ServerOptions::new().service(SERVICE, &secret());
-    for (key, value) in env {
-        options = options.env(key, value);
-    }
+    let options = ServerOptions::new().service(SERVICE, &secret()).envs(env);
     TestServer::start(db, options).await
 }
 
@@ -78,21 +63,6 @@ async fn mint(client: &mut Client, user_id: &str, purpose: &str, ttl_seconds: u3
         .ticket;
     assert!(ticket.starts_with("tsr_tkt_"), "ticket prefix");
     ticket
-}
-
-async fn consume(
-    client: &mut Client,
-    ticket: &str,
-    purpose: &str,
-) -> Result<pb::TicketIdentity, Status> {
-    let request = pb::ConsumeTicketRequest {
-        ticket: ticket.to_owned(),
-        purpose: purpose.to_owned(),
-    };
-    let response = client.consume_ticket(request).await?.into_inner();
-    Ok(response
-        .identity
-        .expect("identity in a successful response"))
 }
 
 async fn try_internal(client: &mut Client) -> Result<String, Status> {
@@ -210,7 +180,7 @@ async fn race(
             let (ticket, purpose) = (ticket.to_owned(), purpose.to_owned());
             tokio::spawn(async move {
                 barrier.wait().await;
-                consume(&mut client, &ticket, &purpose).await
+                consume_ticket(&mut client, &ticket, &purpose).await
             })
         })
         .collect();
@@ -251,11 +221,11 @@ async fn minted_ticket_is_consumed_once_with_its_identity() {
     let server = start(&db, &[]).await;
     let mut client = service(&server).await;
 
-    let before = now();
+    let before = now_seconds();
     let minted = try_mint(&mut client, "user-42", "github", "", 0)
         .await
         .expect("mint");
-    let after = now();
+    let after = now_seconds();
     assert!(minted.ticket.starts_with("tsr_tkt_"));
     assert_eq!(token::parse(&minted.ticket), Ok(TokenKind::Ticket));
     let expires = seconds!(minted.expires_at);
@@ -266,7 +236,7 @@ async fn minted_ticket_is_consumed_once_with_its_identity() {
 
     // Consumed on another connection: tickets are not bound to one.
     let mut other = service(&server).await;
-    let identity = consume(&mut other, &minted.ticket, "")
+    let identity = consume_ticket(&mut other, &minted.ticket, "")
         .await
         .expect("consume");
     assert_eq!(identity.user_id, "user-42");
@@ -279,7 +249,7 @@ async fn minted_ticket_is_consumed_once_with_its_identity() {
     );
 
     for client in [&mut client, &mut other] {
-        let status = consume(client, &minted.ticket, "")
+        let status = consume_ticket(client, &minted.ticket, "")
             .await
             .expect_err("a replay is refused");
         assert_refused(
@@ -303,7 +273,7 @@ async fn unknown_and_malformed_tickets_are_unauthenticated() {
     let mut client = service(&server).await;
 
     let unknown = token::generate(TokenKind::Ticket);
-    let status = consume(&mut client, unknown.expose(), "")
+    let status = consume_ticket(&mut client, unknown.expose(), "")
         .await
         .expect_err("never minted");
     assert_refused(
@@ -327,7 +297,7 @@ async fn unknown_and_malformed_tickets_are_unauthenticated() {
         format!(" {ticket}"),
     ];
     for bad in &malformed {
-        let status = consume(&mut client, bad, "")
+        let status = consume_ticket(&mut client, bad, "")
             .await
             .expect_err("malformed ticket");
         assert_refused(&status, Code::Unauthenticated, Some(MALFORMED), bad);
@@ -342,20 +312,20 @@ async fn unknown_and_malformed_tickets_are_unauthenticated() {
         TokenKind::WorkspaceAuth,
     ] {
         let other = token::generate(kind);
-        let status = consume(&mut client, other.expose(), "")
+        let status = consume_ticket(&mut client, other.expose(), "")
             .await
             .expect_err("not a ticket");
         assert_refused(&status, Code::Unauthenticated, None, other.expose());
     }
     let huge = "a".repeat(100_000);
-    let status = consume(&mut client, &huge, "")
+    let status = consume_ticket(&mut client, &huge, "")
         .await
         .expect_err("huge input");
     assert_status(&status, Code::Unauthenticated, None);
     assert!(status.message().len() < 200, "the input is echoed back");
 
     // None of the attempts spent the real ticket.
-    let identity = consume(&mut client, &ticket, "")
+    let identity = consume_ticket(&mut client, &ticket, "")
         .await
         .expect("the real ticket still works");
     assert_eq!(identity.user_id, "user-1");
@@ -371,24 +341,24 @@ async fn purpose_must_match_and_a_mismatch_spends_the_ticket() {
     let mut client = service(&server).await;
 
     let ticket = mint(&mut client, "user-7", "ws-upgrade", 0).await;
-    let status = consume(&mut client, &ticket, "other")
+    let status = consume_ticket(&mut client, &ticket, "other")
         .await
         .expect_err("wrong purpose");
     assert_refused(&status, Code::Unauthenticated, Some(MISMATCH), &ticket);
-    let status = consume(&mut client, &ticket, "ws-upgrade")
+    let status = consume_ticket(&mut client, &ticket, "ws-upgrade")
         .await
         .expect_err("spent by the mismatch");
     assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &ticket);
 
     // A consumer that does not state the purpose does not get the ticket.
     let unstated = mint(&mut client, "user-7", "ws-upgrade", 0).await;
-    let status = consume(&mut client, &unstated, "")
+    let status = consume_ticket(&mut client, &unstated, "")
         .await
         .expect_err("purpose not stated");
     assert_refused(&status, Code::Unauthenticated, Some(MISMATCH), &unstated);
 
     let good = mint(&mut client, "user-7", "ws-upgrade", 0).await;
-    let identity = consume(&mut client, &good, "ws-upgrade")
+    let identity = consume_ticket(&mut client, &good, "ws-upgrade")
         .await
         .expect("right purpose");
     assert_eq!(identity.user_id, "user-7");
@@ -411,24 +381,24 @@ async fn expired_tickets_never_succeed() {
 
     // A short lifetime is usable while it lasts.
     let short = mint(&mut slow_client, "user-3", "", 2).await;
-    consume(&mut slow_client, &short, "")
+    consume_ticket(&mut slow_client, &short, "")
         .await
         .expect("a 2 s ticket used at once");
 
-    let before = now();
+    let before = now_seconds();
     let on_fast = try_mint(&mut fast_client, "user-3", "github", "", 1)
         .await
         .expect("mint");
     let on_slow = mint(&mut slow_client, "user-3", "", 1).await;
     let expires = seconds!(on_fast.expires_at);
     assert!(
-        (before + 0.5..=now() + 1.5).contains(&expires),
+        (before + 0.5..=now_seconds() + 1.5).contains(&expires),
         "expires_at {expires} is not about 1 s from {before}"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The reaper may already have removed it: expired or unknown.
-    let status = consume(&mut fast_client, &on_fast.ticket, "")
+    let status = consume_ticket(&mut fast_client, &on_fast.ticket, "")
         .await
         .expect_err("expired");
     assert_refused(&status, Code::Unauthenticated, None, &on_fast.ticket);
@@ -439,11 +409,11 @@ async fn expired_tickets_never_succeed() {
     );
 
     // No reaper pass yet: exactly TICKET_EXPIRED, and then it is gone.
-    let status = consume(&mut slow_client, &on_slow, "")
+    let status = consume_ticket(&mut slow_client, &on_slow, "")
         .await
         .expect_err("expired");
     assert_refused(&status, Code::Unauthenticated, Some(EXPIRED), &on_slow);
-    let status = consume(&mut slow_client, &on_slow, "")
+    let status = consume_ticket(&mut slow_client, &on_slow, "")
         .await
         .expect_err("expired, then unknown");
     assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &on_slow);
@@ -487,7 +457,7 @@ async fn mint_validates_its_arguments() {
 
     let cases = [(0, 30.0), (1, 1.0), (300, 300.0)];
     for (ttl, expected) in cases {
-        let before = now();
+        let before = now_seconds();
         let minted = try_mint(&mut client, "user-1", "github", "", ttl)
             .await
             .expect("valid ttl");
@@ -507,7 +477,7 @@ async fn mint_validates_its_arguments() {
         .expect_err("above TESSERA_TICKET_MAX_TTL");
     assert_status(&status, Code::InvalidArgument, None);
     for (ttl, expected) in [(5, 5.0), (0, 3.0)] {
-        let before = now();
+        let before = now_seconds();
         let minted = try_mint(&mut client, "user-1", "github", "", ttl)
             .await
             .expect("within the configured maximum");
@@ -537,17 +507,17 @@ async fn tickets_never_reach_logs_or_the_audit_table() {
     let mut minted = Vec::new();
 
     let used = mint(&mut client, "user-9", "ws-upgrade", 0).await;
-    consume(&mut client, &used, "ws-upgrade")
+    consume_ticket(&mut client, &used, "ws-upgrade")
         .await
         .expect("consume");
-    let status = consume(&mut client, &used, "ws-upgrade")
+    let status = consume_ticket(&mut client, &used, "ws-upgrade")
         .await
         .expect_err("replay");
     assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &used);
     minted.push(used);
 
     let mismatched = mint(&mut client, "user-9", "ws-upgrade", 0).await;
-    let status = consume(&mut client, &mismatched, "other")
+    let status = consume_ticket(&mut client, &mismatched, "other")
         .await
         .expect_err("mismatch");
     assert_refused(&status, Code::Unauthenticated, Some(MISMATCH), &mismatched);
@@ -555,7 +525,7 @@ async fn tickets_never_reach_logs_or_the_audit_table() {
 
     let expired = mint(&mut client, "user-9", "", 1).await;
     let damaged = mint(&mut client, "user-9", "", 0).await;
-    let status = consume(&mut client, &change_char(&damaged, 30), "")
+    let status = consume_ticket(&mut client, &change_char(&damaged, 30), "")
         .await
         .expect_err("damaged");
     assert_refused(&status, Code::Unauthenticated, Some(MALFORMED), &damaged);
@@ -563,14 +533,14 @@ async fn tickets_never_reach_logs_or_the_audit_table() {
     let unused = mint(&mut client, "user-9", "", 0).await;
     minted.push(unused);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let status = consume(&mut client, &expired, "")
+    let status = consume_ticket(&mut client, &expired, "")
         .await
         .expect_err("expired");
     assert_refused(&status, Code::Unauthenticated, Some(EXPIRED), &expired);
     minted.push(expired);
 
     let credential = internal(&mut client).await;
-    consume(&mut client, &credential, "")
+    consume_ticket(&mut client, &credential, "")
         .await
         .expect("internal credential");
     minted.push(credential);
@@ -618,7 +588,9 @@ async fn store_holds_hashes_and_the_reaper_empties_it() {
     };
     let long = mint(&mut client, "user-long", "ws-upgrade", 300).await;
     let spent = mint(&mut client, "user-spent", "", 0).await;
-    consume(&mut client, &spent, "").await.expect("consume");
+    consume_ticket(&mut client, &spent, "")
+        .await
+        .expect("consume");
     let all: Vec<String> = short.iter().chain([&long, &spent]).cloned().collect();
 
     let rows = strings(
@@ -675,10 +647,12 @@ async fn store_holds_hashes_and_the_reaper_empties_it() {
     );
 
     for ticket in &short {
-        let status = consume(&mut client, ticket, "").await.expect_err("reaped");
+        let status = consume_ticket(&mut client, ticket, "")
+            .await
+            .expect_err("reaped");
         assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), ticket);
     }
-    consume(&mut client, &long, "ws-upgrade")
+    consume_ticket(&mut client, &long, "ws-upgrade")
         .await
         .expect("the long ticket survived the reaper");
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM tickets").await, 0);
@@ -743,7 +717,7 @@ async fn only_services_mint_and_consume() {
     let wrong = format!("{}-wrong", secret());
     for bearer in [None, Some(wrong.as_str()), Some(ticket.as_str())] {
         let mut client = server.client(bearer).await;
-        let status = consume(&mut client, &ticket, "")
+        let status = consume_ticket(&mut client, &ticket, "")
             .await
             .expect_err("consume without a valid caller");
         assert_refused(&status, Code::Unauthenticated, None, &ticket);
@@ -751,7 +725,7 @@ async fn only_services_mint_and_consume() {
 
     // The internal credential authenticates but is not a SERVICE.
     let mut as_internal = server.client(Some(&credential)).await;
-    let status = consume(&mut as_internal, &ticket, "")
+    let status = consume_ticket(&mut as_internal, &ticket, "")
         .await
         .expect_err("internal caller");
     assert_refused(&status, Code::PermissionDenied, None, &ticket);
@@ -765,7 +739,7 @@ async fn only_services_mint_and_consume() {
     assert_status(&status, Code::PermissionDenied, None);
 
     // None of the refused callers spent the ticket.
-    let identity = consume(&mut service_client, &ticket, "")
+    let identity = consume_ticket(&mut service_client, &ticket, "")
         .await
         .expect("ticket still unspent");
     assert_eq!(identity.user_id, "user-5");
@@ -782,7 +756,7 @@ async fn internal_credential_is_stable_and_multi_use() {
 
     // Before any is minted, every value is refused.
     let unminted = token::generate(TokenKind::Internal);
-    let status = consume(&mut client, unminted.expose(), "")
+    let status = consume_ticket(&mut client, unminted.expose(), "")
         .await
         .expect_err("no internal credential yet");
     assert_refused(&status, Code::Unauthenticated, None, unminted.expose());
@@ -818,14 +792,17 @@ async fn internal_credential_is_stable_and_multi_use() {
 
     let mut minted_at = None;
     for purpose in ["", "ws-upgrade", "", "ws-upgrade"] {
-        let identity = consume(&mut other, &credential, purpose)
+        let identity = consume_ticket(&mut other, &credential, purpose)
             .await
             .expect("multi-use");
         assert_eq!(identity.user_id, INTERNAL_ID);
         assert_eq!(identity.provider, INTERNAL_ID);
         assert!(identity.internal);
         let at = seconds!(identity.minted_at);
-        assert!((now() - 60.0..=now() + 1.0).contains(&at), "minted_at {at}");
+        assert!(
+            (now_seconds() - 60.0..=now_seconds() + 1.0).contains(&at),
+            "minted_at {at}"
+        );
         assert_eq!(*minted_at.get_or_insert(at), at, "minted_at is stable");
     }
 
@@ -837,7 +814,7 @@ async fn internal_credential_is_stable_and_multi_use() {
         change_char(&credential, 20),
         credential.replacen("tsr_int_", "tsr_tkt_", 1),
     ] {
-        let status = consume(&mut client, &bad, "")
+        let status = consume_ticket(&mut client, &bad, "")
             .await
             .expect_err("not the internal credential");
         assert_refused(&status, Code::Unauthenticated, None, &bad);
@@ -860,14 +837,16 @@ async fn internal_credential_dies_with_its_process() {
 
     let second = start(&db, &[]).await;
     let mut client = service(&second).await;
-    let status = consume(&mut client, &old, "")
+    let status = consume_ticket(&mut client, &old, "")
         .await
         .expect_err("a previous process's credential");
     assert_refused(&status, Code::Unauthenticated, None, &old);
     let new = internal(&mut client).await;
     assert_ne!(new, old, "a new process mints a new credential");
-    consume(&mut client, &new, "").await.expect("the new one");
-    let status = consume(&mut client, &old, "")
+    consume_ticket(&mut client, &new, "")
+        .await
+        .expect("the new one");
+    let status = consume_ticket(&mut client, &old, "")
         .await
         .expect_err("still refused");
     assert_refused(&status, Code::Unauthenticated, None, &old);
@@ -892,12 +871,12 @@ async fn replicas_share_tickets_and_internal_credentials_until_clean_shutdown() 
     let mut on_b = service(&b).await;
 
     let ticket = mint(&mut on_a, "alice", "ws-upgrade", 0).await;
-    let identity = consume(&mut on_b, &ticket, "ws-upgrade")
+    let identity = consume_ticket(&mut on_b, &ticket, "ws-upgrade")
         .await
         .expect("minted on A, consumed on B");
     assert_eq!(identity.user_id, "alice");
     for client in [&mut on_a, &mut on_b] {
-        let status = consume(client, &ticket, "ws-upgrade")
+        let status = consume_ticket(client, &ticket, "ws-upgrade")
             .await
             .expect_err("already consumed on B");
         assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &ticket);
@@ -906,12 +885,12 @@ async fn replicas_share_tickets_and_internal_credentials_until_clean_shutdown() 
     let from_a = internal(&mut on_a).await;
     let from_b = internal(&mut on_b).await;
     assert_ne!(from_a, from_b, "one credential per process");
-    let identity = consume(&mut on_b, &from_a, "")
+    let identity = consume_ticket(&mut on_b, &from_a, "")
         .await
         .expect("A's credential on B");
     assert!(identity.internal);
     assert_eq!(identity.user_id, INTERNAL_ID);
-    consume(&mut on_a, &from_b, "")
+    consume_ticket(&mut on_a, &from_b, "")
         .await
         .expect("B's credential on A");
 
@@ -921,7 +900,7 @@ async fn replicas_share_tickets_and_internal_credentials_until_clean_shutdown() 
     assert!(status.success(), "exit {status:?}:\n{}", a.stderr());
     eprintln!("replica A exited {:?} after SIGTERM", stopping.elapsed());
 
-    let status = consume(&mut on_b, &from_a, "")
+    let status = consume_ticket(&mut on_b, &from_a, "")
         .await
         .expect_err("A shut down cleanly: refused at once");
     assert_refused(&status, Code::Unauthenticated, None, &from_a);
@@ -931,7 +910,7 @@ async fn replicas_share_tickets_and_internal_credentials_until_clean_shutdown() 
         token::sha256_hex(&from_a)
     );
     assert_eq!(count(&conn, &sql).await, 0, "A withdrew its credential");
-    consume(&mut on_b, &from_b, "")
+    consume_ticket(&mut on_b, &from_b, "")
         .await
         .expect("B's own credential still works");
     assert_not_logged(&a, &[ticket.clone(), from_a.clone(), from_b.clone()]);
@@ -947,20 +926,20 @@ async fn killed_replica_credential_is_refused_within_the_liveness_bound() {
     let mut on_a = service(&a).await;
     let mut on_b = service(&b).await;
     let from_a = internal(&mut on_a).await;
-    consume(&mut on_b, &from_a, "")
+    consume_ticket(&mut on_b, &from_a, "")
         .await
         .expect("A's credential on B");
 
     // A's heartbeat keeps it valid on B well past the liveness bound.
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    consume(&mut on_b, &from_a, "")
+    consume_ticket(&mut on_b, &from_a, "")
         .await
         .expect("A is alive: its credential stays valid on B");
 
     let killed = Instant::now();
     a.kill();
     let refused_after = loop {
-        match consume(&mut on_b, &from_a, "").await {
+        match consume_ticket(&mut on_b, &from_a, "").await {
             Ok(identity) => assert!(identity.internal),
             Err(status) => {
                 assert_refused(&status, Code::Unauthenticated, None, &from_a);
@@ -999,12 +978,12 @@ async fn killed_replica_credential_is_refused_within_the_liveness_bound() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = consume(&mut on_b, &from_a, "")
+    let status = consume_ticket(&mut on_b, &from_a, "")
         .await
         .expect_err("still refused");
     assert_refused(&status, Code::Unauthenticated, None, &from_a);
     let from_b = internal(&mut on_b).await;
-    consume(&mut on_b, &from_b, "")
+    consume_ticket(&mut on_b, &from_b, "")
         .await
         .expect("B's own credential");
 }
