@@ -22,6 +22,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
 ];
 
+/// Writes per group commit: powers of two up to the largest batch.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Name of the histogram of writes committed together (tickets and audit
+/// entries; see the store's group commit).
+pub const WRITE_BATCH_SIZE: &str = "tessera_db_write_batch_size";
+
 /// gRPC status code names by number, for the `code` label.
 const CODE_NAMES: [&str; 17] = [
     "Ok",
@@ -50,6 +57,7 @@ const REQUEST_SECONDS: &str = "tessera_grpc_request_duration_seconds";
 pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SIZE.into()), BATCH_BUCKETS)?
         .install_recorder()?;
     metrics::gauge!("tessera_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)

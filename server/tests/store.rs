@@ -36,6 +36,7 @@ on_both_backends!(
     migrations_are_idempotent,
     ensure_user_is_idempotent_under_races,
     a_ticket_is_taken_at_most_once,
+    concurrent_writes_each_get_their_own_answer,
     expired_tickets_are_deleted,
     internal_credentials_heartbeat_and_expire,
     audit_entries_come_back_newest_first,
@@ -114,6 +115,61 @@ async fn a_ticket_is_taken_at_most_once(store: Arc<SeaStore>) {
     }
     assert_eq!(taken, vec![record]);
     assert_eq!(store.count_tickets().await.expect("count"), 0);
+}
+
+/// Many writes at once are committed together (see the store's group
+/// commit): each caller must still get its own answer, a shared ticket must
+/// still go to one caller, and one failing write must fail alone.
+async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
+    const CALLERS: usize = 200;
+    let shared = ticket("h-shared", i64::MAX);
+    store.insert_ticket(&shared).await.expect("insert shared");
+    let kept = ticket("h-kept", i64::MAX);
+    store.insert_ticket(&kept).await.expect("insert kept");
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let store = store.clone();
+            let shared = shared.clone();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                if i == CALLERS / 2 {
+                    // A duplicate hash, in the middle of the crowd.
+                    assert!(store.insert_ticket(&kept).await.is_err(), "duplicate");
+                    return false;
+                }
+                let own = ticket(&format!("h-{i}"), i64::MAX);
+                store.insert_ticket(&own).await.expect("insert own");
+                let (mine, theirs) = tokio::join!(
+                    store.take_ticket(&own.hash),
+                    store.take_ticket(&shared.hash)
+                );
+                assert_eq!(mine.expect("take own"), Some(own));
+                let entry = AuditRecord {
+                    at: 1,
+                    actor: "svc@system.local".into(),
+                    action: format!("batch-{i}"),
+                    resource: "r".into(),
+                    outcome: "ok".into(),
+                    credential_id: String::new(),
+                    peer: String::new(),
+                };
+                store.append_audit(&entry).await.expect("audit");
+                theirs.expect("take shared").is_some()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.expect("join"));
+    }
+    assert_eq!(winners, 1, "the shared ticket went to exactly one caller");
+    assert_eq!(store.count_tickets().await.expect("count"), 1, "h-kept");
+    let audited = store.recent_audit(1_000).await.expect("recent");
+    let batched = audited
+        .iter()
+        .filter(|entry| entry.action.starts_with("batch-"))
+        .count();
+    assert_eq!(batched, CALLERS - 1);
 }
 
 async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {

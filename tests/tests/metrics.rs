@@ -53,8 +53,9 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test]
-async fn counters_move_with_traffic() {
+/// A server on SQLite with the metrics endpoint on; its service secret and
+/// metrics address.
+async fn start_with_metrics() -> (TestDatabase, TestServer, String, SocketAddr) {
     let db = TestDatabase::sqlite();
     let secret = service_secret("scheduler");
     let options = ServerOptions::new()
@@ -62,6 +63,12 @@ async fn counters_move_with_traffic() {
         .env("TESSERA_METRICS_LISTEN", "127.0.0.1:0");
     let server = TestServer::start(&db, options).await;
     let addr = metrics_addr(&server).await;
+    (db, server, secret, addr)
+}
+
+#[tokio::test]
+async fn counters_move_with_traffic() {
+    let (_db, server, secret, addr) = start_with_metrics().await;
     let before = scrape(addr);
     assert!(before.contains("tessera_build_info{version=\""), "{before}");
 
@@ -125,4 +132,35 @@ async fn counters_move_with_traffic() {
         "{after}"
     );
     assert!(!after.contains(&secret), "no secret in metrics");
+}
+
+/// Concurrent mints share commits: the group-commit histogram must show
+/// batches of more than one write. Sequential calls (above) never would.
+#[tokio::test]
+async fn concurrent_writes_are_committed_together() {
+    const CALLS: usize = 128;
+    let (_db, server, secret, addr) = start_with_metrics().await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(server.client(Some(&secret)).await);
+    }
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let mut client = clients[i % clients.len()].clone();
+            tokio::spawn(async move {
+                tessera_tests::mint_ticket(&mut client, &format!("u{i}"), "", 0).await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.expect("join").expect("mint");
+    }
+
+    let after = scrape(addr);
+    let batches = sample(&after, "tessera_db_write_batch_size_count");
+    let writes = sample(&after, "tessera_db_write_batch_size_sum");
+    let alone = sample(&after, "tessera_db_write_batch_size_bucket{le=\"1\"}");
+    // Every mint writes its ticket and its audit entry.
+    assert!(writes >= (2 * CALLS) as f64, "{writes} writes:\n{after}");
+    assert!(alone < batches, "every batch held one write:\n{after}");
 }

@@ -6,20 +6,23 @@
 mod entities;
 mod sea;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tessera_client::Secret;
 
 pub use sea::SeaStore;
 
-/// Errors from the storage layer.
-#[derive(Debug, thiserror::Error)]
+/// Errors from the storage layer. Cloneable, because one failed batch of
+/// writes fails every call whose write was in it.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached (connection refused, pool timeout).
     #[error("database unavailable: {0}")]
-    Unavailable(sea_orm::DbErr),
+    Unavailable(Arc<sea_orm::DbErr>),
     /// Any other database failure.
     #[error("database error: {0}")]
-    Db(sea_orm::DbErr),
+    Db(Arc<sea_orm::DbErr>),
 }
 
 impl From<sea_orm::DbErr> for StoreError {
@@ -34,9 +37,9 @@ impl From<sea_orm::DbErr> for StoreError {
             _ => false,
         };
         if lost {
-            StoreError::Unavailable(err)
+            StoreError::Unavailable(Arc::new(err))
         } else {
-            StoreError::Db(err)
+            StoreError::Db(Arc::new(err))
         }
     }
 }

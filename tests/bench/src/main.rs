@@ -72,6 +72,19 @@ struct Args {
     /// h2load requests per cross-check cell.
     #[arg(long, default_value_t = 30_000)]
     h2load_requests: u64,
+    /// Only these levels, as `CONNSxSTREAMS` (repeatable; default: all).
+    #[arg(long = "level", value_parser = parse_level)]
+    only_levels: Vec<Level>,
+    /// Only these scenarios (repeatable; default: all). Leaving out
+    /// `verify-service` also skips the h2load cross-check.
+    #[arg(long = "scenario", value_enum)]
+    only_scenarios: Vec<Scenario>,
+}
+
+fn parse_level(text: &str) -> Result<Level, String> {
+    let (conns, streams) = text.split_once('x').ok_or("expected CONNSxSTREAMS")?;
+    let parse = |n: &str| n.parse::<usize>().map_err(|e| format!("{n}: {e}"));
+    Ok((parse(conns)?, parse(streams)?))
 }
 
 /// A system under load.
@@ -85,7 +98,7 @@ pub enum System {
 }
 
 /// What a cell's streams do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Scenario {
     VerifyService,
     VerifyUser,
@@ -255,7 +268,9 @@ async fn bench(args: Args) -> Result<(), String> {
     let mut figures = Figures::default();
     let mut notes = Vec::new();
     let pid = std::process::id();
-    let levels: Vec<Level> = if args.quick {
+    let levels: Vec<Level> = if !args.only_levels.is_empty() {
+        args.only_levels.clone()
+    } else if args.quick {
         vec![(10, 10)]
     } else {
         vec![(1, 1), (10, 10), (50, 20)]
@@ -408,6 +423,8 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     }
     list.push((Noop, Register));
     list.push((Sqlite, Register));
+    let only = &setup.args.only_scenarios;
+    list.retain(|(_, scenario)| only.is_empty() || only.contains(scenario));
     list
 }
 
@@ -481,12 +498,14 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
     let args = &setup.args;
     let warmup = Duration::from_millis(args.warmup_ms);
     let window = Duration::from_millis(args.window_ms);
+    let only = &args.only_scenarios;
     let h2load = which("h2load");
     if h2load.is_none() {
         figures
             .notes
             .push("h2load not installed: cross-check skipped".to_owned());
     }
+    let h2load = h2load.filter(|_| only.is_empty() || only.contains(&Scenario::VerifyService));
     let frame = setup.dir.path().join("verify.grpc");
     std::fs::write(&frame, report::grpc_frame(SERVICE_SECRET)).map_err(|e| e.to_string())?;
 

@@ -9,35 +9,47 @@ use sea_orm::{
 use crate::store::entities::{audit, internal_credential, ticket};
 use crate::store::{AuditRecord, InternalCredentialRecord, Result, TicketRecord};
 
-pub async fn insert_ticket(db: &impl ConnectionTrait, record: &TicketRecord) -> Result<()> {
-    ticket::Entity::insert(ticket::ActiveModel {
+/// Stores new tickets in one statement.
+pub async fn insert_tickets(db: &impl ConnectionTrait, records: &[&TicketRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows = records.iter().map(|record| ticket::ActiveModel {
         hash: Set(record.hash.clone()),
         user_id: Set(record.user_id.clone()),
         provider: Set(record.provider.clone()),
         purpose: Set(record.purpose.clone()),
         minted_at: Set(record.minted_at),
         expires_at: Set(record.expires_at),
-    })
-    .exec_without_returning(db)
-    .await?;
+    });
+    ticket::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
-pub async fn take_ticket(db: &impl ConnectionTrait, hash: &str) -> Result<Option<TicketRecord>> {
-    // DELETE … RETURNING: the row goes to exactly one caller, on SQLite and
-    // PostgreSQL alike, with no read-then-write window.
-    let mut rows = ticket::Entity::delete_many()
-        .filter(ticket::Column::Hash.eq(hash))
+/// Deletes the tickets with these hashes and returns the rows that existed.
+pub async fn take_tickets(db: &impl ConnectionTrait, hashes: &[&str]) -> Result<Vec<TicketRecord>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    // DELETE … RETURNING: each row goes to exactly one statement, on SQLite
+    // and PostgreSQL alike, with no read-then-write window.
+    let rows = ticket::Entity::delete_many()
+        .filter(ticket::Column::Hash.is_in(hashes.iter().copied()))
         .exec_with_returning(db)
         .await?;
-    Ok(rows.pop().map(|row| TicketRecord {
-        hash: row.hash,
-        user_id: row.user_id,
-        provider: row.provider,
-        purpose: row.purpose,
-        minted_at: row.minted_at,
-        expires_at: row.expires_at,
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|row| TicketRecord {
+            hash: row.hash,
+            user_id: row.user_id,
+            provider: row.provider,
+            purpose: row.purpose,
+            minted_at: row.minted_at,
+            expires_at: row.expires_at,
+        })
+        .collect())
 }
 
 pub async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> Result<u64> {
@@ -76,9 +88,8 @@ pub async fn find_internal_credential(
     db: &impl ConnectionTrait,
     hash: &str,
 ) -> Result<Option<InternalCredentialRecord>> {
-    let row = internal_credential::Entity::find_by_id(hash.to_owned())
-        .one(db)
-        .await?;
+    let select = internal_credential::Entity::find_by_id(hash.to_owned());
+    let row = super::only_row(select, db).await?;
     Ok(row.map(|row| InternalCredentialRecord {
         hash: row.hash,
         instance_id: row.instance_id,
@@ -105,8 +116,12 @@ pub async fn delete_stale_internal_credentials(
     Ok(result.rows_affected)
 }
 
-pub async fn append_audit(db: &impl ConnectionTrait, record: &AuditRecord) -> Result<()> {
-    audit::Entity::insert(audit::ActiveModel {
+/// Appends audit entries in one statement.
+pub async fn append_audits(db: &impl ConnectionTrait, records: &[&AuditRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows = records.iter().map(|record| audit::ActiveModel {
         at: Set(record.at),
         actor: Set(record.actor.clone()),
         action: Set(record.action.clone()),
@@ -115,9 +130,10 @@ pub async fn append_audit(db: &impl ConnectionTrait, record: &AuditRecord) -> Re
         credential_id: Set(record.credential_id.clone()),
         peer: Set(record.peer.clone()),
         ..Default::default()
-    })
-    .exec_without_returning(db)
-    .await?;
+    });
+    audit::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 

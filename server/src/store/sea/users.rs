@@ -36,11 +36,10 @@ pub async fn ensure_user(
         .on_conflict_do_nothing_on([user::Column::Email])
         .exec(db)
         .await?;
-    let row = user::Entity::find()
-        .filter(user::Column::Email.eq(email))
-        .one(db)
+    let select = user::Entity::find().filter(user::Column::Email.eq(email));
+    let row = super::only_row(select, db)
         .await?
-        .ok_or_else(|| StoreError::Db(DbErr::RecordNotFound(email.to_owned())))?;
+        .ok_or_else(|| StoreError::from(DbErr::RecordNotFound(email.to_owned())))?;
     add_to_groups(db, &row.id, groups, now).await?;
     with_groups(db, row).await
 }

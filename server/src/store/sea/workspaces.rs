@@ -93,7 +93,7 @@ async fn find(
     db: &impl ConnectionTrait,
     condition: impl sea_orm::sea_query::IntoCondition,
 ) -> Result<Option<WorkspaceRecord>> {
-    let row = workspace::Entity::find().filter(condition).one(db).await?;
+    let row = super::only_row(workspace::Entity::find().filter(condition), db).await?;
     Ok(row.map(|row| WorkspaceRecord {
         id: row.id,
         name: row.name,
