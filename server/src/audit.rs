@@ -32,13 +32,7 @@ impl Auditor {
 
     /// Records an event done by an authenticated caller.
     pub async fn by(&self, caller: &Caller, event: Event<'_>) {
-        self.write(
-            caller.principal.actor(),
-            &caller.principal.credential_id,
-            &caller.peer,
-            event,
-        )
-        .await;
+        self.store_entry(entry_by(caller, event)).await;
     }
 
     /// Records an event by a named actor that is not an authenticated caller
@@ -54,17 +48,37 @@ impl Auditor {
     }
 
     async fn write(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
-        let record = AuditRecord {
-            at: now_ms(),
-            actor: actor.to_owned(),
-            action: event.action.to_owned(),
-            resource: event.resource.to_owned(),
-            outcome: event.outcome.to_owned(),
-            credential_id: credential_id.to_owned(),
-            peer: peer.to_owned(),
-        };
+        self.store_entry(entry(actor, credential_id, peer, event))
+            .await;
+    }
+
+    async fn store_entry(&self, record: AuditRecord) {
         if let Err(err) = self.store.append_audit(&record).await {
-            tracing::error!(error = %err, action = event.action, "audit write failed");
+            tracing::error!(error = %err, action = record.action, "audit write failed");
         }
+    }
+}
+
+/// The entry of an event done by an authenticated caller, for a store call
+/// that writes it with the state change it records.
+pub fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
+    let principal = &caller.principal;
+    entry(
+        principal.actor(),
+        &principal.credential_id,
+        &caller.peer,
+        event,
+    )
+}
+
+fn entry(actor: &str, credential_id: &str, peer: &str, event: Event<'_>) -> AuditRecord {
+    AuditRecord {
+        at: now_ms(),
+        actor: actor.to_owned(),
+        action: event.action.to_owned(),
+        resource: event.resource.to_owned(),
+        outcome: event.outcome.to_owned(),
+        credential_id: credential_id.to_owned(),
+        peer: peer.to_owned(),
     }
 }

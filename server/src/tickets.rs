@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result, TicketRejection};
 use crate::internal::InternalCredentials;
 use crate::principal::{Principal, PrincipalKind};
-use crate::store::{Store, TicketRecord};
+use crate::store::{AuditRecord, Store, TicketRecord};
 
 /// Longest `user_id`, `provider` or `purpose` accepted, in bytes.
 pub const MAX_FIELD_LEN: usize = 256;
@@ -95,9 +95,14 @@ impl Tickets {
         }
     }
 
-    /// Mints a ticket for `request` on behalf of `caller`; a user may mint
-    /// only for itself.
-    pub async fn mint(&self, caller: &Principal, request: &TicketRequest) -> Result<MintedTicket> {
+    /// Mints a ticket for `request` on behalf of `caller`, and stores it
+    /// with its audit `entry`; a user may mint only for itself.
+    pub async fn mint(
+        &self,
+        caller: &Principal,
+        request: &TicketRequest,
+        entry: &AuditRecord,
+    ) -> Result<MintedTicket> {
         let ttl = self.validate(request)?;
         if caller.kind == PrincipalKind::User && caller.subject != request.user_id {
             return Err(Error::PermissionDenied(
@@ -108,16 +113,15 @@ impl Tickets {
         let minted_at = now_ms();
         let expires_at =
             minted_at.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        self.store
-            .insert_ticket(&TicketRecord {
-                hash: token::sha256_hex(ticket.expose()),
-                user_id: request.user_id.clone(),
-                provider: request.provider.clone(),
-                purpose: request.purpose.clone(),
-                minted_at,
-                expires_at,
-            })
-            .await?;
+        let record = TicketRecord {
+            hash: token::sha256_hex(ticket.expose()),
+            user_id: request.user_id.clone(),
+            provider: request.provider.clone(),
+            purpose: request.purpose.clone(),
+            minted_at,
+            expires_at,
+        };
+        self.store.insert_ticket(&record, Some(entry)).await?;
         Ok(MintedTicket { ticket, expires_at })
     }
 

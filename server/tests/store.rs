@@ -96,9 +96,9 @@ async fn ensure_user_is_idempotent_under_races(store: Arc<SeaStore>) {
 
 async fn a_ticket_is_taken_at_most_once(store: Arc<SeaStore>) {
     let record = ticket("h-once", i64::MAX);
-    store.insert_ticket(&record).await.expect("insert");
+    store.insert_ticket(&record, None).await.expect("insert");
     assert!(
-        store.insert_ticket(&record).await.is_err(),
+        store.insert_ticket(&record, None).await.is_err(),
         "duplicate hash refused"
     );
     let tasks: Vec<_> = (0..32)
@@ -123,9 +123,12 @@ async fn a_ticket_is_taken_at_most_once(store: Arc<SeaStore>) {
 async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
     const CALLERS: usize = 200;
     let shared = ticket("h-shared", i64::MAX);
-    store.insert_ticket(&shared).await.expect("insert shared");
+    store
+        .insert_ticket(&shared, None)
+        .await
+        .expect("insert shared");
     let kept = ticket("h-kept", i64::MAX);
-    store.insert_ticket(&kept).await.expect("insert kept");
+    store.insert_ticket(&kept, None).await.expect("insert kept");
     let tasks: Vec<_> = (0..CALLERS)
         .map(|i| {
             let store = store.clone();
@@ -133,26 +136,25 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
             let kept = kept.clone();
             tokio::spawn(async move {
                 if i == CALLERS / 2 {
-                    // A duplicate hash, in the middle of the crowd.
-                    assert!(store.insert_ticket(&kept).await.is_err(), "duplicate");
+                    // A duplicate hash, in the middle of the crowd: refused,
+                    // and its audit entry with it.
+                    let entry = audit_entry("duplicate");
+                    let refused = store.insert_ticket(&kept, Some(&entry)).await;
+                    assert!(refused.is_err(), "duplicate");
                     return false;
                 }
                 let own = ticket(&format!("h-{i}"), i64::MAX);
-                store.insert_ticket(&own).await.expect("insert own");
+                let minted = audit_entry(&format!("mint-{i}"));
+                store
+                    .insert_ticket(&own, Some(&minted))
+                    .await
+                    .expect("insert own");
                 let (mine, theirs) = tokio::join!(
                     store.take_ticket(&own.hash),
                     store.take_ticket(&shared.hash)
                 );
                 assert_eq!(mine.expect("take own"), Some(own));
-                let entry = AuditRecord {
-                    at: 1,
-                    actor: "svc@system.local".into(),
-                    action: format!("batch-{i}"),
-                    resource: "r".into(),
-                    outcome: "ok".into(),
-                    credential_id: String::new(),
-                    peer: String::new(),
-                };
+                let entry = audit_entry(&format!("batch-{i}"));
                 store.append_audit(&entry).await.expect("audit");
                 theirs.expect("take shared").is_some()
             })
@@ -165,17 +167,33 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
     assert_eq!(winners, 1, "the shared ticket went to exactly one caller");
     assert_eq!(store.count_tickets().await.expect("count"), 1, "h-kept");
     let audited = store.recent_audit(1_000).await.expect("recent");
-    let batched = audited
-        .iter()
-        .filter(|entry| entry.action.starts_with("batch-"))
-        .count();
-    assert_eq!(batched, CALLERS - 1);
+    let count = |prefix: &str| {
+        let matching = audited
+            .iter()
+            .filter(|entry| entry.action.starts_with(prefix));
+        matching.count()
+    };
+    assert_eq!(count("batch-"), CALLERS - 1);
+    assert_eq!(count("mint-"), CALLERS - 1);
+    assert_eq!(count("duplicate"), 0, "audit entry of a refused insert");
+}
+
+fn audit_entry(action: &str) -> AuditRecord {
+    AuditRecord {
+        at: 1,
+        actor: "svc@system.local".into(),
+        action: action.into(),
+        resource: "r".into(),
+        outcome: "ok".into(),
+        credential_id: String::new(),
+        peer: String::new(),
+    }
 }
 
 async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {
     for (hash, expires_at) in [("old-1", 10), ("old-2", 20), ("live", 5_000)] {
         store
-            .insert_ticket(&ticket(hash, expires_at))
+            .insert_ticket(&ticket(hash, expires_at), None)
             .await
             .expect("insert");
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use crate::audit::{Auditor, Event};
+use crate::audit::{self, Auditor, Event};
 use crate::bearer::Verifier;
 use crate::error::{Error, Result};
 use crate::install::Install;
@@ -140,15 +140,19 @@ impl Tessera {
         caller: &Caller,
         request: &TicketRequest,
     ) -> Result<MintedTicket> {
-        let minted = self.tickets.mint(&caller.principal, request).await?;
-        metrics::event(TICKETS, "minted");
         let resource = format!("user:{}/{}", request.provider, request.user_id);
         let event = Event {
             action: "ticket.mint",
             resource: &resource,
             outcome: OK,
         };
-        self.audit.by(caller, event).await;
+        // Written with the ticket, in one transaction.
+        let entry = audit::entry_by(caller, event);
+        let minted = self
+            .tickets
+            .mint(&caller.principal, request, &entry)
+            .await?;
+        metrics::event(TICKETS, "minted");
         Ok(minted)
     }
 

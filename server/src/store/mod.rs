@@ -230,8 +230,9 @@ pub trait Store: Send + Sync + 'static {
         groups: &[&str],
     ) -> Result<UserRecord>;
 
-    /// Stores a new ticket.
-    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<()>;
+    /// Stores a new ticket and, in the same transaction, its audit entry.
+    async fn insert_ticket(&self, ticket: &TicketRecord, audit: Option<&AuditRecord>)
+    -> Result<()>;
 
     /// Deletes the ticket with this hash and returns it, in one statement: of
     /// any number of concurrent callers, at most one gets `Some`.

@@ -30,8 +30,8 @@ const QUEUE_DEPTH: usize = 8192;
 /// A write the batcher applies.
 #[derive(Debug)]
 pub enum Write {
-    /// Store this new ticket.
-    Ticket(TicketRecord),
+    /// Store this new ticket and, in the same transaction, its audit entry.
+    Ticket(TicketRecord, Option<AuditRecord>),
     /// Delete the ticket with this hash and return it.
     Take(String),
     /// Append this audit entry.
@@ -120,12 +120,50 @@ async fn write_batch(db: &DatabaseConnection, writes: &[Write]) -> Vec<Answer> {
     }
 }
 
+/// The rows of a batch, by table.
+#[derive(Default)]
+struct Rows<'a> {
+    tickets: Vec<&'a TicketRecord>,
+    hashes: Vec<&'a str>,
+    audits: Vec<&'a AuditRecord>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(writes: &'a [Write]) -> Self {
+        let mut rows = Self::default();
+        for write in writes {
+            match write {
+                Write::Ticket(ticket, entry) => {
+                    rows.tickets.push(ticket);
+                    rows.audits.extend(entry);
+                }
+                Write::Take(hash) => rows.hashes.push(hash),
+                Write::Audit(entry) => rows.audits.push(entry),
+            }
+        }
+        rows
+    }
+
+    /// How many statements writing them takes.
+    fn statements(&self) -> usize {
+        [
+            self.tickets.is_empty(),
+            self.hashes.is_empty(),
+            self.audits.is_empty(),
+        ]
+        .iter()
+        .filter(|empty| !**empty)
+        .count()
+    }
+}
+
 async fn apply(db: &DatabaseConnection, writes: &[Write]) -> Result<Vec<Option<TicketRecord>>> {
-    if writes.len() == 1 {
-        return apply_on(db, writes).await;
+    let rows = Rows::of(writes);
+    if rows.statements() == 1 {
+        return apply_on(db, writes, rows).await;
     }
     let txn = db.begin().await?;
-    let answers = apply_on(&txn, writes).await?;
+    let answers = apply_on(&txn, writes, rows).await?;
     txn.commit().await?;
     Ok(answers)
 }
@@ -133,24 +171,15 @@ async fn apply(db: &DatabaseConnection, writes: &[Write]) -> Result<Vec<Option<T
 async fn apply_on(
     db: &impl ConnectionTrait,
     writes: &[Write],
+    rows: Rows<'_>,
 ) -> Result<Vec<Option<TicketRecord>>> {
-    let mut tickets = Vec::new();
-    let mut hashes = Vec::new();
-    let mut audits = Vec::new();
-    for write in writes {
-        match write {
-            Write::Ticket(ticket) => tickets.push(ticket),
-            Write::Take(hash) => hashes.push(hash.as_str()),
-            Write::Audit(entry) => audits.push(entry),
-        }
-    }
-    records::insert_tickets(db, &tickets).await?;
-    let mut taken: HashMap<String, TicketRecord> = records::take_tickets(db, &hashes)
+    records::insert_tickets(db, &rows.tickets).await?;
+    let mut taken: HashMap<String, TicketRecord> = records::take_tickets(db, &rows.hashes)
         .await?
         .into_iter()
         .map(|ticket| (ticket.hash.clone(), ticket))
         .collect();
-    records::append_audits(db, &audits).await?;
+    records::append_audits(db, &rows.audits).await?;
     // `remove`: a hash asked for twice in one batch goes to the first asker.
     Ok(writes
         .iter()

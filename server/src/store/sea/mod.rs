@@ -31,6 +31,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default pool sizes.
 const SQLITE_POOL: u32 = 8;
 const POSTGRES_POOL: u32 = 16;
+/// Prepared statements kept per SQLite connection. The hot lookups are a
+/// handful; batched writes come in many sizes, each its own statement, and
+/// a cached 512-row insert is large.
+const SQLITE_STATEMENT_CACHE: usize = 16;
 /// Writer tasks of the group commit. SQLite takes one writer at a time
 /// anyway; PostgreSQL commits in parallel, a quarter of the pool at most.
 const SQLITE_WRITERS: usize = 1;
@@ -90,6 +94,7 @@ impl SeaStore {
                         .journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Normal)
                         .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                        .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
                 });
             SQLITE_WRITERS
         } else {
@@ -146,8 +151,12 @@ impl Store for SeaStore {
         users::ensure_user(&self.db, new_id, email, display_name, kind, groups).await
     }
 
-    async fn insert_ticket(&self, ticket: &TicketRecord) -> Result<()> {
-        let write = batch::Write::Ticket(ticket.clone());
+    async fn insert_ticket(
+        &self,
+        ticket: &TicketRecord,
+        audit: Option<&AuditRecord>,
+    ) -> Result<()> {
+        let write = batch::Write::Ticket(ticket.clone(), audit.cloned());
         self.writes.write(write).await.map(drop)
     }
 
