@@ -52,7 +52,8 @@ impl Auditor {
             .await;
     }
 
-    async fn store_entry(&self, record: AuditRecord) {
+    /// Writes an entry made with [`entry_by`].
+    pub async fn store_entry(&self, record: AuditRecord) {
         if let Err(err) = self.store.append_audit(&record).await {
             tracing::error!(error = %err, action = record.action, "audit write failed");
         }

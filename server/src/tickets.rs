@@ -6,12 +6,13 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
+use crate::audit::Auditor;
 use crate::bearer::INTERNAL_SUBJECT;
 use crate::clock::now_ms;
 use crate::error::{Error, Result, TicketRejection};
 use crate::internal::InternalCredentials;
 use crate::principal::{Principal, PrincipalKind};
-use crate::store::{AuditRecord, Store, TicketRecord};
+use crate::store::{AuditRecord, Store, TakeAudit, TicketRecord};
 
 /// Longest `user_id`, `provider` or `purpose` accepted, in bytes.
 pub const MAX_FIELD_LEN: usize = 256;
@@ -74,11 +75,49 @@ pub struct TicketIdentity {
     pub internal: bool,
 }
 
+/// Makes the audit entry of a ConsumeTicket from its outcome (`ok` or the
+/// reason it was refused).
+pub type ConsumeAudit = Arc<dyn Fn(&str) -> AuditRecord + Send + Sync>;
+
+/// Audit outcome of a success.
+const OK: &str = "ok";
+
+/// What a taken ticket row means for a consumer expecting `purpose` at
+/// `now`. A pure function: the store's audit entry and the caller's answer
+/// both come from it.
+fn judge(
+    found: Option<&TicketRecord>,
+    purpose: &str,
+    now: i64,
+) -> std::result::Result<TicketIdentity, TicketRejection> {
+    let record = found.ok_or(TicketRejection::Unknown)?;
+    if record.expires_at <= now {
+        return Err(TicketRejection::Expired);
+    }
+    if record.purpose != purpose {
+        return Err(TicketRejection::PurposeMismatch);
+    }
+    Ok(TicketIdentity {
+        user_id: record.user_id.clone(),
+        provider: record.provider.clone(),
+        minted_at: record.minted_at,
+        internal: false,
+    })
+}
+
+fn outcome(judged: &std::result::Result<TicketIdentity, TicketRejection>) -> &'static str {
+    match judged {
+        Ok(_) => OK,
+        Err(reason) => reason.reason(),
+    }
+}
+
 /// Mints and consumes tickets.
 pub struct Tickets {
     store: Arc<dyn Store>,
     policy: TicketPolicy,
     internal: Arc<InternalCredentials>,
+    audit: Auditor,
 }
 
 impl Tickets {
@@ -89,6 +128,7 @@ impl Tickets {
         internal: Arc<InternalCredentials>,
     ) -> Self {
         Self {
+            audit: Auditor::new(store.clone()),
             store,
             policy,
             internal,
@@ -126,45 +166,51 @@ impl Tickets {
     }
 
     /// Consumes `ticket` exactly once, or accepts the internal credential
-    /// without consuming it. A ticket presented with the wrong purpose is
-    /// spent all the same: whoever holds it has misused it.
-    pub async fn consume(&self, ticket: &str, purpose: &str) -> Result<TicketIdentity> {
+    /// without consuming it, and records the attempt with `audit` (in the
+    /// same transaction as the consumption). A ticket presented with the
+    /// wrong purpose is spent all the same: whoever holds it has misused it.
+    pub async fn consume(
+        &self,
+        ticket: &str,
+        purpose: &str,
+        audit: ConsumeAudit,
+    ) -> Result<TicketIdentity> {
         let refuse = |reason| Error::Ticket {
             reason,
             ticket: token::truncated(ticket),
         };
-        match token::parse(ticket) {
+        if matches!(token::parse(ticket), Ok(TokenKind::Ticket)) {
+            let now = now_ms();
+            let expected = purpose.to_owned();
+            let entry: TakeAudit =
+                Box::new(move |found| audit(outcome(&judge(found, &expected, now))));
+            let found = self
+                .store
+                .take_ticket(&token::sha256_hex(ticket), Some(entry))
+                .await?;
+            return judge(found.as_ref(), purpose, now).map_err(refuse);
+        }
+        let result = match token::parse(ticket) {
             Err(_) => Err(refuse(TicketRejection::Malformed)),
-            Ok(TokenKind::Internal) => match self.internal.check(ticket).await? {
-                Some(minted_at) => Ok(TicketIdentity {
+            Ok(TokenKind::Internal) => match self.internal.check(ticket).await {
+                Ok(Some(minted_at)) => Ok(TicketIdentity {
                     user_id: INTERNAL_SUBJECT.to_owned(),
                     provider: INTERNAL_SUBJECT.to_owned(),
                     minted_at,
                     internal: true,
                 }),
-                None => Err(refuse(TicketRejection::Unknown)),
+                Ok(None) => Err(refuse(TicketRejection::Unknown)),
+                Err(err) => Err(err.into()),
             },
-            Ok(TokenKind::Ticket) => {
-                let record = self
-                    .store
-                    .take_ticket(&token::sha256_hex(ticket))
-                    .await?
-                    .ok_or_else(|| refuse(TicketRejection::Unknown))?;
-                if record.expires_at <= now_ms() {
-                    return Err(refuse(TicketRejection::Expired));
-                }
-                if record.purpose != purpose {
-                    return Err(refuse(TicketRejection::PurposeMismatch));
-                }
-                Ok(TicketIdentity {
-                    user_id: record.user_id,
-                    provider: record.provider,
-                    minted_at: record.minted_at,
-                    internal: false,
-                })
-            }
             Ok(_) => Err(refuse(TicketRejection::Unknown)),
-        }
+        };
+        let outcome = match &result {
+            Ok(_) => OK,
+            Err(Error::Ticket { reason, .. }) => reason.reason(),
+            Err(_) => "error",
+        };
+        self.audit.store_entry(audit(outcome)).await;
+        result
     }
 
     /// Deletes expired tickets; returns how many.

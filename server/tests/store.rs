@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, TicketRecord,
-    UserKind,
+    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, TakeAudit,
+    TicketRecord, UserKind,
 };
 use tessera_tests::TestDatabase;
 
@@ -104,7 +104,7 @@ async fn a_ticket_is_taken_at_most_once(store: Arc<SeaStore>) {
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.take_ticket("h-once").await })
+            tokio::spawn(async move { store.take_ticket("h-once", None).await })
         })
         .collect();
     let mut taken = Vec::new();
@@ -150,8 +150,8 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
                     .await
                     .expect("insert own");
                 let (mine, theirs) = tokio::join!(
-                    store.take_ticket(&own.hash),
-                    store.take_ticket(&shared.hash)
+                    store.take_ticket(&own.hash, None),
+                    store.take_ticket(&shared.hash, Some(found_or_not()))
                 );
                 assert_eq!(mine.expect("take own"), Some(own));
                 let entry = audit_entry(&format!("batch-{i}"));
@@ -176,6 +176,20 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
     assert_eq!(count("batch-"), CALLERS - 1);
     assert_eq!(count("mint-"), CALLERS - 1);
     assert_eq!(count("duplicate"), 0, "audit entry of a refused insert");
+    // Every take of the shared ticket wrote its entry, made from what it found.
+    assert_eq!(count("take-found"), 1);
+    assert_eq!(count("take-missed"), CALLERS - 2);
+}
+
+/// A take's audit entry, saying whether the take found its ticket.
+fn found_or_not() -> TakeAudit {
+    Box::new(|found| {
+        audit_entry(if found.is_some() {
+            "take-found"
+        } else {
+            "take-missed"
+        })
+    })
 }
 
 fn audit_entry(action: &str) -> AuditRecord {
@@ -199,7 +213,13 @@ async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {
     }
     assert_eq!(store.delete_expired_tickets(1_000).await.expect("reap"), 2);
     assert_eq!(store.count_tickets().await.expect("count"), 1);
-    assert!(store.take_ticket("live").await.expect("take").is_some());
+    assert!(
+        store
+            .take_ticket("live", None)
+            .await
+            .expect("take")
+            .is_some()
+    );
 }
 
 async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {

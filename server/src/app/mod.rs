@@ -22,7 +22,9 @@ use crate::metrics;
 use crate::principal::{Caller, Principal};
 use crate::service_bearer::ServiceSecrets;
 use crate::store::Store;
-use crate::tickets::{MintedTicket, TicketIdentity, TicketPolicy, TicketRequest, Tickets};
+use crate::tickets::{
+    ConsumeAudit, MintedTicket, TicketIdentity, TicketPolicy, TicketRequest, Tickets,
+};
 use crate::workspaces::Workspaces;
 
 /// Tessera's domain logic over a store.
@@ -163,31 +165,25 @@ impl Tessera {
         ticket: &str,
         purpose: &str,
     ) -> Result<TicketIdentity> {
-        let result = self.tickets.consume(ticket, purpose).await;
-        let outcome = match &result {
-            Ok(identity) if identity.internal => {
-                metrics::event(TICKETS, "internal_accepted");
-                OK
-            }
-            Ok(_) => {
-                metrics::event(TICKETS, "consumed");
-                OK
-            }
-            Err(Error::Ticket { reason, .. }) => {
-                metrics::event(TICKETS, reason.metric());
-                reason.reason()
-            }
-            Err(_) => "error",
-        };
         // The ticket's public id: unlike its first characters (always
         // `tsr_tkt_`), it tells one ticket from another in the audit log.
         let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
-        let event = Event {
-            action: "ticket.consume",
-            resource: &resource,
-            outcome,
-        };
-        self.audit.by(caller, event).await;
+        let caller = caller.clone();
+        let audit: ConsumeAudit = Arc::new(move |outcome| {
+            let event = Event {
+                action: "ticket.consume",
+                resource: &resource,
+                outcome,
+            };
+            audit::entry_by(&caller, event)
+        });
+        let result = self.tickets.consume(ticket, purpose, audit).await;
+        match &result {
+            Ok(identity) if identity.internal => metrics::event(TICKETS, "internal_accepted"),
+            Ok(_) => metrics::event(TICKETS, "consumed"),
+            Err(Error::Ticket { reason, .. }) => metrics::event(TICKETS, reason.metric()),
+            Err(_) => {}
+        }
         result
     }
 

@@ -140,6 +140,11 @@ pub struct AuditRecord {
     pub peer: String,
 }
 
+/// Makes the audit entry of a [`Store::take_ticket`] from the ticket it
+/// found, if any.
+/// (`Fn`: a batch that fails is retried write by write.)
+pub type TakeAudit = Box<dyn Fn(Option<&TicketRecord>) -> AuditRecord + Send + Sync>;
+
 /// The install token on file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstallTokenRecord {
@@ -235,8 +240,14 @@ pub trait Store: Send + Sync + 'static {
     -> Result<()>;
 
     /// Deletes the ticket with this hash and returns it, in one statement: of
-    /// any number of concurrent callers, at most one gets `Some`.
-    async fn take_ticket(&self, hash: &str) -> Result<Option<TicketRecord>>;
+    /// any number of concurrent callers, at most one gets `Some`. `audit`
+    /// makes the audit entry from what was found; it is written in the
+    /// same transaction.
+    async fn take_ticket(
+        &self,
+        hash: &str,
+        audit: Option<TakeAudit>,
+    ) -> Result<Option<TicketRecord>>;
 
     /// Deletes tickets that expired before `now`; returns how many.
     async fn delete_expired_tickets(&self, now: i64) -> Result<u64>;

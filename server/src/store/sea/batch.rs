@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::records;
-use crate::store::{AuditRecord, Result, StoreError, TicketRecord};
+use crate::store::{AuditRecord, Result, StoreError, TakeAudit, TicketRecord};
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
 /// audit entry) well below PostgreSQL's 65,535 and SQLite's 32,766.
@@ -28,12 +28,12 @@ const MAX_BATCH: usize = 512;
 const QUEUE_DEPTH: usize = 8192;
 
 /// A write the batcher applies.
-#[derive(Debug)]
 pub enum Write {
     /// Store this new ticket and, in the same transaction, its audit entry.
     Ticket(TicketRecord, Option<AuditRecord>),
-    /// Delete the ticket with this hash and return it.
-    Take(String),
+    /// Delete the ticket with this hash and return it; append the audit
+    /// entry made from what was found, in the same transaction.
+    Take(String, Option<TakeAudit>),
     /// Append this audit entry.
     Audit(AuditRecord),
 }
@@ -126,6 +126,8 @@ struct Rows<'a> {
     tickets: Vec<&'a TicketRecord>,
     hashes: Vec<&'a str>,
     audits: Vec<&'a AuditRecord>,
+    /// Takes whose audit entry is made once the ticket is found.
+    audited_takes: usize,
 }
 
 impl<'a> Rows<'a> {
@@ -137,7 +139,10 @@ impl<'a> Rows<'a> {
                     rows.tickets.push(ticket);
                     rows.audits.extend(entry);
                 }
-                Write::Take(hash) => rows.hashes.push(hash),
+                Write::Take(hash, audit) => {
+                    rows.hashes.push(hash);
+                    rows.audited_takes += usize::from(audit.is_some());
+                }
                 Write::Audit(entry) => rows.audits.push(entry),
             }
         }
@@ -149,7 +154,7 @@ impl<'a> Rows<'a> {
         [
             self.tickets.is_empty(),
             self.hashes.is_empty(),
-            self.audits.is_empty(),
+            self.audits.is_empty() && self.audited_takes == 0,
         ]
         .iter()
         .filter(|empty| !**empty)
@@ -179,13 +184,24 @@ async fn apply_on(
         .into_iter()
         .map(|ticket| (ticket.hash.clone(), ticket))
         .collect();
-    records::append_audits(db, &rows.audits).await?;
     // `remove`: a hash asked for twice in one batch goes to the first asker.
-    Ok(writes
+    let answers: Vec<Option<TicketRecord>> = writes
         .iter()
         .map(|write| match write {
-            Write::Take(hash) => taken.remove(hash),
+            Write::Take(hash, _) => taken.remove(hash),
             _ => None,
         })
-        .collect())
+        .collect();
+    let take_audits: Vec<AuditRecord> = writes
+        .iter()
+        .zip(&answers)
+        .filter_map(|(write, found)| match write {
+            Write::Take(_, Some(audit)) => Some(audit(found.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let mut audits = rows.audits;
+    audits.extend(&take_audits);
+    records::append_audits(db, &audits).await?;
+    Ok(answers)
 }

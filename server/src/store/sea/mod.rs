@@ -24,7 +24,8 @@ use tokio::sync::Semaphore;
 
 use super::{
     AuditRecord, AuthTokenChange, InstallOutcome, InstallTokenRecord, InternalCredentialRecord,
-    NewAdmin, Result, Store, StoreError, TicketRecord, UserKind, UserRecord, WorkspaceRecord,
+    NewAdmin, Result, Store, StoreError, TakeAudit, TicketRecord, UserKind, UserRecord,
+    WorkspaceRecord,
 };
 
 /// How long a caller waits for a pooled connection before the database
@@ -188,8 +189,14 @@ impl Store for SeaStore {
         self.writes.write(write).await.map(drop)
     }
 
-    async fn take_ticket(&self, hash: &str) -> Result<Option<TicketRecord>> {
-        self.writes.write(batch::Write::Take(hash.to_owned())).await
+    async fn take_ticket(
+        &self,
+        hash: &str,
+        audit: Option<TakeAudit>,
+    ) -> Result<Option<TicketRecord>> {
+        self.writes
+            .write(batch::Write::Take(hash.to_owned(), audit))
+            .await
     }
 
     async fn delete_expired_tickets(&self, now: i64) -> Result<u64> {
