@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, TakeAudit,
-    TicketRecord, UserKind,
+    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, StoreError,
+    TakeAudit, TicketRecord, UserKind,
 };
 use tessera_tests::TestDatabase;
 
@@ -37,6 +37,7 @@ on_both_backends!(
     ensure_user_is_idempotent_under_races,
     a_ticket_is_taken_at_most_once,
     concurrent_writes_each_get_their_own_answer,
+    the_writer_survives_a_panic,
     expired_tickets_are_deleted,
     internal_credentials_heartbeat_and_expire,
     audit_entries_come_back_newest_first,
@@ -179,6 +180,39 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
     // Every take of the shared ticket wrote its entry, made from what it found.
     assert_eq!(count("take-found"), 1);
     assert_eq!(count("take-missed"), CALLERS - 2);
+}
+
+/// A panic while a batch is written (here in a take's audit closure) fails
+/// that batch's calls; the writer is restarted and later writes succeed.
+async fn the_writer_survives_a_panic(store: Arc<SeaStore>) {
+    store
+        .insert_ticket(&ticket("h-panic", i64::MAX), None)
+        .await
+        .expect("insert");
+    let explode: TakeAudit = Box::new(|_| panic!("audit closure panicked on purpose"));
+    let failed = store.take_ticket("h-panic", Some(explode)).await;
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+    let record = ticket("h-after", i64::MAX);
+    store
+        .insert_ticket(&record, None)
+        .await
+        .expect("insert after the panic");
+    let taken = store
+        .take_ticket("h-after", None)
+        .await
+        .expect("take after the panic");
+    assert_eq!(taken, Some(record));
+    // The panicked batch rolled back: its ticket is still there.
+    assert!(
+        store
+            .take_ticket("h-panic", None)
+            .await
+            .expect("take")
+            .is_some()
+    );
 }
 
 /// A take's audit entry, saying whether the take found its ticket.

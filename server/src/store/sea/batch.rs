@@ -60,7 +60,7 @@ impl Batcher {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run_writer(db.clone(), queue.clone()));
+            tokio::spawn(supervise_writer(db.clone(), queue.clone()));
         }
         Self { jobs }
     }
@@ -81,6 +81,21 @@ fn stopped() -> StoreError {
     StoreError::Unavailable(Arc::new(DbErr::Custom(
         "the database writer has stopped".to_owned(),
     )))
+}
+
+/// Restarts a writer that panicked: with one writer (SQLite), a dead one
+/// would fail every later write until the process restarts. The calls of
+/// the batch it was writing fail as unavailable.
+async fn supervise_writer(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        match tokio::spawn(run_writer(db.clone(), queue.clone())).await {
+            Err(err) if err.is_panic() => {
+                tracing::error!("the database writer panicked; restarting it");
+            }
+            // The batcher is gone (or the runtime is shutting down).
+            _ => return,
+        }
+    }
 }
 
 async fn run_writer(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
