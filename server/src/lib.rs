@@ -34,8 +34,8 @@ use std::time::Duration;
 use tessera_client::pb::credential_service_server::CredentialServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::app::Tessera;
 use crate::config::Settings;
@@ -168,7 +168,7 @@ pub async fn serve(
             CredentialServiceServer::new(grpc::CredentialsApi::new(app))
                 .max_decoding_message_size(limits.max_message_bytes),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming(listener), signal);
     let drain_deadline = async {
         match drain_rx.await {
             Ok(()) => tokio::time::sleep(settings.drain_timeout).await,
@@ -232,4 +232,12 @@ async fn retire(internal: &InternalCredentials) {
         Ok(Err(err)) => tracing::warn!(error = %err, "could not withdraw the internal credential"),
         Err(_) => tracing::warn!("withdrawing the internal credential timed out"),
     }
+}
+
+/// Accepted connections with `TCP_NODELAY`, which tonic sets only on
+/// listeners it binds itself. Without it, a response written in two parts
+/// waits for the peer's delayed ACK: 40 ms at the 99th percentile of ticket
+/// pairs on an idle server.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

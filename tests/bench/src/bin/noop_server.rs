@@ -13,8 +13,8 @@ use tessera_client::pb::credential_service_server::{CredentialService, Credentia
 use tessera_client::pb::*;
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::transport::Server;
+use tessera_client::tonic::transport::server::TcpIncoming;
 use tessera_client::tonic::{self, Request, Response, Status};
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Canned answers, built once: the no-op does no work per call beyond the
 /// framework's (decode the request, clone and encode the answer).
@@ -180,7 +180,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(std::time::Duration::from_secs(10))
         .max_concurrent_streams(Some(256))
         .add_service(CredentialServiceServer::new(Noop::new()))
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        // Like Tessera: TCP_NODELAY on every accepted connection.
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await?;
     Ok(())
 }
