@@ -179,7 +179,8 @@ impl Tickets {
             reason,
             ticket: token::truncated(ticket),
         };
-        if matches!(token::parse(ticket), Ok(TokenKind::Ticket)) {
+        let kind = token::parse(ticket);
+        if let Ok(TokenKind::Ticket) = kind {
             let now = now_ms();
             let expected = purpose.to_owned();
             let entry: TakeAudit =
@@ -190,7 +191,7 @@ impl Tickets {
                 .await?;
             return judge(found.as_ref(), purpose, now).map_err(refuse);
         }
-        let result = match token::parse(ticket) {
+        let result = match kind {
             Err(_) => Err(refuse(TicketRejection::Malformed)),
             Ok(TokenKind::Internal) => match self.internal.check(ticket).await {
                 Ok(Some(minted_at)) => Ok(TicketIdentity {
