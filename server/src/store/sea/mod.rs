@@ -91,9 +91,12 @@ impl SeaStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_timeout(ACQUIRE_TIMEOUT)
             .sqlx_logging(false);
-        let writers = if url.starts_with("sqlite:") {
+        let sqlite = url.starts_with("sqlite:");
+        let default_pool = if sqlite { SQLITE_POOL } else { POSTGRES_POOL };
+        let pool = max_connections.unwrap_or(default_pool);
+        options.max_connections(pool);
+        let writers = if sqlite {
             options
-                .max_connections(max_connections.unwrap_or(SQLITE_POOL))
                 // A connection to a local file does not go stale: checking
                 // one before each use would only cost two thread hand-offs.
                 .test_before_acquire(false)
@@ -106,16 +109,12 @@ impl SeaStore {
                 });
             SQLITE_WRITERS
         } else {
-            let pool = max_connections.unwrap_or(POSTGRES_POOL);
-            options
-                .max_connections(pool)
-                .test_before_acquire_if_idle_for(POSTGRES_IDLE_CHECK);
+            options.test_before_acquire_if_idle_for(POSTGRES_IDLE_CHECK);
             usize::try_from(pool / POSTGRES_WRITERS_PER_POOL).unwrap_or(1)
         };
-        let permits = options.get_max_connections().unwrap_or(POSTGRES_POOL);
         let db = Database::connect(options).await?;
         let writes = Arc::new(batch::Batcher::start(&db, writers));
-        let gate = Arc::new(Semaphore::new(usize::try_from(permits).unwrap_or(1)));
+        let gate = Arc::new(Semaphore::new(usize::try_from(pool).unwrap_or(1)));
         Ok(Self { db, writes, gate })
     }
 
