@@ -6,6 +6,9 @@ use crate::clock::now_ms;
 use crate::principal::Caller;
 use crate::store::{AuditRecord, Store};
 
+/// Outcome recorded for a success.
+pub const OK: &str = "ok";
+
 /// Writes audit entries. A failed write is logged and does not fail the
 /// call that caused it.
 #[derive(Clone)]

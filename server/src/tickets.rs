@@ -6,7 +6,7 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use crate::audit::Auditor;
+use crate::audit::{Auditor, OK};
 use crate::bearer::INTERNAL_SUBJECT;
 use crate::clock::now_ms;
 use crate::error::{Error, Result, TicketRejection};
@@ -78,9 +78,6 @@ pub struct TicketIdentity {
 /// Makes the audit entry of a ConsumeTicket from its outcome (`ok` or the
 /// reason it was refused).
 pub type ConsumeAudit = Arc<dyn Fn(&str) -> AuditRecord + Send + Sync>;
-
-/// Audit outcome of a success.
-const OK: &str = "ok";
 
 /// What a taken ticket row means for a consumer expecting `purpose` at
 /// `now`. A pure function: the store's audit entry and the caller's answer

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use crate::audit::{self, Auditor, Event};
+use crate::audit::{self, Auditor, Event, OK};
 use crate::bearer::Verifier;
 use crate::error::{Error, Result};
 use crate::install::Install;
@@ -37,8 +37,6 @@ pub struct Tessera {
     audit: Auditor,
 }
 
-/// Outcome text recorded for a success.
-const OK: &str = "ok";
 /// Counter of ticket events.
 const TICKETS: &str = "tessera_tickets_total";
 /// Counter of install-token events.
