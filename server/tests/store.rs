@@ -233,8 +233,8 @@ fn audit_entry(action: &str) -> AuditRecord {
         action: action.into(),
         resource: "r".into(),
         outcome: "ok".into(),
-        credential_id: String::new(),
-        peer: String::new(),
+        credential_id: "svc_0123".into(),
+        peer: "127.0.0.1:1".into(),
     }
 }
 
@@ -314,16 +314,10 @@ async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {
 
 async fn audit_entries_come_back_newest_first(store: Arc<SeaStore>) {
     for action in ["first", "second", "third"] {
-        let record = AuditRecord {
-            at: 1,
-            actor: "svc@system.local".into(),
-            action: action.into(),
-            resource: "r".into(),
-            outcome: "ok".into(),
-            credential_id: "svc_0123".into(),
-            peer: "127.0.0.1:1".into(),
-        };
-        store.append_audit(&record).await.expect("append");
+        store
+            .append_audit(&audit_entry(action))
+            .await
+            .expect("append");
     }
     let recent = store.recent_audit(2).await.expect("recent");
     let actions: Vec<_> = recent.iter().map(|r| r.action.as_str()).collect();
