@@ -81,6 +81,13 @@ struct Args {
     only_scenarios: Vec<Scenario>,
 }
 
+impl Args {
+    /// Whether `scenario` is measured (no `--scenario` given: all are).
+    fn wants(&self, scenario: Scenario) -> bool {
+        self.only_scenarios.is_empty() || self.only_scenarios.contains(&scenario)
+    }
+}
+
 fn parse_level(text: &str) -> Result<Level, String> {
     let (conns, streams) = text.split_once('x').ok_or("expected CONNSxSTREAMS")?;
     let parse = |n: &str| n.parse::<usize>().map_err(|e| format!("{n}: {e}"));
@@ -423,8 +430,7 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     }
     list.push((Noop, Register));
     list.push((Sqlite, Register));
-    let only = &setup.args.only_scenarios;
-    list.retain(|(_, scenario)| only.is_empty() || only.contains(scenario));
+    list.retain(|&(_, scenario)| setup.args.wants(scenario));
     list
 }
 
@@ -498,14 +504,13 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
     let args = &setup.args;
     let warmup = Duration::from_millis(args.warmup_ms);
     let window = Duration::from_millis(args.window_ms);
-    let only = &args.only_scenarios;
     let h2load = which("h2load");
     if h2load.is_none() {
         figures
             .notes
             .push("h2load not installed: cross-check skipped".to_owned());
     }
-    let h2load = h2load.filter(|_| only.is_empty() || only.contains(&Scenario::VerifyService));
+    let h2load = h2load.filter(|_| args.wants(Scenario::VerifyService));
     let frame = setup.dir.path().join("verify.grpc");
     std::fs::write(&frame, report::grpc_frame(SERVICE_SECRET)).map_err(|e| e.to_string())?;
 
