@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
     DbErr, EntityTrait, Select,
@@ -38,6 +38,14 @@ const POSTGRES_POOL: u32 = 16;
 /// handful; batched writes come in many sizes, each its own statement, and
 /// a cached 512-row insert is large.
 const SQLITE_STATEMENT_CACHE: usize = 16;
+/// Page cache per SQLite connection, in KiB (SQLite's default is 2,000).
+/// A write by one connection empties the cache of every other, so under
+/// load the pooled connections, which mostly read, keep little; the group
+/// commit writes on a connection of its own, whose cache stays warm across
+/// batches: the interior pages of the ticket index, the tail of the audit
+/// log.
+const SQLITE_READER_CACHE_KIB: u32 = 512;
+const SQLITE_WRITER_CACHE_KIB: u32 = 2000;
 /// Writer tasks of the group commit. SQLite takes one writer at a time
 /// anyway; PostgreSQL commits in parallel, a quarter of the pool at most.
 const SQLITE_WRITERS: usize = 1;
@@ -61,6 +69,24 @@ async fn only_row<E: EntityTrait>(
     db: &impl ConnectionTrait,
 ) -> Result<Option<E::Model>> {
     Ok(select.all(db).await?.pop())
+}
+
+/// Options every SQLite connection shares, with a page cache of `cache_kib`.
+fn sqlite_options(opts: SqliteConnectOptions, cache_kib: u32) -> SqliteConnectOptions {
+    opts.create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
+        .pragma("cache_size", format!("-{cache_kib}"))
+}
+
+/// The group commit's own connection on SQLite (see `SQLITE_WRITER_CACHE_KIB`).
+fn sqlite_writer(mut options: ConnectOptions) -> ConnectOptions {
+    options
+        .max_connections(1)
+        .map_sqlx_sqlite_opts(|opts| sqlite_options(opts, SQLITE_WRITER_CACHE_KIB));
+    options
 }
 
 /// The sea-orm implementation of [`Store`].
@@ -95,25 +121,23 @@ impl SeaStore {
         let default_pool = if sqlite { SQLITE_POOL } else { POSTGRES_POOL };
         let pool = max_connections.unwrap_or(default_pool);
         options.max_connections(pool);
-        let writers = if sqlite {
-            options
-                // A connection to a local file does not go stale: checking
-                // one before each use would only cost two thread hand-offs.
-                .test_before_acquire(false)
-                .map_sqlx_sqlite_opts(|opts| {
-                    opts.create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                        .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
-                });
-            SQLITE_WRITERS
+        let (db, writes) = if sqlite {
+            // A connection to a local file does not go stale: checking one
+            // before each use would only cost two thread hand-offs.
+            options.test_before_acquire(false);
+            let writer = sqlite_writer(options.clone());
+            options.map_sqlx_sqlite_opts(|opts| sqlite_options(opts, SQLITE_READER_CACHE_KIB));
+            let db = Database::connect(options).await?;
+            let writer = Database::connect(writer).await?;
+            (db, batch::Batcher::start(&writer, SQLITE_WRITERS))
         } else {
             options.test_before_acquire_if_idle_for(POSTGRES_IDLE_CHECK);
-            usize::try_from(pool / POSTGRES_WRITERS_PER_POOL).unwrap_or(1)
+            let db = Database::connect(options).await?;
+            let writers = usize::try_from(pool / POSTGRES_WRITERS_PER_POOL).unwrap_or(1);
+            let writes = batch::Batcher::start(&db, writers);
+            (db, writes)
         };
-        let db = Database::connect(options).await?;
-        let writes = Arc::new(batch::Batcher::start(&db, writers));
+        let writes = Arc::new(writes);
         let gate = Arc::new(Semaphore::new(usize::try_from(pool).unwrap_or(1)));
         Ok(Self { db, writes, gate })
     }
