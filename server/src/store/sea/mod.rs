@@ -7,6 +7,7 @@
 
 mod batch;
 mod records;
+mod unnest;
 mod users;
 mod workspaces;
 

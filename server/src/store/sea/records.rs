@@ -2,17 +2,20 @@
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::store::entities::{audit, internal_credential, ticket};
 use crate::store::{AuditRecord, InternalCredentialRecord, Result, TicketRecord};
 
-/// Stores new tickets in one statement.
+/// Stores new tickets in one statement (on PostgreSQL, see `unnest`).
 pub async fn insert_tickets(db: &impl ConnectionTrait, records: &[&TicketRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return super::unnest::insert_tickets(db, records).await;
     }
     let rows = records.iter().map(|record| ticket::ActiveModel {
         hash: Set(record.hash.clone()),
@@ -35,10 +38,14 @@ pub async fn take_tickets(db: &impl ConnectionTrait, hashes: &[&str]) -> Result<
     }
     // DELETE … RETURNING: each row goes to exactly one statement, on SQLite
     // and PostgreSQL alike, with no read-then-write window.
-    let rows = ticket::Entity::delete_many()
-        .filter(ticket::Column::Hash.is_in(hashes.iter().copied()))
-        .exec_with_returning(db)
-        .await?;
+    let rows = if db.get_database_backend() == DbBackend::Postgres {
+        super::unnest::take_tickets(db, hashes).await?
+    } else {
+        ticket::Entity::delete_many()
+            .filter(ticket::Column::Hash.is_in(hashes.iter().copied()))
+            .exec_with_returning(db)
+            .await?
+    };
     Ok(rows
         .into_iter()
         .map(|row| TicketRecord {
@@ -120,6 +127,9 @@ pub async fn delete_stale_internal_credentials(
 pub async fn append_audits(db: &impl ConnectionTrait, records: &[&AuditRecord]) -> Result<()> {
     if records.is_empty() {
         return Ok(());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return super::unnest::append_audits(db, records).await;
     }
     let rows = records.iter().map(|record| audit::ActiveModel {
         at: Set(record.at),
