@@ -1,31 +1,25 @@
 //! Group commit for the writes every ticket and audit entry makes.
 //!
-//! Concurrent calls hand their write to a writer task, which takes every
-//! write waiting and applies them together: one transaction, one statement
-//! per table. Each call still waits until its own write is committed, so
-//! nothing is acknowledged before it is stored, and a ticket still goes to
-//! exactly one consumer (`DELETE … RETURNING` hands each row out once, and
-//! a hash asked for twice in one batch goes to the first asker only).
-//!
-//! Why: the cost of a statement is mostly fixed (a round trip to
-//! PostgreSQL, two thread hand-offs to sqlx's SQLite worker, a commit), so
-//! under load one statement for many calls is far cheaper than one each.
-//! With a single call waiting, it runs alone with no transaction around it.
+//! Concurrent calls hand their write to a writer task (see `queue.rs`),
+//! which takes every write waiting and applies them together: one
+//! transaction, one statement per table. Each call still waits until its
+//! own write is committed, so nothing is acknowledged before it is stored,
+//! and a ticket still goes to exactly one consumer (`DELETE … RETURNING`
+//! hands each row out once, and a hash asked for twice in one batch goes to
+//! the first asker only). A lone write runs with no transaction around it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
-use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::queue::Queue;
 use super::records;
 use crate::store::{AuditRecord, Result, StoreError, TakeAudit, TicketRecord};
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
 /// audit entry) well below PostgreSQL's 65,535 and SQLite's 32,766.
 const MAX_BATCH: usize = 512;
-/// Writes that may wait for a writer; beyond this, callers wait to enqueue.
-const QUEUE_DEPTH: usize = 8192;
 
 /// A write the batcher applies.
 pub enum Write {
@@ -42,38 +36,35 @@ pub enum Write {
 /// one, `None` otherwise.
 type Answer = Result<Option<TicketRecord>>;
 
-struct Job {
-    write: Write,
-    reply: oneshot::Sender<Answer>,
-}
-
 /// The callers' side: hands writes to the writer tasks.
 #[derive(Debug)]
 pub struct Batcher {
-    jobs: mpsc::Sender<Job>,
+    queue: Queue<Write, Answer>,
 }
 
 impl Batcher {
     /// Starts `writers` writer tasks on `db`. They stop once the batcher is
     /// dropped and the writes already queued are done.
     pub fn start(db: &DatabaseConnection, writers: usize) -> Self {
-        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(supervise_writer(db.clone(), queue.clone()));
-        }
-        Self { jobs }
+        let db = db.clone();
+        let queue = Queue::start("the database writer", writers, MAX_BATCH, move |writes| {
+            let db = db.clone();
+            async move {
+                let size = writes.len() as f64;
+                metrics::histogram!(crate::metrics::WRITE_BATCH_SIZE).record(size);
+                write_batch(&db, &writes).await
+            }
+        });
+        Self { queue }
     }
 
     /// Applies `write` with whatever else is waiting; returns once it is
     /// committed.
     pub async fn write(&self, write: Write) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { write, reply })
+        self.queue
+            .call(write)
             .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+            .unwrap_or_else(|| Err(stopped()))
     }
 }
 
@@ -81,39 +72,6 @@ fn stopped() -> StoreError {
     StoreError::Unavailable(Arc::new(DbErr::Custom(
         "the database writer has stopped".to_owned(),
     )))
-}
-
-/// Restarts a writer that panicked: with one writer (SQLite), a dead one
-/// would fail every later write until the process restarts. The calls of
-/// the batch it was writing fail as unavailable.
-async fn supervise_writer(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        match tokio::spawn(run_writer(db.clone(), queue.clone())).await {
-            Err(err) if err.is_panic() => {
-                tracing::error!("the database writer panicked; restarting it");
-            }
-            // The batcher is gone (or the runtime is shutting down).
-            _ => return,
-        }
-    }
-}
-
-async fn run_writer(db: DatabaseConnection, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // One writer at a time collects a batch; the others are writing.
-        if queue.lock().await.recv_many(&mut jobs, MAX_BATCH).await == 0 {
-            return;
-        }
-        metrics::histogram!(crate::metrics::WRITE_BATCH_SIZE).record(jobs.len() as f64);
-        let (writes, replies): (Vec<Write>, Vec<_>) =
-            jobs.drain(..).map(|job| (job.write, job.reply)).unzip();
-        let answers = write_batch(&db, &writes).await;
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            // The caller may have given up (deadline, cancellation).
-            let _ = reply.send(answer);
-        }
-    }
 }
 
 /// One answer per write, in order.

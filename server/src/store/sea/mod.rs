@@ -6,6 +6,7 @@
 //! writes go through the group commit in `batch.rs`.
 
 mod batch;
+mod queue;
 mod records;
 mod unnest;
 mod users;
