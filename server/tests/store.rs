@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tessera_server::store::{
     AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, StoreError,
-    TakeAudit, TicketRecord, UserKind,
+    TakeAudit, TicketRecord, UserKind, WorkspaceRecord,
 };
 use tessera_tests::TestDatabase;
 
@@ -37,6 +37,7 @@ on_both_backends!(
     ensure_user_is_idempotent_under_races,
     a_ticket_is_taken_at_most_once,
     concurrent_writes_each_get_their_own_answer,
+    concurrent_lookups_each_get_their_own_answer,
     the_writer_survives_a_panic,
     expired_tickets_are_deleted,
     internal_credentials_heartbeat_and_expire,
@@ -180,6 +181,77 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
     // Every take of the shared ticket wrote its entry, made from what it found.
     assert_eq!(count("take-found"), 1);
     assert_eq!(count("take-missed"), CALLERS - 2);
+}
+
+/// Token lookups are answered in batches: each caller still gets the
+/// record of its own hash, a hash asked for twice gets it twice, and a hash
+/// no token has (even one JSON would need escaped) gets none.
+async fn concurrent_lookups_each_get_their_own_answer(store: Arc<SeaStore>) {
+    const WORKSPACES: usize = 40;
+    for i in 0..WORKSPACES {
+        let workspace = workspace(&format!("ws-{i}"), Some(format!("auth-{i}")));
+        assert!(store.insert_workspace(&workspace).await.expect("insert"));
+    }
+    assert!(
+        store
+            .insert_workspace(&workspace("ws-none", None))
+            .await
+            .expect("insert")
+    );
+    let admin = NewAdmin {
+        id: random_id(),
+        email: "admin@example.com".into(),
+        display_name: "Admin".into(),
+        token_hash: "user-token".into(),
+    };
+    store
+        .insert_install_token("install", 1)
+        .await
+        .expect("file");
+    let outcome = store.consume_install_token("install", 2, &admin, &["Admin", "Ops"]);
+    assert!(matches!(
+        outcome.await.expect("install"),
+        InstallOutcome::Created(_)
+    ));
+
+    let mut asked: Vec<String> = (0..WORKSPACES).map(|i| format!("auth-{i}")).collect();
+    asked.extend(asked.clone());
+    asked.extend((0..WORKSPACES).map(|i| format!("missing-{i}")));
+    asked.extend(["we\"ird\\".to_owned(), "user-token".to_owned()]);
+    let tasks: Vec<_> = asked
+        .iter()
+        .map(|hash| {
+            let (store, hash) = (store.clone(), hash.clone());
+            tokio::spawn(async move {
+                let workspace = store.workspace_by_auth(&hash).await.expect("workspace");
+                let user = store.user_by_token(&hash).await.expect("user");
+                (workspace.map(|w| w.id), user.map(|u| (u.email, u.groups)))
+            })
+        })
+        .collect();
+    for (hash, task) in asked.iter().zip(tasks) {
+        let (workspace, user) = task.await.expect("join");
+        let expected_workspace = hash.strip_prefix("auth-").map(|i| format!("ws-{i}"));
+        assert_eq!(workspace, expected_workspace, "workspace for {hash}");
+        let expected_user = (hash == "user-token").then(|| {
+            let groups = vec!["Admin".to_owned(), "Ops".to_owned()];
+            ("admin@example.com".to_owned(), groups)
+        });
+        assert_eq!(user, expected_user, "user for {hash}");
+    }
+}
+
+fn workspace(id: &str, auth_hash: Option<String>) -> WorkspaceRecord {
+    WorkspaceRecord {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        inbound_secret: None,
+        registration_hash: format!("registration-{id}"),
+        auth_hash,
+        created_at: 1,
+        registered_at: None,
+        last_registered_at: None,
+    }
 }
 
 /// A panic while a batch is written (here in a take's audit closure) fails

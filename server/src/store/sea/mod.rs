@@ -1,11 +1,13 @@
 //! [`Store`] on sea-orm: SQLite (default) or PostgreSQL, chosen by URL.
 //!
 //! The trait implementation only delegates: the queries live beside their
-//! tables in `records.rs` (tickets, internal credentials, audit) and
-//! `users.rs` (users, access tokens, the install token). Ticket and audit
-//! writes go through the group commit in `batch.rs`.
+//! tables in `records.rs` (tickets, internal credentials, audit),
+//! `users.rs` (users, access tokens, the install token) and `workspaces.rs`.
+//! Ticket and audit writes go through the group commit in `batch.rs`,
+//! VerifyBearer's token lookups through `lookups.rs`.
 
 mod batch;
+mod lookups;
 mod queue;
 mod records;
 mod unnest;
@@ -52,6 +54,9 @@ const SQLITE_WRITER_CACHE_KIB: u32 = 2000;
 /// anyway; PostgreSQL commits in parallel, a quarter of the pool at most.
 const SQLITE_WRITERS: usize = 1;
 const POSTGRES_WRITERS_PER_POOL: u32 = 4;
+/// Worker tasks per kind of batched token lookup (user, workspace): a
+/// quarter of the pool each, so lookups hold half of it at most.
+const LOOKUP_WORKERS_PER_POOL: u32 = 4;
 /// A pooled PostgreSQL connection idle this long is checked before use; a
 /// busy one is not, which saves a round trip per statement (a connection
 /// that broke anyway fails its statement as UNAVAILABLE and is replaced).
@@ -96,6 +101,7 @@ fn sqlite_writer(mut options: ConnectOptions) -> ConnectOptions {
 pub struct SeaStore {
     db: DatabaseConnection,
     writes: Arc<batch::Batcher>,
+    lookups: Arc<lookups::Lookups>,
     /// One permit per pooled connection. A call waits for its connection
     /// here, holding a few bytes, instead of inside sea-orm and sqlx, where
     /// a pending call holds about 8 KiB: with 1,000 calls waiting, that
@@ -140,8 +146,15 @@ impl SeaStore {
             (db, writes)
         };
         let writes = Arc::new(writes);
+        let lookup_workers = usize::try_from(pool / LOOKUP_WORKERS_PER_POOL).unwrap_or(1);
+        let lookups = Arc::new(lookups::Lookups::start(&db, lookup_workers));
         let gate = Arc::new(Semaphore::new(usize::try_from(pool).unwrap_or(1)));
-        Ok(Self { db, writes, gate })
+        Ok(Self {
+            db,
+            writes,
+            lookups,
+            gate,
+        })
     }
 
     /// Applies pending migrations.
@@ -174,6 +187,7 @@ impl SeaStore {
     /// Closes the connection pool.
     pub async fn close(self) {
         drop(self.writes);
+        drop(self.lookups);
         if let Err(err) = self.db.close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }
@@ -261,7 +275,7 @@ impl Store for SeaStore {
     }
 
     async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRecord>> {
-        self.gated(users::user_by_token(&self.db, token_hash)).await
+        self.lookups.user(token_hash).await
     }
 
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {
@@ -305,7 +319,7 @@ impl Store for SeaStore {
     }
 
     async fn workspace_by_auth(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
-        self.gated(workspaces::by_auth(&self.db, hash)).await
+        self.lookups.workspace(hash).await
     }
 
     async fn record_registration(

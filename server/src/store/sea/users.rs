@@ -1,5 +1,8 @@
 //! Users, their groups and access tokens, and the install token.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
@@ -52,39 +55,40 @@ pub async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
     Ok(human.is_some())
 }
 
-pub async fn user_by_token(
+/// The user of each token hash, in order (`None` for a hash no token has):
+/// one query for them all, VerifyBearer's hot path (see `lookups.rs`).
+pub async fn users_by_tokens(
     db: &impl ConnectionTrait,
-    token_hash: &str,
-) -> Result<Option<UserRecord>> {
-    // One round trip (this is VerifyBearer's hot path): the user and one
-    // row per group. `$1` is a placeholder on SQLite and PostgreSQL alike.
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT u.id, u.email, u.display_name, u.kind, g.group_name \
-             FROM user_tokens t JOIN users u ON u.id = t.user_id \
-             LEFT JOIN group_members g ON g.user_id = u.id \
-             WHERE t.hash = $1 ORDER BY g.group_name",
-            [token_hash.into()],
-        ))
-        .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let kind: String = first.try_get_by_index(3)?;
-    let mut groups = Vec::new();
-    for row in &rows {
-        if let Some(group) = row.try_get_by_index::<Option<String>>(4)? {
-            groups.push(group);
+    hashes: &[String],
+) -> Result<Vec<Option<UserRecord>>> {
+    let (condition, hashes_param) = super::lookups::any_of(db, "t.hash", hashes);
+    // The user and one row per group. `$1` is a placeholder on SQLite and
+    // PostgreSQL alike.
+    let sql = format!(
+        "SELECT t.hash, u.id, u.email, u.display_name, u.kind, g.group_name \
+         FROM user_tokens t JOIN users u ON u.id = t.user_id \
+         LEFT JOIN group_members g ON g.user_id = u.id \
+         WHERE {condition} ORDER BY t.hash, g.group_name"
+    );
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, [hashes_param]);
+    let mut found: HashMap<String, UserRecord> = HashMap::new();
+    for row in db.query_all_raw(statement).await? {
+        let hash: String = row.try_get_by_index(0)?;
+        let user = match found.entry(hash) {
+            Entry::Occupied(user) => user.into_mut(),
+            Entry::Vacant(slot) => slot.insert(UserRecord {
+                id: row.try_get_by_index(1)?,
+                email: row.try_get_by_index(2)?,
+                display_name: row.try_get_by_index(3)?,
+                kind: kind_of(&row.try_get_by_index::<String>(4)?),
+                groups: Vec::new(),
+            }),
+        };
+        if let Some(group) = row.try_get_by_index::<Option<String>>(5)? {
+            user.groups.push(group);
         }
     }
-    Ok(Some(UserRecord {
-        id: first.try_get_by_index(0)?,
-        email: first.try_get_by_index(1)?,
-        display_name: first.try_get_by_index(2)?,
-        kind: kind_of(&kind),
-        groups,
-    }))
+    Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
 
 pub async fn install_token(db: &impl ConnectionTrait) -> Result<Option<InstallTokenRecord>> {

@@ -1,9 +1,11 @@
 //! Workspaces.
 
+use std::collections::HashMap;
+
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TryInsertResult,
-    UpdateMany,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement,
+    TryInsertResult, UpdateMany,
 };
 use tessera_client::Secret;
 
@@ -41,8 +43,24 @@ pub async fn by_registration(
     find(db, Column::RegistrationHash.eq(hash)).await
 }
 
-pub async fn by_auth(db: &impl ConnectionTrait, hash: &str) -> Result<Option<WorkspaceRecord>> {
-    find(db, Column::AuthHash.eq(hash)).await
+/// The workspace of each auth token hash, in order, in one query (see
+/// `lookups.rs`).
+pub async fn by_auth_hashes(
+    db: &impl ConnectionTrait,
+    hashes: &[String],
+) -> Result<Vec<Option<WorkspaceRecord>>> {
+    let (condition, hashes_param) = super::lookups::any_of(db, "auth_hash", hashes);
+    let sql = format!("SELECT * FROM workspaces WHERE {condition}");
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, [hashes_param]);
+    let rows = workspace::Entity::find()
+        .from_raw_sql(statement)
+        .all(db)
+        .await?;
+    let found: HashMap<String, WorkspaceRecord> = rows
+        .into_iter()
+        .filter_map(|row| Some((row.auth_hash.clone()?, record(row))))
+        .collect();
+    Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
 
 pub async fn record_registration(
@@ -94,7 +112,11 @@ async fn find(
     condition: impl sea_orm::sea_query::IntoCondition,
 ) -> Result<Option<WorkspaceRecord>> {
     let row = super::only_row(workspace::Entity::find().filter(condition), db).await?;
-    Ok(row.map(|row| WorkspaceRecord {
+    Ok(row.map(record))
+}
+
+fn record(row: workspace::Model) -> WorkspaceRecord {
+    WorkspaceRecord {
         id: row.id,
         name: row.name,
         inbound_secret: row.inbound_secret.map(Secret::new),
@@ -103,5 +125,5 @@ async fn find(
         created_at: row.created_at,
         registered_at: row.registered_at,
         last_registered_at: row.last_registered_at,
-    }))
+    }
 }
