@@ -9,17 +9,18 @@
 //! the first asker only). A lone write runs with no transaction around it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
-use super::queue::Queue;
+use super::queue::{self, Queue};
 use super::records;
 use crate::store::{AuditRecord, Result, StoreError, TakeAudit, TicketRecord};
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
 /// audit entry) well below PostgreSQL's 65,535 and SQLite's 32,766.
 const MAX_BATCH: usize = 512;
+/// The writer tasks, as logs and errors name them.
+const WRITER: &str = "the database writer";
 
 /// A write the batcher applies.
 pub enum Write {
@@ -47,7 +48,7 @@ impl Batcher {
     /// dropped and the writes already queued are done.
     pub fn start(db: &DatabaseConnection, writers: usize) -> Self {
         let db = db.clone();
-        let queue = Queue::start("the database writer", writers, MAX_BATCH, move |writes| {
+        let queue = Queue::start(WRITER, writers, MAX_BATCH, move |writes| {
             let db = db.clone();
             async move {
                 let size = writes.len() as f64;
@@ -61,17 +62,9 @@ impl Batcher {
     /// Applies `write` with whatever else is waiting; returns once it is
     /// committed.
     pub async fn write(&self, write: Write) -> Answer {
-        self.queue
-            .call(write)
-            .await
-            .unwrap_or_else(|| Err(stopped()))
+        let answer = self.queue.call(write).await;
+        answer.unwrap_or_else(|| Err(queue::stopped(WRITER)))
     }
-}
-
-fn stopped() -> StoreError {
-    StoreError::Unavailable(Arc::new(DbErr::Custom(
-        "the database writer has stopped".to_owned(),
-    )))
 }
 
 /// One answer per write, in order.

@@ -4,15 +4,17 @@
 //! Batching changes no answer: a lookup's query starts after its call
 //! arrived, so a token revoked or rotated before the call is not found.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Value};
-use std::sync::Arc;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
-use super::queue::Queue;
+use super::queue::{self, Queue};
 use super::{users, workspaces};
-use crate::store::{Result, StoreError, UserRecord, WorkspaceRecord};
+use crate::store::{Result, UserRecord, WorkspaceRecord};
 
 /// Most tokens in one query.
 const MAX_BATCH: usize = 256;
+/// The worker tasks, as logs and errors name them.
+const USERS: &str = "the user token lookup";
+const WORKSPACES: &str = "the workspace lookup";
 
 type Lookup<V> = Queue<String, Result<Option<V>>>;
 
@@ -27,12 +29,12 @@ impl Lookups {
     /// Starts `workers` tasks per kind of token, querying `db`.
     pub fn start(db: &DatabaseConnection, workers: usize) -> Self {
         let users_db = db.clone();
-        let users = Queue::start("the user token lookup", workers, MAX_BATCH, move |hashes| {
+        let users = Queue::start(USERS, workers, MAX_BATCH, move |hashes| {
             let db = users_db.clone();
             async move { answers(users::users_by_tokens(&db, &hashes).await, hashes.len()) }
         });
         let db = db.clone();
-        let workspaces = Queue::start("the workspace lookup", workers, MAX_BATCH, move |hashes| {
+        let workspaces = Queue::start(WORKSPACES, workers, MAX_BATCH, move |hashes| {
             let db = db.clone();
             async move { answers(workspaces::by_auth_hashes(&db, &hashes).await, hashes.len()) }
         });
@@ -42,13 +44,13 @@ impl Lookups {
     /// The user whose access token hashes to `hash`.
     pub async fn user(&self, hash: &str) -> Result<Option<UserRecord>> {
         let answer = self.users.call(hash.to_owned()).await;
-        answer.unwrap_or_else(|| Err(stopped()))
+        answer.unwrap_or_else(|| Err(queue::stopped(USERS)))
     }
 
     /// The workspace whose auth token hashes to `hash`.
     pub async fn workspace(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
         let answer = self.workspaces.call(hash.to_owned()).await;
-        answer.unwrap_or_else(|| Err(stopped()))
+        answer.unwrap_or_else(|| Err(queue::stopped(WORKSPACES)))
     }
 }
 
@@ -58,12 +60,6 @@ fn answers<V>(found: Result<Vec<Option<V>>>, tokens: usize) -> Vec<Result<Option
         Ok(found) => found.into_iter().map(Ok).collect(),
         Err(err) => vec![err; tokens].into_iter().map(Err).collect(),
     }
-}
-
-fn stopped() -> StoreError {
-    StoreError::Unavailable(Arc::new(DbErr::Custom(
-        "the token lookup has stopped".to_owned(),
-    )))
 }
 
 /// `column` is one of `keys`, as one SQL text for any number of keys (so

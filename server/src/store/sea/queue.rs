@@ -10,7 +10,10 @@
 
 use std::sync::Arc;
 
+use sea_orm::DbErr;
 use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::store::StoreError;
 
 /// Requests that may wait for a worker; beyond this, callers wait to enqueue.
 const QUEUE_DEPTH: usize = 8192;
@@ -110,4 +113,11 @@ where
             let _ = reply.send(answer);
         }
     }
+}
+
+/// The error for a call [`Queue::call`] left unanswered: `workers` (as
+/// named to [`Queue::start`]) have stopped or failed its batch.
+pub fn stopped(workers: &str) -> StoreError {
+    let message = format!("{workers} has stopped");
+    StoreError::Unavailable(Arc::new(DbErr::Custom(message)))
 }
