@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::Tessera;
-use crate::clock::now_ms;
-use crate::internal::InternalCredentials;
+use crate::domain::{InternalCredentials, Tessera, now_ms};
 use crate::store::Store;
 
 /// Runs `tick` every `interval` until `stop` turns true (or its sender goes).
-pub async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut tick: F)
+pub(crate) async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut tick: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -31,8 +29,8 @@ where
 
 /// Deletes expired tickets and the internal credentials of processes that
 /// stopped heartbeating.
-pub async fn reap(app: &Tessera, store: &dyn Store, internal: &InternalCredentials) {
-    match app.reap_tickets().await {
+pub(crate) async fn reap(app: &Tessera, store: &dyn Store, internal: &InternalCredentials) {
+    match app.tickets.reap().await {
         Ok(0) => {}
         Ok(count) => tracing::debug!(count, "expired tickets reaped"),
         Err(err) => tracing::warn!(error = %err, "ticket reaper failed"),
@@ -44,7 +42,7 @@ pub async fn reap(app: &Tessera, store: &dyn Store, internal: &InternalCredentia
 }
 
 /// Renews this process's internal credential.
-pub async fn heartbeat(internal: Arc<InternalCredentials>) {
+pub(crate) async fn heartbeat(internal: Arc<InternalCredentials>) {
     if let Err(err) = internal.heartbeat().await {
         tracing::warn!(error = %err, "internal credential heartbeat failed");
     }

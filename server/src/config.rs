@@ -5,91 +5,15 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use tessera_client::Secret;
 
-use crate::service_bearer::ServiceSecrets;
-use crate::tickets::{self, TicketPolicy};
-
-/// Tessera: a gRPC credential-issuing service.
-#[derive(Debug, Parser)]
-#[command(name = "tessera", version, about)]
-pub struct Cli {
-    /// Log format.
-    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
-    pub log_format: LogFormat,
-    /// What to do; `serve` when omitted.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-/// Sub-commands of `tessera`.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the gRPC service (the default).
-    Serve(ServeArgs),
-    /// Apply database migrations and exit.
-    Migrate(DatabaseArgs),
-    /// Inspect or replace the first-admin install token.
-    InstallToken {
-        /// What to do with it.
-        #[command(subcommand)]
-        action: InstallTokenAction,
-        #[command(flatten)]
-        database: DatabaseArgs,
-    },
-    /// Print a fresh 256-bit secret for `TESSERA_SERVICE_TOKEN_<NAME>`.
-    GenSecret,
-    /// Probe a running server's gRPC health (`grpc.health.v1`): exit 0 only
-    /// when it reports `SERVING`.
-    Health(HealthArgs),
-}
-
-/// Settings of `tessera health`.
-///
-/// Exit codes (those of `grpc_health_probe`): 0 `SERVING`, 1 bad arguments,
-/// 2 cannot connect or timed out, 3 the Check call failed (e.g. an unknown
-/// `--service`), 4 any status but `SERVING`.
-#[derive(Clone, Debug, Args)]
-pub struct HealthArgs {
-    /// Server to probe: `host:port` or `http://host:port`. Defaults to
-    /// `TESSERA_LISTEN` (so a container or unit probes its own server), with
-    /// an unspecified address (`0.0.0.0`, `[::]`) probed on loopback, and to
-    /// `127.0.0.1:50051` without it.
-    #[arg(long, env = "TESSERA_HEALTH_ADDR")]
-    pub addr: Option<String>,
-    /// Service to check; empty for the whole server.
-    #[arg(long, env = "TESSERA_HEALTH_SERVICE", default_value = "")]
-    pub service: String,
-    /// Give up after this many milliseconds (connecting and the call).
-    #[arg(long, env = "TESSERA_HEALTH_TIMEOUT_MS", default_value_t = 2_000)]
-    pub timeout_ms: u64,
-    /// PEM CA to verify a TLS server with; probes over TLS when set.
-    #[arg(long, env = "TESSERA_HEALTH_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// PEM client certificate, for servers that require one (mutual TLS).
-    #[arg(long, env = "TESSERA_HEALTH_TLS_CERT", requires_all = ["tls_ca", "tls_key"])]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `--tls-cert`.
-    #[arg(long, env = "TESSERA_HEALTH_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Name expected in the server certificate, if not the host of `--addr`.
-    #[arg(long, env = "TESSERA_HEALTH_TLS_DOMAIN", requires = "tls_ca")]
-    pub tls_domain: Option<String>,
-}
-
-/// `tessera install-token …`.
-#[derive(Clone, Copy, Debug, Subcommand)]
-pub enum InstallTokenAction {
-    /// Print the state and times of the install token.
-    Status,
-    /// Mint a fresh install token (replacing a pending one) and print its banner.
-    Regenerate,
-}
+use crate::auth::verify::ServiceSecrets;
+use crate::domain::{BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
 
 /// How logs are written (to standard error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Pretty,
     /// One JSON object per line.
@@ -98,7 +22,7 @@ pub enum LogFormat {
 
 /// Where the data lives. `Debug` hides the URL: it may hold a password.
 #[derive(Clone, Args)]
-pub struct DatabaseArgs {
+pub(crate) struct DatabaseArgs {
     /// `sqlite:<file>` (created on first run) or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:tessera.db")]
     pub database_url: String,
@@ -112,17 +36,17 @@ impl std::fmt::Debug for DatabaseArgs {
 
 /// Settings of `tessera serve`.
 #[derive(Clone, Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Ticket lifetime in seconds when the caller asks for none.
-    #[arg(long, env = "TESSERA_TICKET_TTL", default_value_t = tickets::DEFAULT_TTL_SECS)]
+    #[arg(long, env = "TESSERA_TICKET_TTL", default_value_t = DEFAULT_TTL_SECS)]
     pub ticket_ttl: u64,
     /// Longest ticket lifetime a caller may ask for, in seconds.
-    #[arg(long, env = "TESSERA_TICKET_MAX_TTL", default_value_t = tickets::DEFAULT_MAX_TTL_SECS)]
+    #[arg(long, env = "TESSERA_TICKET_MAX_TTL", default_value_t = DEFAULT_MAX_TTL_SECS)]
     pub ticket_max_ttl: u64,
     /// How often the database is checked for the health service, in ms.
     #[arg(long, env = "TESSERA_DB_CHECK_INTERVAL_MS", default_value_t = 2_000)]
@@ -174,7 +98,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The settings of `tessera` run without arguments (environment only).
-    pub fn from_env() -> Result<Self, clap::Error> {
+    pub(crate) fn from_env() -> Result<Self, clap::Error> {
         #[derive(Parser)]
         struct Only {
             #[command(flatten)]
@@ -184,8 +108,8 @@ impl ServeArgs {
     }
 
     /// Validates and converts to [`Settings`], reading service secrets from
-    /// the environment.
-    pub fn settings(&self) -> Result<Settings, String> {
+    /// the environment; install-token banners go to `banner`.
+    pub(crate) fn settings(&self, banner: BannerSink) -> Result<Settings, String> {
         if self.ticket_ttl == 0 || self.ticket_ttl > self.ticket_max_ttl {
             return Err("TESSERA_TICKET_TTL must be between 1 and TESSERA_TICKET_MAX_TTL".into());
         }
@@ -219,6 +143,7 @@ impl ServeArgs {
                 max_concurrent_streams: self.max_concurrent_streams,
             },
             service_secrets: ServiceSecrets::from_env(),
+            banner,
         })
     }
 }
@@ -242,7 +167,7 @@ impl ServeArgs {
 
 /// Limits on what one call or connection may use.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest request message, in bytes.
     pub max_message_bytes: usize,
     /// Server-side deadline of every call (a shorter `grpc-timeout` wins).
@@ -253,7 +178,7 @@ pub struct Limits {
 
 /// PEM material for serving TLS. `Debug` never shows the key.
 #[derive(Clone)]
-pub struct TlsSettings {
+pub(crate) struct TlsSettings {
     /// Certificate chain.
     pub cert_pem: Vec<u8>,
     /// Private key.
@@ -272,7 +197,7 @@ impl std::fmt::Debug for TlsSettings {
 
 impl TlsSettings {
     /// The tonic server configuration.
-    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+    pub(crate) fn server_config(&self) -> tonic::transport::ServerTlsConfig {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
         let config =
             ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
@@ -283,9 +208,9 @@ impl TlsSettings {
     }
 }
 
-/// Everything [`crate::serve`] needs besides the listener.
+/// Everything [`crate::server::serve`] needs besides the listener.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Database URL (it may carry a password).
     pub database_url: Secret,
     /// Ticket lifetimes.
@@ -312,4 +237,6 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// Configured service secrets.
     pub service_secrets: ServiceSecrets,
+    /// Where install-token banners go.
+    pub banner: BannerSink,
 }

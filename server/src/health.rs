@@ -14,11 +14,12 @@ use crate::grpc::CredentialsApi;
 use crate::store::Store;
 
 /// Name under which the credential service reports its health.
-pub const SERVICE_NAME: &str = <CredentialServiceServer<CredentialsApi> as NamedService>::NAME;
+pub(crate) const SERVICE_NAME: &str =
+    <CredentialServiceServer<CredentialsApi> as NamedService>::NAME;
 
 /// Sets the status of `""` and of the credential service together.
 #[derive(Clone)]
-pub struct Health {
+pub(crate) struct Health {
     reporter: HealthReporter,
     serving: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
@@ -26,7 +27,7 @@ pub struct Health {
 
 impl Health {
     /// Reports through `reporter`; starts as not serving.
-    pub fn new(reporter: HealthReporter) -> Self {
+    pub(crate) fn new(reporter: HealthReporter) -> Self {
         Self {
             reporter,
             serving: Arc::new(AtomicBool::new(false)),
@@ -35,7 +36,7 @@ impl Health {
     }
 
     /// Reports `SERVING` or `NOT_SERVING`; ignored once shutdown began.
-    pub async fn set(&self, serving: bool) {
+    pub(crate) async fn set(&self, serving: bool) {
         if self.closing.load(Ordering::SeqCst) {
             return;
         }
@@ -43,13 +44,13 @@ impl Health {
     }
 
     /// Reports `NOT_SERVING` for good.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
         self.report(false).await;
     }
 
     /// What was reported last.
-    pub fn is_serving(&self) -> bool {
+    pub(crate) fn is_serving(&self) -> bool {
         self.serving.load(Ordering::SeqCst)
     }
 
@@ -68,7 +69,7 @@ impl Health {
 
 /// Pings the database once (giving up after `timeout`) and reports a
 /// change of state. Logs only changes.
-pub async fn check_database(store: &dyn Store, health: &Health, timeout: Duration) {
+pub(crate) async fn check_database(store: &dyn Store, health: &Health, timeout: Duration) {
     let healthy = matches!(
         tokio::time::timeout(timeout, store.ping()).await,
         Ok(Ok(()))

@@ -1,93 +1,11 @@
-//! The `tessera` binary: parse the command line, set up logging, run.
+//! The `tessera` binary; everything it does is in `cli/`.
 #![forbid(unsafe_code)]
-
-mod operator;
-mod probe;
-
-use std::io::IsTerminal;
-
-use clap::Parser;
-use tessera_server::config::{Cli, Command, LogFormat, ServeArgs};
-use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let result = match cli.command {
-        Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Migrate(args)) => operator::migrate(&args.database_url).await,
-        Some(Command::InstallToken { action, database }) => {
-            operator::install_token(action, &database.database_url).await
-        }
-        Some(Command::GenSecret) => operator::gen_secret(),
-        Some(Command::Health(args)) => std::process::exit(probe::health(&args).await),
-        None => match ServeArgs::from_env() {
-            Ok(args) => serve(args).await,
-            Err(err) => err.exit(),
-        },
-    };
-    let code = match result {
-        Ok(()) => 0,
-        Err(message) => {
-            tracing::error!("{message}");
-            1
-        }
-    };
+    let code = tessera_server::cli::main().await;
     // Exit here rather than by dropping the runtime: after a drain timeout,
     // abandoned calls may still wait on the database, and dropping the
     // runtime would wait for them.
     std::process::exit(code)
-}
-
-fn init_logging(format: LogFormat) {
-    // Migrations log every idempotent check at info; keep startup quiet.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sea_orm_migration=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    let settings = args.settings()?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
-    let addr = listener.local_addr().map_err(|err| err.to_string())?;
-    tracing::info!(%addr, "listening");
-    tessera_server::serve(settings, listener, shutdown_signal())
-        .await
-        .map_err(|err| err.to_string())?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

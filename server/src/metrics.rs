@@ -27,7 +27,7 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 
 /// Name of the histogram of writes committed together (tickets and audit
 /// entries; see the store's group commit).
-pub const WRITE_BATCH_SIZE: &str = "tessera_db_write_batch_size";
+pub(crate) const WRITE_BATCH_SIZE: &str = "tessera_db_write_batch_size";
 
 /// gRPC status code names by number, for the `code` label.
 const CODE_NAMES: [&str; 17] = [
@@ -54,7 +54,7 @@ const CODE_NAMES: [&str; 17] = [
 const REQUEST_SECONDS: &str = "tessera_grpc_request_duration_seconds";
 
 /// Installs the process-wide recorder and records the build info.
-pub fn install() -> Result<PrometheusHandle, BuildError> {
+pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SIZE.into()), BATCH_BUCKETS)?
@@ -64,7 +64,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` turns true.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     mut stop: watch::Receiver<bool>,
@@ -82,7 +82,7 @@ pub async fn serve(
 }
 
 /// Counts a domain event, e.g. `event("tessera_tickets_total", "minted")`.
-pub fn event(name: &'static str, event: &'static str) {
+pub(crate) fn event(name: &'static str, event: &'static str) {
     metrics::counter!(name, "event" => event).increment(1);
 }
 
@@ -104,7 +104,7 @@ fn method_label(path: &str) -> String {
 
 /// Counts requests by method and gRPC code and times them.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MetricsLayer;
+pub(crate) struct MetricsLayer;
 
 impl<S> Layer<S> for MetricsLayer {
     type Service = Metered<S>;
@@ -116,7 +116,7 @@ impl<S> Layer<S> for MetricsLayer {
 
 /// The service [`MetricsLayer`] wraps.
 #[derive(Clone, Debug)]
-pub struct Metered<S> {
+pub(crate) struct Metered<S> {
     inner: S,
 }
 

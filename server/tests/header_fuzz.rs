@@ -1,10 +1,10 @@
 //! Property tests (a bounded fuzz) of the `authorization` header parsing that
-//! runs before every authenticated call: `tessera_server::auth::parse_bearer`.
+//! runs before every authenticated call: `tessera_server::parse_bearer`.
 //!
 //! Each property runs a fixed number of cases so CI time stays bounded.
 
 use proptest::prelude::*;
-use tessera_server::auth::parse_bearer;
+use tessera_server::parse_bearer;
 
 /// Cases per property: enough to hit the edge shapes, quick on a slow machine.
 const CASES: u32 = 2000;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, SeaStore, Store, StoreError,
-    TakeAudit, TicketRecord, UserKind, WorkspaceRecord,
+    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store,
+    StoreError, TakeAudit, TicketRecord, UserKind, WorkspaceRecord,
 };
 use tessera_tests::TestDatabase;
 
@@ -52,6 +52,17 @@ async fn open(db: &TestDatabase) -> Arc<SeaStore> {
     Arc::new(store)
 }
 
+/// The service user `svc@system.local`, with a fresh id.
+fn service_user() -> NewUser {
+    NewUser {
+        id: random_id(),
+        email: "svc@system.local".into(),
+        display_name: "Svc".into(),
+        kind: UserKind::Service,
+        created_at: 1_000,
+    }
+}
+
 fn ticket(hash: &str, expires_at: i64) -> TicketRecord {
     TicketRecord {
         hash: hash.to_owned(),
@@ -72,17 +83,7 @@ async fn ensure_user_is_idempotent_under_races(store: Arc<SeaStore>) {
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .ensure_user(
-                        &random_id(),
-                        "svc@system.local",
-                        "Svc",
-                        UserKind::Service,
-                        &["Admin"],
-                    )
-                    .await
-            })
+            tokio::spawn(async move { store.ensure_user(&service_user(), &["Admin"]).await })
         })
         .collect();
     let mut ids = Vec::new();
@@ -424,13 +425,7 @@ async fn one_install_token_is_filed_under_races(store: Arc<SeaStore>) {
 
 async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
     store
-        .ensure_user(
-            &random_id(),
-            "svc@system.local",
-            "Svc",
-            UserKind::Service,
-            &["Admin"],
-        )
+        .ensure_user(&service_user(), &["Admin"])
         .await
         .expect("service");
     assert!(

@@ -24,19 +24,19 @@ const MAX_TRACKED: usize = 65_536;
 /// out only when needed (a block is on file, or a failure is recorded), so
 /// callers that do not fail never pay for hashing their bearer.
 #[derive(Clone, Debug, Default)]
-pub struct FailureKeys {
+pub(crate) struct FailureKeys {
     peer: Option<IpAddr>,
     bearer: Secret,
 }
 
 impl FailureKeys {
     /// Keys of a call from `peer` presenting `bearer` (empty when none).
-    pub fn new(peer: Option<IpAddr>, bearer: Secret) -> Self {
+    pub(crate) fn new(peer: Option<IpAddr>, bearer: Secret) -> Self {
         Self { peer, bearer }
     }
 
     /// The bearer the caller presented.
-    pub fn bearer(&self) -> &Secret {
+    pub(crate) fn bearer(&self) -> &Secret {
         &self.bearer
     }
 
@@ -53,7 +53,7 @@ impl FailureKeys {
 }
 
 /// A budget of authentication failures per key.
-pub struct FailureThrottle {
+pub(crate) struct FailureThrottle {
     limiter: Limiter,
     blocked: Mutex<HashMap<String, Instant>>,
     clock: DefaultClock,
@@ -67,7 +67,7 @@ type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
 impl FailureThrottle {
     /// Allows each key `per_minute` failures a minute (in bursts of as
     /// many) before refusing it until the budget refills.
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+    pub(crate) fn per_minute(per_minute: NonZeroU32) -> Self {
         let quota = Quota::per_minute(per_minute);
         Self {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
@@ -78,7 +78,7 @@ impl FailureThrottle {
     }
 
     /// How long the caller must wait, if any of its keys is refused now.
-    pub fn blocked(&self, keys: &FailureKeys) -> Option<Duration> {
+    pub(crate) fn blocked(&self, keys: &FailureKeys) -> Option<Duration> {
         let blocked = self.blocked.lock().ok()?;
         if blocked.is_empty() {
             return None;
@@ -93,7 +93,7 @@ impl FailureThrottle {
 
     /// Charges one failure to each key; a key over budget is refused until
     /// its budget allows another failure.
-    pub fn record(&self, keys: &FailureKeys) {
+    pub(crate) fn record(&self, keys: &FailureKeys) {
         if self.limiter.len() > MAX_TRACKED {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();

@@ -17,27 +17,30 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
 use super::Throttle;
+use super::authenticate::{Authenticator, Refusal};
 use super::failures::{FailureKeys, FailureThrottle};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
-use crate::app::Tessera;
-use crate::principal::Caller;
+use crate::grpc::CredentialRejected;
 
 /// Adds caller authentication and the policy table to a tonic server.
 #[derive(Clone)]
-pub struct AuthLayer {
-    app: Arc<Tessera>,
+pub(crate) struct AuthLayer {
+    auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     failures: Arc<FailureThrottle>,
 }
 
 impl AuthLayer {
-    /// Authenticates with `app`'s verifier; `throttle` limits the calls
-    /// anyone may make, `failures` the failed authentications of a peer or
-    /// credential.
-    pub fn new(app: Arc<Tessera>, throttle: Throttle, failures: FailureThrottle) -> Self {
+    /// Authenticates with `auth`; `throttle` limits the calls anyone may
+    /// make, `failures` the failed authentications of a peer or credential.
+    pub(crate) fn new(
+        auth: Arc<Authenticator>,
+        throttle: Throttle,
+        failures: FailureThrottle,
+    ) -> Self {
         Self {
-            app,
+            auth,
             throttle: Arc::new(throttle),
             failures: Arc::new(failures),
         }
@@ -50,7 +53,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Auth {
             inner,
-            app: self.app.clone(),
+            auth: self.auth.clone(),
             throttle: self.throttle.clone(),
             failures: self.failures.clone(),
         }
@@ -59,9 +62,9 @@ impl<S> Layer<S> for AuthLayer {
 
 /// The service [`AuthLayer`] wraps around the router.
 #[derive(Clone)]
-pub struct Auth<S> {
+pub(crate) struct Auth<S> {
     inner: S,
-    app: Arc<Tessera>,
+    auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     failures: Arc<FailureThrottle>,
 }
@@ -105,7 +108,7 @@ where
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (app, failures) = (self.app.clone(), self.failures.clone());
+        let (auth, failures) = (self.auth.clone(), self.failures.clone());
         let path = request.uri().path().to_owned();
         let peer = addr.map(|a| a.to_string()).unwrap_or_default();
         Box::pin(async move {
@@ -116,21 +119,23 @@ where
             // can make a service present garbage lock that service out.
             let response = if rule == Rule::Anonymous {
                 let response = inner.call(request).await?;
-                if response.headers().get("grpc-status").map(|v| v.as_bytes()) == Some(b"16") {
+                if credential_rejected(&response) {
                     failures.record(&keys);
                 }
                 response
             } else {
-                match authorize(&app, &path, keys.bearer().expose(), peer, rule).await {
+                let bearer = keys.bearer().expose();
+                match auth.caller(rule, bearer, &path, peer).await {
                     Ok(caller) => {
                         request.extensions_mut().insert(caller);
                         inner.call(request).await?
                     }
-                    Err(status) => {
-                        if status.code() == Code::Unauthenticated {
-                            failures.record(&keys);
-                        }
-                        status.into_http()
+                    Err(Refusal::Unauthenticated(err)) => {
+                        failures.record(&keys);
+                        Status::from(err).into_http()
+                    }
+                    Err(Refusal::PermissionDenied) => {
+                        Status::permission_denied("caller may not call this method").into_http()
                     }
                 }
             };
@@ -139,25 +144,12 @@ where
     }
 }
 
-async fn authorize(
-    app: &Tessera,
-    path: &str,
-    bearer: &str,
-    peer: String,
-    rule: Rule,
-) -> Result<Caller, Status> {
-    let principal = if rule == Rule::Workspace {
-        app.authenticate_registrant(bearer, path, &peer).await?
-    } else {
-        app.authenticate(bearer, path, &peer).await?
-    };
-    let caller = Caller { principal, peer };
-    if policy::allows(rule, &caller.principal) {
-        Ok(caller)
-    } else {
-        app.audit_denied(&caller, path).await;
-        Err(Status::permission_denied("caller may not call this method"))
-    }
+/// True when the handler refused the credential the caller presented: the
+/// status it returned carries [`CredentialRejected`] as its source.
+fn credential_rejected<B>(response: &http::Response<B>) -> bool {
+    let status = response.extensions().get::<Status>();
+    let source = status.and_then(|status| std::error::Error::source(status));
+    source.is_some_and(|source| source.is::<CredentialRejected>())
 }
 
 /// The caller's address, when the transport recorded it.

@@ -1,13 +1,18 @@
 //! Caller authentication and authorization, in one layer in front of every
-//! handler: [`AuthLayer`] resolves the bearer and applies [`policy`].
+//! handler: [`AuthLayer`] finds the bearer, [`authenticate`] resolves it
+//! (with `verify/`) and applies [`policy`], and the throttles refuse callers
+//! that keep failing. Only `layer.rs` and `header.rs` know the transport.
 
+mod authenticate;
 mod failures;
 mod header;
 mod layer;
-pub mod policy;
+mod policy;
 mod throttle;
+pub(crate) mod verify;
 
-pub use failures::FailureThrottle;
+pub(crate) use authenticate::Authenticator;
+pub(crate) use failures::FailureThrottle;
 pub use header::parse_bearer;
-pub use layer::AuthLayer;
-pub use throttle::Throttle;
+pub(crate) use layer::AuthLayer;
+pub(crate) use throttle::Throttle;

@@ -1,10 +1,10 @@
 //! Who may call what: the one policy table (SPEC §4).
 
-use crate::principal::{Principal, PrincipalKind};
+use crate::domain::{Principal, PrincipalKind};
 
 /// Which callers an RPC admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// Anyone, without credentials (health, reflection).
     Public,
     /// Anyone, without credentials, within a per-peer rate.
@@ -25,7 +25,7 @@ const SERVICE: &str = "/tessera.v1.CredentialService/";
 
 /// The table: RPC path → rule. Paths not listed need authentication, so a
 /// new RPC is never public by accident.
-pub fn rule_for(path: &str) -> Rule {
+pub(super) fn rule_for(path: &str) -> Rule {
     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
         return Rule::Public;
     }
@@ -43,7 +43,7 @@ pub fn rule_for(path: &str) -> Rule {
 }
 
 /// True when `principal` satisfies `rule`.
-pub fn allows(rule: Rule, principal: &Principal) -> bool {
+pub(super) fn allows(rule: Rule, principal: &Principal) -> bool {
     let kind = principal.kind;
     match rule {
         Rule::Public | Rule::Anonymous | Rule::Authenticated => true,
@@ -59,7 +59,7 @@ pub fn allows(rule: Rule, principal: &Principal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::principal::ADMIN_GROUP;
+    use crate::domain::ADMIN_GROUP;
 
     fn principal(kind: PrincipalKind, admin: bool) -> Principal {
         Principal {

@@ -12,14 +12,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 const MAX_TRACKED_PEERS: usize = 65_536;
 
 /// A request budget per peer address.
-pub struct Throttle {
+pub(crate) struct Throttle {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
 }
 
 impl Throttle {
     /// Allows each peer `per_minute` calls a minute, in bursts of as many.
-    pub fn per_minute(per_minute: NonZeroU32) -> Self {
+    pub(crate) fn per_minute(per_minute: NonZeroU32) -> Self {
         Self {
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             clock: DefaultClock::default(),
@@ -28,7 +28,7 @@ impl Throttle {
 
     /// Spends one call of `peer`'s budget; `Err` carries how long until the
     /// next call is allowed. Callers without an address share one budget.
-    pub fn check(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
+    pub(crate) fn check(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
         if self.limiter.len() > MAX_TRACKED_PEERS {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();

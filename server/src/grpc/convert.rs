@@ -3,12 +3,10 @@
 use prost_types::Timestamp;
 use tessera_client::pb;
 
-use crate::install::InstallState;
-use crate::principal::{Principal, PrincipalKind};
-use crate::tickets::TicketIdentity;
+use crate::domain::{InstallState, Principal, PrincipalKind, TicketIdentity};
 
 /// Unix milliseconds as a protobuf timestamp.
-pub fn timestamp(ms: i64) -> Timestamp {
+pub(crate) fn timestamp(ms: i64) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,

@@ -6,19 +6,16 @@ use tessera_client::pb::{self, credential_service_server::CredentialService};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use crate::app::Tessera;
-use crate::bearer::user_principal;
-use crate::principal::Caller;
-use crate::tickets::TicketRequest;
+use crate::domain::{Caller, Tessera, TicketRequest};
 
 /// The gRPC face of [`Tessera`].
-pub struct CredentialsApi {
+pub(crate) struct CredentialsApi {
     app: Arc<Tessera>,
 }
 
 impl CredentialsApi {
     /// Serves `app`.
-    pub fn new(app: Arc<Tessera>) -> Self {
+    pub(crate) fn new(app: Arc<Tessera>) -> Self {
         Self { app }
     }
 }
@@ -46,7 +43,8 @@ impl CredentialService for CredentialsApi {
         let caller = caller(&request)?;
         let principal = self
             .app
-            .verify_bearer(&caller, &request.get_ref().token)
+            .bearers
+            .verify(&caller, &request.get_ref().token)
             .await?;
         Ok(Response::new(pb::VerifyBearerResponse {
             principal: Some(principal.into()),
@@ -70,7 +68,7 @@ impl CredentialService for CredentialsApi {
             purpose,
             ttl_seconds,
         };
-        let minted = self.app.mint_ticket(&caller, &ticket_request).await?;
+        let minted = self.app.tickets.mint(&caller, &ticket_request).await?;
         Ok(Response::new(pb::MintTicketResponse {
             ticket: minted.ticket.expose().to_owned(),
             expires_at: Some(timestamp(minted.expires_at)),
@@ -85,7 +83,8 @@ impl CredentialService for CredentialsApi {
         let body = request.get_ref();
         let identity = self
             .app
-            .consume_ticket(&caller, &body.ticket, &body.purpose)
+            .tickets
+            .consume(&caller, &body.ticket, &body.purpose)
             .await?;
         Ok(Response::new(pb::ConsumeTicketResponse {
             identity: Some(identity.into()),
@@ -97,7 +96,7 @@ impl CredentialService for CredentialsApi {
         request: Request<pb::GetInternalCredentialRequest>,
     ) -> Reply<pb::GetInternalCredentialResponse> {
         let caller = caller(&request)?;
-        let credential = self.app.internal_credential(&caller).await?;
+        let credential = self.app.internal.get(&caller).await?;
         Ok(Response::new(pb::GetInternalCredentialResponse {
             credential: credential.expose().to_owned(),
         }))
@@ -109,7 +108,7 @@ impl CredentialService for CredentialsApi {
     ) -> Reply<pb::IssueInstallTokenResponse> {
         let caller = caller(&request)?;
         let force = request.get_ref().force;
-        let (minted, status) = self.app.issue_install_token(&caller, force).await?;
+        let (minted, status) = self.app.install.issue(&caller, force).await?;
         Ok(Response::new(pb::IssueInstallTokenResponse {
             install_token: minted.map(|token| token.expose().to_owned()),
             state: pb::InstallTokenState::from(status.state).into(),
@@ -121,7 +120,7 @@ impl CredentialService for CredentialsApi {
         &self,
         _request: Request<pb::GetInstallTokenStatusRequest>,
     ) -> Reply<pb::GetInstallTokenStatusResponse> {
-        let status = self.app.install_token_status().await?;
+        let status = self.app.install.status().await?;
         Ok(Response::new(pb::GetInstallTokenStatusResponse {
             state: pb::InstallTokenState::from(status.state).into(),
             issued_at: status.issued_at.map(timestamp),
@@ -138,19 +137,19 @@ impl CredentialService for CredentialsApi {
             .map(|addr| addr.to_string())
             .unwrap_or_default();
         let body = request.get_ref();
-        let admin = self
+        let first = self
             .app
-            .consume_install_token(
+            .install
+            .consume(
                 &peer,
                 &body.install_token,
                 &body.admin_email,
                 &body.admin_name,
             )
             .await?;
-        let principal = user_principal(admin.user, admin.token.expose());
         Ok(Response::new(pb::ConsumeInstallTokenResponse {
-            admin: Some(principal.into()),
-            admin_token: admin.token.expose().to_owned(),
+            admin: Some(first.admin.into()),
+            admin_token: first.token.expose().to_owned(),
         }))
     }
 
@@ -162,7 +161,8 @@ impl CredentialService for CredentialsApi {
         let body = request.get_ref();
         let provisioned = self
             .app
-            .provision_workspace(&caller, &body.workspace_id, &body.name)
+            .workspaces
+            .provision(&caller, &body.workspace_id, &body.name)
             .await?;
         Ok(Response::new(pb::ProvisionWorkspaceResponse {
             workspace_id: provisioned.workspace_id,
@@ -179,7 +179,8 @@ impl CredentialService for CredentialsApi {
         let body = request.get_ref();
         let registration = self
             .app
-            .register_workspace(&caller, &body.workspace_id, body.reissue_auth_token)
+            .workspaces
+            .register(&caller, &body.workspace_id, body.reissue_auth_token)
             .await?;
         Ok(Response::new(pb::RegisterWorkspaceResponse {
             auth_token: registration.auth_token.map(|t| t.expose().to_owned()),
@@ -194,6 +195,7 @@ impl CredentialService for CredentialsApi {
     ) -> Reply<pb::GetInboundSecretResponse> {
         let secret = self
             .app
+            .workspaces
             .inbound_secret(&request.get_ref().workspace_id)
             .await?;
         Ok(Response::new(pb::GetInboundSecretResponse {

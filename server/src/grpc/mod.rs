@@ -1,6 +1,9 @@
-//! The gRPC adapter: decode, call the domain, convert the result.
+//! The gRPC adapter: decode, call the domain, convert the result; the one
+//! translation of domain errors into statuses is in `status.rs`.
 
 mod convert;
 mod credentials;
+mod status;
 
-pub use credentials::CredentialsApi;
+pub(crate) use credentials::CredentialsApi;
+pub(crate) use status::CredentialRejected;

@@ -91,6 +91,21 @@ pub struct UserRecord {
     pub groups: Vec<String>,
 }
 
+/// A user to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    /// Its id, used only if the user does not exist yet.
+    pub id: String,
+    /// Unique e-mail address.
+    pub email: String,
+    /// Name for display.
+    pub display_name: String,
+    /// Person or service.
+    pub kind: UserKind,
+    /// When it is created.
+    pub created_at: i64,
+}
+
 /// A live ticket, keyed by its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TicketRecord {
@@ -224,16 +239,9 @@ pub trait Store: Send + Sync + 'static {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<()>;
 
-    /// Creates the user with this e-mail (as `new_id`) unless it exists, adds
-    /// it to `groups`, and returns it. Idempotent and safe to race.
-    async fn ensure_user(
-        &self,
-        new_id: &str,
-        email: &str,
-        display_name: &str,
-        kind: UserKind,
-        groups: &[&str],
-    ) -> Result<UserRecord>;
+    /// Creates `user` unless a user with its e-mail exists, adds that user
+    /// to `groups`, and returns it. Idempotent and safe to race.
+    async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<UserRecord>;
 
     /// Stores a new ticket and, in the same transaction, its audit entry.
     async fn insert_ticket(&self, ticket: &TicketRecord, audit: Option<&AuditRecord>)

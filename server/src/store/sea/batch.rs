@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 512;
 const WRITER: &str = "the database writer";
 
 /// A write the batcher applies.
-pub enum Write {
+pub(super) enum Write {
     /// Store this new ticket and, in the same transaction, its audit entry.
     Ticket(TicketRecord, Option<AuditRecord>),
     /// Delete the ticket with this hash and return it; append the audit
@@ -39,14 +39,14 @@ type Answer = Result<Option<TicketRecord>>;
 
 /// The callers' side: hands writes to the writer tasks.
 #[derive(Debug)]
-pub struct Batcher {
+pub(super) struct Batcher {
     queue: Queue<Write, Answer>,
 }
 
 impl Batcher {
     /// Starts `writers` writer tasks on `db`. They stop once the batcher is
     /// dropped and the writes already queued are done.
-    pub fn start(db: &DatabaseConnection, writers: usize) -> Self {
+    pub(super) fn start(db: &DatabaseConnection, writers: usize) -> Self {
         let db = db.clone();
         let queue = Queue::start(WRITER, writers, MAX_BATCH, move |writes| {
             let db = db.clone();
@@ -61,7 +61,7 @@ impl Batcher {
 
     /// Applies `write` with whatever else is waiting; returns once it is
     /// committed.
-    pub async fn write(&self, write: Write) -> Answer {
+    pub(super) async fn write(&self, write: Write) -> Answer {
         let answer = self.queue.call(write).await;
         answer.unwrap_or_else(|| Err(queue::stopped(WRITER)))
     }

@@ -20,14 +20,14 @@ type Lookup<V> = Queue<String, Result<Option<V>>>;
 
 /// The lookup queues, each with its own worker tasks.
 #[derive(Debug)]
-pub struct Lookups {
+pub(super) struct Lookups {
     users: Lookup<UserRecord>,
     workspaces: Lookup<WorkspaceRecord>,
 }
 
 impl Lookups {
     /// Starts `workers` tasks per kind of token, querying `db`.
-    pub fn start(db: &DatabaseConnection, workers: usize) -> Self {
+    pub(super) fn start(db: &DatabaseConnection, workers: usize) -> Self {
         let users_db = db.clone();
         let users = Queue::start(USERS, workers, MAX_BATCH, move |hashes| {
             let db = users_db.clone();
@@ -42,13 +42,13 @@ impl Lookups {
     }
 
     /// The user whose access token hashes to `hash`.
-    pub async fn user(&self, hash: &str) -> Result<Option<UserRecord>> {
+    pub(super) async fn user(&self, hash: &str) -> Result<Option<UserRecord>> {
         let answer = self.users.call(hash.to_owned()).await;
         answer.unwrap_or_else(|| Err(queue::stopped(USERS)))
     }
 
     /// The workspace whose auth token hashes to `hash`.
-    pub async fn workspace(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
+    pub(super) async fn workspace(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
         let answer = self.workspaces.call(hash.to_owned()).await;
         answer.unwrap_or_else(|| Err(queue::stopped(WORKSPACES)))
     }
@@ -65,7 +65,7 @@ fn answers<V>(found: Result<Vec<Option<V>>>, tokens: usize) -> Vec<Result<Option
 /// `column` is one of `keys`, as one SQL text for any number of keys (so
 /// it is prepared once) and its one parameter `$1`: a JSON array read by
 /// `json_each` on SQLite, an array on PostgreSQL.
-pub fn any_of(db: &impl ConnectionTrait, column: &str, keys: &[String]) -> (String, Value) {
+pub(super) fn any_of(db: &impl ConnectionTrait, column: &str, keys: &[String]) -> (String, Value) {
     if db.get_database_backend() == DbBackend::Postgres {
         return (format!("{column} = ANY($1)"), keys.to_vec().into());
     }

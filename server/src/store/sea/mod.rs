@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 use super::{
     AuditRecord, AuthTokenChange, InstallOutcome, InstallTokenRecord, InternalCredentialRecord,
-    NewAdmin, Result, Store, StoreError, TakeAudit, TicketRecord, UserKind, UserRecord,
+    NewAdmin, NewUser, Result, Store, StoreError, TakeAudit, TicketRecord, UserRecord,
     WorkspaceRecord,
 };
 
@@ -200,23 +200,8 @@ impl Store for SeaStore {
         Ok(self.db.ping().await?)
     }
 
-    async fn ensure_user(
-        &self,
-        new_id: &str,
-        email: &str,
-        display_name: &str,
-        kind: UserKind,
-        groups: &[&str],
-    ) -> Result<UserRecord> {
-        self.gated(users::ensure_user(
-            &self.db,
-            new_id,
-            email,
-            display_name,
-            kind,
-            groups,
-        ))
-        .await
+    async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<UserRecord> {
+        self.gated(users::ensure_user(&self.db, user, groups)).await
     }
 
     async fn insert_ticket(

@@ -26,7 +26,7 @@ struct Job<Req, Ans> {
 type Receiver<Req, Ans> = Arc<Mutex<mpsc::Receiver<Job<Req, Ans>>>>;
 
 /// The callers' side: hands requests to the workers.
-pub struct Queue<Req, Ans> {
+pub(super) struct Queue<Req, Ans> {
     jobs: mpsc::Sender<Job<Req, Ans>>,
 }
 
@@ -42,7 +42,12 @@ impl<Req: Send + 'static, Ans: Send + 'static> Queue<Req, Ans> {
     /// A worker that panics is restarted (logged as `name`); the calls of
     /// the batch it held get no answer. The workers stop once the queue is
     /// dropped and the requests already queued are answered.
-    pub fn start<F, Fut>(name: &'static str, workers: usize, max_batch: usize, handler: F) -> Self
+    pub(super) fn start<F, Fut>(
+        name: &'static str,
+        workers: usize,
+        max_batch: usize,
+        handler: F,
+    ) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Ans>> + Send + 'static,
@@ -64,7 +69,7 @@ impl<Req: Send + 'static, Ans: Send + 'static> Queue<Req, Ans> {
     /// Hands in `request` with whatever else is waiting and waits for its
     /// answer; `None` when the workers have stopped or the batch failed by
     /// a panic.
-    pub async fn call(&self, request: Req) -> Option<Ans> {
+    pub(super) async fn call(&self, request: Req) -> Option<Ans> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { request, reply }).await.ok()?;
         answer.await.ok()
@@ -117,7 +122,7 @@ where
 
 /// The error for a call [`Queue::call`] left unanswered: `workers` (as
 /// named to [`Queue::start`]) have stopped or failed its batch.
-pub fn stopped(workers: &str) -> StoreError {
+pub(super) fn stopped(workers: &str) -> StoreError {
     let message = format!("{workers} has stopped");
     StoreError::Unavailable(Arc::new(DbErr::Custom(message)))
 }

@@ -10,7 +10,10 @@ use crate::store::entities::{audit, internal_credential, ticket};
 use crate::store::{AuditRecord, InternalCredentialRecord, Result, TicketRecord};
 
 /// Stores new tickets in one statement (on PostgreSQL, see `unnest`).
-pub async fn insert_tickets(db: &impl ConnectionTrait, records: &[&TicketRecord]) -> Result<()> {
+pub(super) async fn insert_tickets(
+    db: &impl ConnectionTrait,
+    records: &[&TicketRecord],
+) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -32,7 +35,10 @@ pub async fn insert_tickets(db: &impl ConnectionTrait, records: &[&TicketRecord]
 }
 
 /// Deletes the tickets with these hashes and returns the rows that existed.
-pub async fn take_tickets(db: &impl ConnectionTrait, hashes: &[&str]) -> Result<Vec<TicketRecord>> {
+pub(super) async fn take_tickets(
+    db: &impl ConnectionTrait,
+    hashes: &[&str],
+) -> Result<Vec<TicketRecord>> {
     if hashes.is_empty() {
         return Ok(Vec::new());
     }
@@ -59,7 +65,7 @@ pub async fn take_tickets(db: &impl ConnectionTrait, hashes: &[&str]) -> Result<
         .collect())
 }
 
-pub async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> Result<u64> {
+pub(super) async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> Result<u64> {
     let result = ticket::Entity::delete_many()
         .filter(ticket::Column::ExpiresAt.lt(now))
         .exec(db)
@@ -67,11 +73,11 @@ pub async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> Resu
     Ok(result.rows_affected)
 }
 
-pub async fn count_tickets(db: &impl ConnectionTrait) -> Result<u64> {
+pub(super) async fn count_tickets(db: &impl ConnectionTrait) -> Result<u64> {
     Ok(ticket::Entity::find().count(db).await?)
 }
 
-pub async fn upsert_internal_credential(
+pub(super) async fn upsert_internal_credential(
     db: &impl ConnectionTrait,
     record: &InternalCredentialRecord,
 ) -> Result<()> {
@@ -91,7 +97,7 @@ pub async fn upsert_internal_credential(
     Ok(())
 }
 
-pub async fn find_internal_credential(
+pub(super) async fn find_internal_credential(
     db: &impl ConnectionTrait,
     hash: &str,
 ) -> Result<Option<InternalCredentialRecord>> {
@@ -105,14 +111,17 @@ pub async fn find_internal_credential(
     }))
 }
 
-pub async fn delete_internal_credential(db: &impl ConnectionTrait, hash: &str) -> Result<()> {
+pub(super) async fn delete_internal_credential(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<()> {
     internal_credential::Entity::delete_by_id(hash.to_owned())
         .exec(db)
         .await?;
     Ok(())
 }
 
-pub async fn delete_stale_internal_credentials(
+pub(super) async fn delete_stale_internal_credentials(
     db: &impl ConnectionTrait,
     cutoff: i64,
 ) -> Result<u64> {
@@ -124,7 +133,10 @@ pub async fn delete_stale_internal_credentials(
 }
 
 /// Appends audit entries in one statement.
-pub async fn append_audits(db: &impl ConnectionTrait, records: &[&AuditRecord]) -> Result<()> {
+pub(super) async fn append_audits(
+    db: &impl ConnectionTrait,
+    records: &[&AuditRecord],
+) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -147,7 +159,10 @@ pub async fn append_audits(db: &impl ConnectionTrait, records: &[&AuditRecord]) 
     Ok(())
 }
 
-pub async fn recent_audit(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<AuditRecord>> {
+pub(super) async fn recent_audit(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<AuditRecord>> {
     let rows = audit::Entity::find()
         .order_by_desc(audit::Column::Id)
         .limit(limit)

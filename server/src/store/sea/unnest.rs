@@ -43,7 +43,10 @@ fn statement(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-pub async fn insert_tickets(db: &impl ConnectionTrait, rows: &[&TicketRecord]) -> Result<()> {
+pub(super) async fn insert_tickets(
+    db: &impl ConnectionTrait,
+    rows: &[&TicketRecord],
+) -> Result<()> {
     let values = vec![
         column(rows, |t| &t.hash),
         column(rows, |t| &t.user_id),
@@ -56,7 +59,7 @@ pub async fn insert_tickets(db: &impl ConnectionTrait, rows: &[&TicketRecord]) -
     Ok(())
 }
 
-pub async fn take_tickets(
+pub(super) async fn take_tickets(
     db: &impl ConnectionTrait,
     hashes: &[&str],
 ) -> Result<Vec<ticket::Model>> {
@@ -65,7 +68,7 @@ pub async fn take_tickets(
     Ok(ticket::Entity::find().from_raw_sql(delete).all(db).await?)
 }
 
-pub async fn append_audits(db: &impl ConnectionTrait, rows: &[&AuditRecord]) -> Result<()> {
+pub(super) async fn append_audits(db: &impl ConnectionTrait, rows: &[&AuditRecord]) -> Result<()> {
     let values = vec![
         column(rows, |a| &a.at),
         column(rows, |a| &a.actor),

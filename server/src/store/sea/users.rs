@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::store::entities::{group_member, install_token, user, user_token};
 use crate::store::{
-    InstallOutcome, InstallTokenRecord, NewAdmin, Result, StoreError, UserKind, UserRecord,
+    InstallOutcome, InstallTokenRecord, NewAdmin, NewUser, Result, StoreError, UserKind, UserRecord,
 };
 
 /// Primary key of the single install-token row.
@@ -26,16 +26,13 @@ impl UserKind {
     }
 }
 
-pub async fn ensure_user(
+pub(super) async fn ensure_user(
     db: &impl ConnectionTrait,
-    new_id: &str,
-    email: &str,
-    display_name: &str,
-    kind: UserKind,
+    new: &NewUser,
     groups: &[&str],
 ) -> Result<UserRecord> {
-    let now = crate::clock::now_ms();
-    user::Entity::insert(new_user(new_id, email, display_name, kind, now))
+    let (email, now) = (new.email.as_str(), new.created_at);
+    user::Entity::insert(new_user(&new.id, email, &new.display_name, new.kind, now))
         .on_conflict_do_nothing_on([user::Column::Email])
         .exec(db)
         .await?;
@@ -47,7 +44,7 @@ pub async fn ensure_user(
     with_groups(db, row).await
 }
 
-pub async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
+pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
     let human = user::Entity::find()
         .filter(user::Column::Kind.eq(UserKind::Human.as_str()))
         .one(db)
@@ -57,7 +54,7 @@ pub async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
 
 /// The user of each token hash, in order (`None` for a hash no token has):
 /// one query for them all, VerifyBearer's hot path (see `lookups.rs`).
-pub async fn users_by_tokens(
+pub(super) async fn users_by_tokens(
     db: &impl ConnectionTrait,
     hashes: &[String],
 ) -> Result<Vec<Option<UserRecord>>> {
@@ -91,7 +88,7 @@ pub async fn users_by_tokens(
     Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
 
-pub async fn install_token(db: &impl ConnectionTrait) -> Result<Option<InstallTokenRecord>> {
+pub(super) async fn install_token(db: &impl ConnectionTrait) -> Result<Option<InstallTokenRecord>> {
     let row = install_token::Entity::find_by_id(INSTALL_ID.to_owned())
         .one(db)
         .await?;
@@ -102,7 +99,7 @@ pub async fn install_token(db: &impl ConnectionTrait) -> Result<Option<InstallTo
     }))
 }
 
-pub async fn insert_install_token(
+pub(super) async fn insert_install_token(
     db: &impl ConnectionTrait,
     hash: &str,
     issued_at: i64,
@@ -114,7 +111,7 @@ pub async fn insert_install_token(
     Ok(matches!(inserted, TryInsertResult::Inserted(1)))
 }
 
-pub async fn replace_install_token(
+pub(super) async fn replace_install_token(
     db: &impl ConnectionTrait,
     hash: &str,
     issued_at: i64,
@@ -139,7 +136,7 @@ pub async fn replace_install_token(
     Ok(written == 1)
 }
 
-pub async fn consume_install_token(
+pub(super) async fn consume_install_token(
     db: &DatabaseConnection,
     hash: &str,
     now: i64,

@@ -12,7 +12,7 @@ use tessera_client::Secret;
 use crate::store::entities::workspace::{self, Column};
 use crate::store::{AuthTokenChange, Result, WorkspaceRecord};
 
-pub async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> Result<bool> {
+pub(super) async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> Result<bool> {
     let inserted = workspace::Entity::insert(workspace::ActiveModel {
         id: Set(record.id.clone()),
         name: Set(record.name.clone()),
@@ -32,11 +32,11 @@ pub async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> Resu
     Ok(matches!(inserted, TryInsertResult::Inserted(1)))
 }
 
-pub async fn by_id(db: &impl ConnectionTrait, id: &str) -> Result<Option<WorkspaceRecord>> {
+pub(super) async fn by_id(db: &impl ConnectionTrait, id: &str) -> Result<Option<WorkspaceRecord>> {
     find(db, Column::Id.eq(id)).await
 }
 
-pub async fn by_registration(
+pub(super) async fn by_registration(
     db: &impl ConnectionTrait,
     hash: &str,
 ) -> Result<Option<WorkspaceRecord>> {
@@ -45,7 +45,7 @@ pub async fn by_registration(
 
 /// The workspace of each auth token hash, in order, in one query (see
 /// `lookups.rs`).
-pub async fn by_auth_hashes(
+pub(super) async fn by_auth_hashes(
     db: &impl ConnectionTrait,
     hashes: &[String],
 ) -> Result<Vec<Option<WorkspaceRecord>>> {
@@ -63,7 +63,7 @@ pub async fn by_auth_hashes(
     Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
 
-pub async fn record_registration(
+pub(super) async fn record_registration(
     db: &impl ConnectionTrait,
     id: &str,
     now: i64,

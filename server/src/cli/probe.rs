@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tessera_server::config::HealthArgs;
+use super::args::HealthArgs;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -30,7 +30,7 @@ const EXIT_RPC: i32 = 3;
 const EXIT_UNHEALTHY: i32 = 4;
 
 /// Probes once and returns the exit code, having written one line.
-pub async fn health(args: &HealthArgs) -> i32 {
+pub(crate) async fn health(args: &HealthArgs) -> i32 {
     let listen = std::env::var("TESSERA_LISTEN").ok();
     let authority = match authority(args.addr.as_deref(), listen.as_deref()) {
         Ok(authority) => authority,

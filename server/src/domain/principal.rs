@@ -1,7 +1,14 @@
 //! Who is calling: the result of authenticating a bearer.
 
+use tessera_client::token::{self, TokenKind};
+
+use crate::store::{UserRecord, WorkspaceRecord};
+
+/// Subject, user id and provider of the internal principal.
+pub(super) const INTERNAL_SUBJECT: &str = "server-internal";
+
 /// Name of the group whose members may administer Tessera.
-pub const ADMIN_GROUP: &str = "Admin";
+pub(crate) const ADMIN_GROUP: &str = "Admin";
 
 /// The kind of an authenticated principal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +41,43 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The `USER` principal of a human's access token `bearer`.
+    pub fn user(user: UserRecord, bearer: &str) -> Self {
+        Self {
+            kind: PrincipalKind::User,
+            subject: user.id,
+            email: user.email,
+            display_name: user.display_name,
+            groups: user.groups,
+            credential_id: token::credential_id(TokenKind::UserAccess.tag(), bearer),
+        }
+    }
+
+    /// The `WORKSPACE` principal of a workspace token `bearer` of `kind`
+    /// (registration or auth token).
+    pub fn workspace(workspace: WorkspaceRecord, kind: TokenKind, bearer: &str) -> Self {
+        Self {
+            kind: PrincipalKind::Workspace,
+            subject: workspace.id,
+            email: String::new(),
+            display_name: workspace.name,
+            groups: Vec::new(),
+            credential_id: token::credential_id(kind.tag(), bearer),
+        }
+    }
+
+    /// The `INTERNAL` principal of the internal credential `bearer`.
+    pub fn internal(bearer: &str) -> Self {
+        Self {
+            kind: PrincipalKind::Internal,
+            subject: INTERNAL_SUBJECT.to_owned(),
+            email: String::new(),
+            display_name: "Server internal".to_owned(),
+            groups: Vec::new(),
+            credential_id: token::credential_id(TokenKind::Internal.tag(), bearer),
+        }
+    }
+
     /// True for members of the `Admin` group.
     pub fn is_admin(&self) -> bool {
         self.groups.iter().any(|group| group == ADMIN_GROUP)
@@ -51,7 +95,7 @@ impl Principal {
 
 /// An authenticated request's principal and where it came from.
 #[derive(Clone, Debug)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// Who is calling.
     pub principal: Principal,
     /// Remote address, or empty when unknown.

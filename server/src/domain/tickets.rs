@@ -6,25 +6,27 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use crate::audit::{Auditor, OK};
-use crate::bearer::INTERNAL_SUBJECT;
-use crate::clock::now_ms;
-use crate::error::{Error, Result, TicketRejection};
-use crate::internal::InternalCredentials;
-use crate::principal::{Principal, PrincipalKind};
+use super::audit::{self, Auditor, Event, OK};
+use super::clock::now_ms;
+use super::error::{Error, Result, TicketRejection};
+use super::internal_credential::InternalCredentials;
+use super::principal::{Caller, INTERNAL_SUBJECT, PrincipalKind};
+use crate::metrics;
 use crate::store::{AuditRecord, Store, TakeAudit, TicketRecord};
 
+/// Counter of ticket events.
+const TICKETS: &str = "tessera_tickets_total";
 /// Longest `user_id`, `provider` or `purpose` accepted, in bytes.
-pub const MAX_FIELD_LEN: usize = 256;
+const MAX_FIELD_LEN: usize = 256;
 
 /// Ticket lifetime when neither the caller nor `TESSERA_TICKET_TTL` sets one.
-pub const DEFAULT_TTL_SECS: u64 = 30;
+pub(crate) const DEFAULT_TTL_SECS: u64 = 30;
 /// Longest lifetime a caller may ask for unless `TESSERA_TICKET_MAX_TTL` says otherwise.
-pub const DEFAULT_MAX_TTL_SECS: u64 = 300;
+pub(crate) const DEFAULT_MAX_TTL_SECS: u64 = 300;
 
 /// Lifetimes of tickets.
 #[derive(Clone, Copy, Debug)]
-pub struct TicketPolicy {
+pub(crate) struct TicketPolicy {
     /// Lifetime when the caller asks for none (`TESSERA_TICKET_TTL`).
     pub default_ttl: Duration,
     /// Longest lifetime a caller may ask for.
@@ -42,7 +44,7 @@ impl Default for TicketPolicy {
 
 /// What a caller asks to mint.
 #[derive(Clone, Debug)]
-pub struct TicketRequest {
+pub(crate) struct TicketRequest {
     /// Identity the ticket is bound to.
     pub user_id: String,
     /// Identity provider of `user_id`.
@@ -55,7 +57,7 @@ pub struct TicketRequest {
 
 /// A freshly minted ticket.
 #[derive(Debug)]
-pub struct MintedTicket {
+pub(crate) struct MintedTicket {
     /// The ticket; returned once, stored only as a hash.
     pub ticket: Secret,
     /// Unix milliseconds after which it is refused.
@@ -74,10 +76,6 @@ pub struct TicketIdentity {
     /// True when the internal credential was presented.
     pub internal: bool,
 }
-
-/// Makes the audit entry of a ConsumeTicket from its outcome (`ok` or the
-/// reason it was refused).
-pub type ConsumeAudit = Arc<dyn Fn(&str) -> AuditRecord + Send + Sync>;
 
 /// What a taken ticket row means for a consumer expecting `purpose` at
 /// `now`. A pure function: the store's audit entry and the caller's answer
@@ -105,12 +103,12 @@ fn judge(
 fn outcome(judged: &std::result::Result<TicketIdentity, TicketRejection>) -> &'static str {
     match judged {
         Ok(_) => OK,
-        Err(reason) => reason.reason(),
+        Err(reason) => reason.outcome(),
     }
 }
 
-/// Mints and consumes tickets.
-pub struct Tickets {
+/// The ticket RPCs.
+pub(crate) struct Tickets {
     store: Arc<dyn Store>,
     policy: TicketPolicy,
     internal: Arc<InternalCredentials>,
@@ -119,7 +117,7 @@ pub struct Tickets {
 
 impl Tickets {
     /// Tickets kept in `store`, with lifetimes from `policy`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         policy: TicketPolicy,
         internal: Arc<InternalCredentials>,
@@ -132,16 +130,17 @@ impl Tickets {
         }
     }
 
-    /// Mints a ticket for `request` on behalf of `caller`, and stores it
-    /// with its audit `entry`; a user may mint only for itself.
-    pub async fn mint(
+    /// MintTicket for `request` on behalf of `caller`; a user may mint only
+    /// for itself. The ticket and its audit entry are written in one
+    /// transaction.
+    pub(crate) async fn mint(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         request: &TicketRequest,
-        entry: &AuditRecord,
     ) -> Result<MintedTicket> {
         let ttl = self.validate(request)?;
-        if caller.kind == PrincipalKind::User && caller.subject != request.user_id {
+        let principal = &caller.principal;
+        if principal.kind == PrincipalKind::User && principal.subject != request.user_id {
             return Err(Error::PermissionDenied(
                 "a user may mint tickets only for itself".into(),
             ));
@@ -158,19 +157,56 @@ impl Tickets {
             minted_at,
             expires_at,
         };
-        self.store.insert_ticket(&record, Some(entry)).await?;
+        let resource = format!("user:{}/{}", request.provider, request.user_id);
+        let event = Event {
+            action: "ticket.mint",
+            resource: &resource,
+            outcome: OK,
+        };
+        let entry = audit::entry_by(caller, event);
+        self.store.insert_ticket(&record, Some(&entry)).await?;
+        metrics::event(TICKETS, "minted");
         Ok(MintedTicket { ticket, expires_at })
     }
 
-    /// Consumes `ticket` exactly once, or accepts the internal credential
-    /// without consuming it, and records the attempt with `audit` (in the
-    /// same transaction as the consumption). A ticket presented with the
-    /// wrong purpose is spent all the same: whoever holds it has misused it.
-    pub async fn consume(
+    /// ConsumeTicket: consumes `ticket` exactly once, or accepts the
+    /// internal credential without consuming it, and audits the attempt
+    /// (in the same transaction as the consumption). A ticket presented
+    /// with the wrong purpose is spent all the same: whoever holds it has
+    /// misused it.
+    pub(crate) async fn consume(
+        &self,
+        caller: &Caller,
+        ticket: &str,
+        purpose: &str,
+    ) -> Result<TicketIdentity> {
+        // The ticket's public id: unlike its first characters (always
+        // `tsr_tkt_`), it tells one ticket from another in the audit log.
+        let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
+        let caller = caller.clone();
+        let audit = Arc::new(move |outcome: &str| {
+            let event = Event {
+                action: "ticket.consume",
+                resource: &resource,
+                outcome,
+            };
+            audit::entry_by(&caller, event)
+        });
+        let result = self.take(ticket, purpose, audit).await;
+        match &result {
+            Ok(identity) if identity.internal => metrics::event(TICKETS, "internal_accepted"),
+            Ok(_) => metrics::event(TICKETS, "consumed"),
+            Err(Error::Ticket { reason, .. }) => metrics::event(TICKETS, reason.metric()),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn take(
         &self,
         ticket: &str,
         purpose: &str,
-        audit: ConsumeAudit,
+        audit: Arc<dyn Fn(&str) -> AuditRecord + Send + Sync>,
     ) -> Result<TicketIdentity> {
         let refuse = |reason| Error::Ticket {
             reason,
@@ -204,7 +240,7 @@ impl Tickets {
         };
         let outcome = match &result {
             Ok(_) => OK,
-            Err(Error::Ticket { reason, .. }) => reason.reason(),
+            Err(Error::Ticket { reason, .. }) => reason.outcome(),
             Err(_) => "error",
         };
         self.audit.store_entry(audit(outcome)).await;
@@ -212,8 +248,10 @@ impl Tickets {
     }
 
     /// Deletes expired tickets; returns how many.
-    pub async fn reap(&self) -> Result<u64> {
-        Ok(self.store.delete_expired_tickets(now_ms()).await?)
+    pub(crate) async fn reap(&self) -> Result<u64> {
+        let reaped = self.store.delete_expired_tickets(now_ms()).await?;
+        ::metrics::counter!(TICKETS, "event" => "expired_reaped").increment(reaped);
+        Ok(reaped)
     }
 
     fn validate(&self, request: &TicketRequest) -> Result<Duration> {

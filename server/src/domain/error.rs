@@ -1,16 +1,9 @@
-//! The domain error, and its one translation into a gRPC status.
-
-use std::collections::HashMap;
-
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+//! The domain error. It knows no transport: `grpc/status.rs` turns it into
+//! a gRPC status, in one place.
 
 use crate::store::StoreError;
 
-/// `google.rpc.ErrorInfo` domain of Tessera's errors.
-pub const ERROR_DOMAIN: &str = "tessera.v1";
-
-/// Why a ticket was refused. The `ErrorInfo` reason callers see.
+/// Why a ticket was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TicketRejection {
     /// Never issued, already used, or reaped.
@@ -35,8 +28,8 @@ impl TicketRejection {
         }
     }
 
-    /// The `ErrorInfo` reason.
-    pub fn reason(self) -> &'static str {
+    /// The outcome recorded in the audit log.
+    pub fn outcome(self) -> &'static str {
         match self {
             TicketRejection::Unknown => "TICKET_UNKNOWN",
             TicketRejection::Expired => "TICKET_EXPIRED",
@@ -54,7 +47,7 @@ pub enum Error {
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
     /// A ticket was refused.
-    #[error("ticket {ticket} refused: {}", reason.reason())]
+    #[error("ticket {ticket} refused: {}", reason.outcome())]
     Ticket {
         /// Why.
         reason: TicketRejection,
@@ -90,7 +83,7 @@ pub enum Error {
 }
 
 /// Result of a domain call.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
@@ -98,49 +91,6 @@ impl Error {
         Error::InvalidArgument {
             field,
             description: description.into(),
-        }
-    }
-}
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Unauthenticated(reason) => {
-                tracing::info!(reason, "authentication failed");
-                Status::unauthenticated("invalid or missing credentials")
-            }
-            Error::Ticket { reason, ticket } => {
-                tracing::info!(reason = reason.reason(), ticket = %ticket, "ticket refused");
-                Status::with_error_details(
-                    Code::Unauthenticated,
-                    format!("ticket {ticket} refused"),
-                    ErrorDetails::with_error_info(reason.reason(), ERROR_DOMAIN, HashMap::new()),
-                )
-            }
-            Error::PermissionDenied(what) => {
-                tracing::info!(what = %what, "permission denied");
-                Status::permission_denied(what)
-            }
-            Error::InvalidArgument { field, description } => Status::with_error_details(
-                Code::InvalidArgument,
-                format!("invalid {field}: {description}"),
-                ErrorDetails::with_bad_request_violation(field, description),
-            ),
-            Error::NotFound(what) => Status::not_found(format!("{what} not found")),
-            Error::AlreadyExists(what) => Status::already_exists(format!("{what} exists already")),
-            Error::FailedPrecondition(what) => Status::failed_precondition(what),
-            Error::Entropy(cause) => {
-                tracing::error!(error = %cause, "cannot mint a credential");
-                Status::internal("internal error")
-            }
-            Error::Store(StoreError::Unavailable(cause)) => {
-                tracing::error!(error = %cause, "database unavailable");
-                Status::unavailable("database unavailable")
-            }
-            Error::Store(StoreError::Db(cause)) => {
-                tracing::error!(error = %cause, "database error");
-                Status::internal("internal error")
-            }
         }
     }
 }

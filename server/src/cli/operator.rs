@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use tessera_client::token::{self, TokenKind};
-use tessera_server::app::Tessera;
-use tessera_server::config::InstallTokenAction;
-use tessera_server::install::{self, InstallState};
-use tessera_server::store::{SeaStore, Store};
+
+use super::args::InstallTokenAction;
+use crate::domain::{BannerSink, InstallState, Tessera};
+use crate::store::{SeaStore, Store};
 
 /// Actor recorded in the audit log for operator commands.
 const OPERATOR: &str = "operator-cli";
 
 /// `tessera migrate`.
-pub async fn migrate(database_url: &str) -> Result<(), String> {
+pub(crate) async fn migrate(database_url: &str) -> Result<(), String> {
     let store = open(database_url).await?;
     store.close().await;
     tracing::info!("migrations applied");
@@ -23,16 +23,16 @@ pub async fn migrate(database_url: &str) -> Result<(), String> {
 }
 
 /// `tessera install-token status|regenerate`.
-pub async fn install_token(action: InstallTokenAction, database_url: &str) -> Result<(), String> {
+pub(crate) async fn install_token(
+    action: InstallTokenAction,
+    database_url: &str,
+) -> Result<(), String> {
     let sea = open(database_url).await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());
-    let app = Tessera::offline(store);
+    let app = Tessera::offline(store, BannerSink::stdout());
     let result = match action {
         InstallTokenAction::Status => {
-            let status = app
-                .install_token_status()
-                .await
-                .map_err(|err| err.to_string())?;
+            let status = app.install.status().await.map_err(|err| err.to_string())?;
             let state = match status.state {
                 InstallState::NotIssued => "NOT_ISSUED",
                 InstallState::Pending => "PENDING",
@@ -44,14 +44,11 @@ pub async fn install_token(action: InstallTokenAction, database_url: &str) -> Re
                 rfc3339(status.consumed_at)
             ))
         }
-        InstallTokenAction::Regenerate => {
-            let token = app
-                .regenerate_install_token(OPERATOR)
-                .await
-                .map_err(|err| err.to_string())?;
-            install::print_banner(&token);
-            Ok(())
-        }
+        InstallTokenAction::Regenerate => app
+            .install
+            .regenerate_by(OPERATOR)
+            .await
+            .map_err(|err| err.to_string()),
     };
     sea.close().await;
     result
@@ -59,7 +56,7 @@ pub async fn install_token(action: InstallTokenAction, database_url: &str) -> Re
 
 /// `tessera gen-secret`: 256 bits from the OS CSPRNG, in the token format
 /// so secret scanners recognise it.
-pub fn gen_secret() -> Result<(), String> {
+pub(crate) fn gen_secret() -> Result<(), String> {
     let secret = token::try_generate(TokenKind::Service).map_err(|err| err.to_string())?;
     write_stdout(secret.expose())
 }

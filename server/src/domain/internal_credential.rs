@@ -8,16 +8,17 @@
 //! than the liveness bound (and the reaper then deletes the row).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
-
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::clock::now_ms;
-use crate::error::Error;
+use super::audit::{Auditor, Event, OK};
+use super::clock::now_ms;
+use super::error::{Error, Result};
+use super::principal::Caller;
 use crate::store::{InternalCredentialRecord, Store, StoreError};
 
 struct Minted {
@@ -27,8 +28,9 @@ struct Minted {
 }
 
 /// This process's internal credential and the check for everyone's.
-pub struct InternalCredentials {
+pub(crate) struct InternalCredentials {
     store: Arc<dyn Store>,
+    audit: Auditor,
     instance_id: String,
     liveness: Duration,
     mine: OnceCell<Minted>,
@@ -43,8 +45,9 @@ pub struct InternalCredentials {
 impl InternalCredentials {
     /// `liveness`: how stale a heartbeat may be before the credential of
     /// another process is refused.
-    pub fn new(store: Arc<dyn Store>, liveness: Duration) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, liveness: Duration) -> Self {
         Self {
+            audit: Auditor::new(store.clone()),
             store,
             instance_id: hex::encode(rand::random::<[u8; 8]>()),
             liveness,
@@ -54,13 +57,21 @@ impl InternalCredentials {
         }
     }
 
-    /// How stale a heartbeat may be.
-    pub fn liveness(&self) -> Duration {
-        self.liveness
+    /// GetInternalCredential: this process's credential, minted and
+    /// registered on first call; audited.
+    pub(crate) async fn get(&self, caller: &Caller) -> Result<Secret> {
+        let credential = self.get_or_mint().await?;
+        let id = token::credential_id(TokenKind::Internal.tag(), credential.expose());
+        let event = Event {
+            action: "internal_credential.get",
+            resource: &id,
+            outcome: OK,
+        };
+        self.audit.by(caller, event).await;
+        Ok(credential)
     }
 
-    /// This process's credential, minted and registered on first call.
-    pub async fn get_or_mint(&self) -> Result<Secret, Error> {
+    async fn get_or_mint(&self) -> Result<Secret> {
         let minted = self
             .mine
             .get_or_try_init(|| async {
@@ -87,7 +98,7 @@ impl InternalCredentials {
 
     /// When the credential `presented` was minted, if it is live: this
     /// process's own (compared in constant time) or a live one of another.
-    pub async fn check(&self, presented: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn check(&self, presented: &str) -> Result<Option<i64>, StoreError> {
         if self.withdrawn.load(Ordering::SeqCst) {
             return Ok(None);
         }
@@ -107,7 +118,7 @@ impl InternalCredentials {
     }
 
     /// Tells the other replicas this process is alive (no-op before minting).
-    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+    pub(crate) async fn heartbeat(&self) -> Result<(), StoreError> {
         let retired = self.retired.lock().await;
         if *retired {
             return Ok(());
@@ -124,7 +135,7 @@ impl InternalCredentials {
 
     /// Withdraws this process's credential from the other replicas (at
     /// shutdown); heartbeats stop for good.
-    pub async fn retire(&self) -> Result<(), StoreError> {
+    pub(crate) async fn retire(&self) -> Result<(), StoreError> {
         self.withdrawn.store(true, Ordering::SeqCst);
         let mut retired = self.retired.lock().await;
         *retired = true;
@@ -135,7 +146,7 @@ impl InternalCredentials {
     }
 
     /// Milliseconds after which a heartbeat is stale.
-    pub fn liveness_ms(&self) -> i64 {
+    pub(crate) fn liveness_ms(&self) -> i64 {
         i64::try_from(self.liveness.as_millis()).unwrap_or(i64::MAX)
     }
 

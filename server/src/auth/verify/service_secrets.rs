@@ -10,15 +10,15 @@ use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use tessera_client::token::{self, TokenKind};
 
 /// Prefix of the environment variables that configure service secrets.
-pub const ENV_PREFIX: &str = "TESSERA_SERVICE_TOKEN_";
+pub(super) const ENV_PREFIX: &str = "TESSERA_SERVICE_TOKEN_";
 /// Shortest secret accepted; anything shorter is a misconfiguration.
-pub const MIN_SECRET_LEN: usize = 32;
+pub(super) const MIN_SECRET_LEN: usize = 32;
 /// Secrets one variable may carry: the current one and the next (rotation).
 const MAX_SECRETS_PER_NAME: usize = 2;
 
 /// A service that may authenticate with a shared secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceAccount {
+pub(crate) struct ServiceAccount {
     /// Lower-cased name from the variable, e.g. `scheduler`.
     pub name: String,
     /// `<name>@system.local`.
@@ -54,7 +54,7 @@ fn capitalise(word: &str) -> String {
 
 /// The configured service secrets. `Debug` shows names only.
 #[derive(Clone, Default)]
-pub struct ServiceSecrets {
+pub(crate) struct ServiceSecrets {
     accounts: Vec<ServiceAccount>,
     /// (SHA-256 of a secret, index into `accounts`).
     digests: Vec<([u8; 32], u32)>,
@@ -71,7 +71,7 @@ impl std::fmt::Debug for ServiceSecrets {
 
 impl ServiceSecrets {
     /// Reads every `TESSERA_SERVICE_TOKEN_<NAME>` variable of the process.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self::from_vars(
             std::env::vars_os().filter_map(|(key, value)| {
                 Some((key.into_string().ok()?, value.into_string().ok()?))
@@ -81,7 +81,7 @@ impl ServiceSecrets {
 
     /// Builds the set from `(variable, value)` pairs; other variables are
     /// ignored. Disabled entries are logged by variable name, never value.
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+    pub(crate) fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut secrets = Self::default();
         let mut vars: Vec<_> = vars
             .into_iter()
@@ -136,13 +136,13 @@ impl ServiceSecrets {
     }
 
     /// The services with at least one enabled secret.
-    pub fn accounts(&self) -> &[ServiceAccount] {
+    pub(crate) fn accounts(&self) -> &[ServiceAccount] {
         &self.accounts
     }
 
     /// The service whose secret equals `presented`, if any, with the public
     /// id of the secret (from the digest the comparison computed anyway).
-    pub fn find(&self, presented: &str) -> Option<ServiceMatch<'_>> {
+    pub(crate) fn find(&self, presented: &str) -> Option<ServiceMatch<'_>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = Choice::from(0);
         let mut index = 0u32;
@@ -164,7 +164,7 @@ impl ServiceSecrets {
 
 /// A presented secret that matched a configured service.
 #[derive(Debug)]
-pub struct ServiceMatch<'a> {
+pub(crate) struct ServiceMatch<'a> {
     /// The service.
     pub account: &'a ServiceAccount,
     /// Public id of the secret presented (`svc_…`).

@@ -2,23 +2,23 @@
 
 use std::sync::Arc;
 
-use crate::clock::now_ms;
-use crate::principal::Caller;
+use super::clock::now_ms;
+use super::principal::Caller;
 use crate::store::{AuditRecord, Store};
 
 /// Outcome recorded for a success.
-pub const OK: &str = "ok";
+pub(super) const OK: &str = "ok";
 
 /// Writes audit entries. A failed write is logged and does not fail the
 /// call that caused it.
 #[derive(Clone)]
-pub struct Auditor {
+pub(crate) struct Auditor {
     store: Arc<dyn Store>,
 }
 
 /// What happened, to what, with what result. Never a secret.
 #[derive(Debug)]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     /// E.g. `ticket.mint`.
     pub action: &'static str,
     /// E.g. a user id or a truncated ticket.
@@ -29,24 +29,30 @@ pub struct Event<'a> {
 
 impl Auditor {
     /// Writes to `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
     }
 
     /// Records an event done by an authenticated caller.
-    pub async fn by(&self, caller: &Caller, event: Event<'_>) {
+    pub(crate) async fn by(&self, caller: &Caller, event: Event<'_>) {
         self.store_entry(entry_by(caller, event)).await;
     }
 
     /// Records an event by a named actor that is not an authenticated caller
     /// (the server at boot, the operator CLI, a newly created admin).
-    pub async fn as_actor(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
+    pub(crate) async fn as_actor(
+        &self,
+        actor: &str,
+        credential_id: &str,
+        peer: &str,
+        event: Event<'_>,
+    ) {
         self.write(actor, credential_id, peer, event).await;
     }
 
     /// Records a failed authentication; `credential_id` is the public id of
     /// what was presented, if it could be computed.
-    pub async fn failed_auth(&self, credential_id: &str, peer: &str, event: Event<'_>) {
+    pub(crate) async fn failed_auth(&self, credential_id: &str, peer: &str, event: Event<'_>) {
         self.write("", credential_id, peer, event).await;
     }
 
@@ -56,7 +62,7 @@ impl Auditor {
     }
 
     /// Writes an entry made with [`entry_by`].
-    pub async fn store_entry(&self, record: AuditRecord) {
+    pub(crate) async fn store_entry(&self, record: AuditRecord) {
         if let Err(err) = self.store.append_audit(&record).await {
             tracing::error!(error = %err, action = record.action, "audit write failed");
         }
@@ -65,7 +71,7 @@ impl Auditor {
 
 /// The entry of an event done by an authenticated caller, for a store call
 /// that writes it with the state change it records.
-pub fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
+pub(super) fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
     let principal = &caller.principal;
     entry(
         principal.actor(),

@@ -5,53 +5,66 @@ use std::sync::Arc;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use crate::clock::now_ms;
-use crate::error::{Error, Result};
-use crate::principal::{Principal, PrincipalKind};
+use super::audit::{Auditor, Event, OK};
+use super::clock::now_ms;
+use super::error::{Error, Result};
+use super::principal::{Caller, PrincipalKind};
+use super::validate;
+use crate::metrics;
 use crate::store::{AuthTokenChange, Store, WorkspaceRecord};
-use crate::validate;
+
+/// Counter of workspace events.
+const WORKSPACES: &str = "tessera_workspace_events_total";
 
 /// Longest workspace id accepted.
 const MAX_ID_LEN: usize = 128;
 
 /// What ProvisionWorkspace hands back, once.
 #[derive(Debug)]
-pub struct Provisioned {
+pub(crate) struct Provisioned {
     /// The new workspace's id.
-    pub workspace_id: String,
+    pub(crate) workspace_id: String,
     /// For the runtime's environment; valid for re-registration.
-    pub registration_token: Secret,
+    pub(crate) registration_token: Secret,
     /// What the platform presents on its calls to the workspace.
-    pub inbound_secret: Secret,
+    pub(crate) inbound_secret: Secret,
 }
 
 /// What RegisterWorkspace hands back.
 #[derive(Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     /// A new auth token: on first registration or when re-issued.
-    pub auth_token: Option<Secret>,
+    pub(crate) auth_token: Option<Secret>,
     /// The inbound secret; `None` for legacy workspaces.
-    pub inbound_secret: Option<Secret>,
+    pub(crate) inbound_secret: Option<Secret>,
     /// Time of this registration.
-    pub registered_at: i64,
+    pub(crate) registered_at: i64,
     /// True when an existing auth token was replaced.
-    pub rotated: bool,
+    rotated: bool,
 }
 
-/// Workspace operations over a store.
-#[derive(Clone)]
-pub struct Workspaces {
+/// The workspace RPCs.
+pub(crate) struct Workspaces {
     store: Arc<dyn Store>,
+    audit: Auditor,
 }
 
 impl Workspaces {
-    /// Operations on `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            audit: Auditor::new(store.clone()),
+            store,
+        }
     }
 
-    /// Creates workspace `id` with a fresh inbound secret and registration token.
-    pub async fn provision(&self, id: &str, name: &str) -> Result<Provisioned> {
+    /// ProvisionWorkspace: creates workspace `id` with a fresh inbound
+    /// secret and registration token.
+    pub(crate) async fn provision(
+        &self,
+        caller: &Caller,
+        id: &str,
+        name: &str,
+    ) -> Result<Provisioned> {
         validate_id(id)?;
         validate::display_name("name", name)?;
         let registration_token = token::try_generate(TokenKind::WorkspaceRegistration)?;
@@ -69,6 +82,8 @@ impl Workspaces {
         if !self.store.insert_workspace(&record).await? {
             return Err(Error::AlreadyExists(format!("workspace {id}")));
         }
+        metrics::event(WORKSPACES, "provisioned");
+        self.audit_by(caller, "workspace.provision", id, OK).await;
         Ok(Provisioned {
             workspace_id: id.to_owned(),
             registration_token,
@@ -76,14 +91,45 @@ impl Workspaces {
         })
     }
 
-    /// Registers the runtime of `workspace_id`, authenticated as `caller`
-    /// (that workspace's registration or auth token).
-    pub async fn register(
+    /// RegisterWorkspace: registers the runtime of `workspace_id`,
+    /// authenticated by that workspace's registration or auth token;
+    /// audited as a registration, and as a rotation when it replaced the
+    /// auth token.
+    pub(crate) async fn register(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         workspace_id: &str,
         reissue_auth_token: bool,
     ) -> Result<Registration> {
+        let result = self
+            .register_runtime(caller, workspace_id, reissue_auth_token)
+            .await;
+        let outcome = match &result {
+            Ok(_) => OK,
+            Err(Error::PermissionDenied(_)) => "permission denied",
+            Err(Error::NotFound(_)) => "not found",
+            Err(_) => "error",
+        };
+        if result.is_ok() {
+            metrics::event(WORKSPACES, "registered");
+        }
+        self.audit_by(caller, "workspace.register", workspace_id, outcome)
+            .await;
+        if matches!(&result, Ok(registration) if registration.rotated) {
+            metrics::event(WORKSPACES, "auth_token_rotated");
+            self.audit_by(caller, "workspace.rotate_auth_token", workspace_id, outcome)
+                .await;
+        }
+        result
+    }
+
+    async fn register_runtime(
+        &self,
+        caller: &Caller,
+        workspace_id: &str,
+        reissue_auth_token: bool,
+    ) -> Result<Registration> {
+        let caller = &caller.principal;
         validate_id(workspace_id)?;
         if caller.kind != PrincipalKind::Workspace || caller.subject != workspace_id {
             return Err(Error::PermissionDenied(
@@ -131,8 +177,9 @@ impl Workspaces {
         })
     }
 
-    /// The inbound secret of `workspace_id` (`None` for legacy workspaces).
-    pub async fn inbound_secret(&self, workspace_id: &str) -> Result<Option<Secret>> {
+    /// GetInboundSecret: the inbound secret of `workspace_id` (`None` for
+    /// legacy workspaces).
+    pub(crate) async fn inbound_secret(&self, workspace_id: &str) -> Result<Option<Secret>> {
         validate_id(workspace_id)?;
         let workspace = self
             .store
@@ -142,39 +189,16 @@ impl Workspaces {
         Ok(workspace.inbound_secret)
     }
 
-    /// The workspace a registration or auth token belongs to, as the
-    /// principal RegisterWorkspace admits.
-    pub async fn registrant(&self, bearer: &str) -> Result<Principal> {
-        let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;
-        let hash = token::sha256_hex(bearer);
-        let workspace = match kind {
-            TokenKind::WorkspaceRegistration => self.store.workspace_by_registration(&hash).await?,
-            TokenKind::WorkspaceAuth => self.store.workspace_by_auth(&hash).await?,
-            _ => return Err(Error::Unauthenticated("not a workspace credential")),
+    async fn audit_by(&self, caller: &Caller, action: &'static str, id: &str, outcome: &str) {
+        // The id is capped: a refused request may carry any text.
+        let id: String = id.chars().take(128).collect();
+        let resource = format!("workspace:{id}");
+        let event = Event {
+            action,
+            resource: &resource,
+            outcome,
         };
-        let workspace = workspace.ok_or(Error::Unauthenticated("unknown workspace credential"))?;
-        Ok(principal(workspace, kind, bearer))
-    }
-
-    /// The `WORKSPACE` principal of an auth token, for VerifyBearer.
-    pub async fn by_auth_token(&self, bearer: &str) -> Result<Option<Principal>> {
-        let hash = token::sha256_hex(bearer);
-        Ok(self
-            .store
-            .workspace_by_auth(&hash)
-            .await?
-            .map(|workspace| principal(workspace, TokenKind::WorkspaceAuth, bearer)))
-    }
-}
-
-fn principal(workspace: WorkspaceRecord, kind: TokenKind, bearer: &str) -> Principal {
-    Principal {
-        kind: PrincipalKind::Workspace,
-        subject: workspace.id,
-        email: String::new(),
-        display_name: workspace.name,
-        groups: Vec::new(),
-        credential_id: token::credential_id(kind.tag(), bearer),
+        self.audit.by(caller, event).await;
     }
 }
 

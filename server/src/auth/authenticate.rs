@@ -1,0 +1,75 @@
+//! Who the caller of an RPC is, and whether the policy table lets it call:
+//! the transport-free half of [`super::AuthLayer`]. Refusals are audited.
+
+use std::sync::Arc;
+
+use tessera_client::token;
+
+use super::policy::{self, Rule};
+use super::verify::{Verifier, failure_reason};
+use crate::domain::{Auditor, Caller, Error, Event};
+
+/// Why a call was refused before its handler ran.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The caller's own credential failed (charged to the failure throttle).
+    Unauthenticated(Error),
+    /// The caller is known but may not call this RPC.
+    PermissionDenied,
+}
+
+/// Authenticates callers and applies the policy table.
+pub(crate) struct Authenticator {
+    verifier: Arc<Verifier>,
+    audit: Auditor,
+}
+
+impl Authenticator {
+    pub(crate) fn new(verifier: Arc<Verifier>, audit: Auditor) -> Self {
+        Self { verifier, audit }
+    }
+
+    /// The caller presenting `bearer` from `peer`, if `rule` admits it for
+    /// the RPC at `path`.
+    pub(crate) async fn caller(
+        &self,
+        rule: Rule,
+        bearer: &str,
+        path: &str,
+        peer: String,
+    ) -> Result<Caller, Refusal> {
+        let verified = if rule == Rule::Workspace {
+            self.verifier.registrant(bearer).await
+        } else {
+            self.verifier.verify(bearer).await
+        };
+        let principal = match verified {
+            Ok(principal) => principal,
+            Err(err) => {
+                self.audit_failure(path, bearer, &peer, &err).await;
+                return Err(Refusal::Unauthenticated(err));
+            }
+        };
+        let caller = Caller { principal, peer };
+        if policy::allows(rule, &caller.principal) {
+            return Ok(caller);
+        }
+        let event = Event {
+            action: "caller.authorize",
+            resource: path,
+            outcome: "permission denied",
+        };
+        self.audit.by(&caller, event).await;
+        Err(Refusal::PermissionDenied)
+    }
+
+    async fn audit_failure(&self, path: &str, bearer: &str, peer: &str, err: &Error) {
+        let credential_id = token::credential_id_of(bearer).unwrap_or_default();
+        let event = Event {
+            action: "caller.authenticate",
+            resource: path,
+            outcome: failure_reason(err),
+        };
+        self.audit.failed_auth(&credential_id, peer, event).await;
+    }
+}

@@ -1,0 +1,100 @@
+//! The synthetic user behind each configured service secret
+//! (`<name>@system.local`, in `Admin`), seeded at startup and again lazily,
+//! so a reset database or a new name works before the next restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tessera_client::token;
+
+use super::service_secrets::{ServiceAccount, ServiceMatch, ServiceSecrets};
+use crate::domain::{ADMIN_GROUP, Error, Principal, PrincipalKind, Result, now_ms};
+use crate::store::{NewUser, Store, UserKind, UserRecord};
+
+/// How long a seeded service user is trusted before it is seeded again.
+const RESEED_AFTER: Duration = Duration::from_secs(30);
+
+/// The service secrets and the users they resolve to.
+pub(crate) struct ServiceUsers {
+    secrets: ServiceSecrets,
+    store: Arc<dyn Store>,
+    /// Service users already seeded by this process, by service name: the
+    /// database is asked once per name and period, not on every call.
+    seeded: RwLock<HashMap<String, (UserRecord, Instant)>>,
+}
+
+impl ServiceUsers {
+    pub(crate) fn new(secrets: ServiceSecrets, store: Arc<dyn Store>) -> Self {
+        Self {
+            secrets,
+            store,
+            seeded: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Seeds the user of every configured service. Failures are logged;
+    /// seeding is retried when the service first calls.
+    pub(crate) async fn seed_all(&self) {
+        for account in self.secrets.accounts() {
+            if let Err(err) = self.user(account).await {
+                tracing::error!(service = %account.email, error = %err, "seeding service user failed");
+            }
+        }
+    }
+
+    /// The service whose secret `bearer` is, if any. Always compares with
+    /// every secret, in constant time.
+    pub(crate) fn find(&self, bearer: &str) -> Option<ServiceMatch<'_>> {
+        self.secrets.find(bearer)
+    }
+
+    /// The `SERVICE` principal of a matched secret. A user that cannot be
+    /// seeded is a refusal, never a crash.
+    pub(crate) async fn principal(&self, found: ServiceMatch<'_>) -> Result<Principal> {
+        let account = found.account;
+        let user = match self.user(account).await {
+            Ok(user) => user,
+            Err(err) => {
+                tracing::error!(service = %account.email, error = %err, "service user unavailable");
+                return Err(Error::Unauthenticated("service user unavailable"));
+            }
+        };
+        Ok(Principal {
+            kind: PrincipalKind::Service,
+            subject: user.id,
+            email: user.email,
+            display_name: user.display_name,
+            groups: user.groups,
+            credential_id: found.credential_id,
+        })
+    }
+
+    async fn user(&self, account: &ServiceAccount) -> Result<UserRecord> {
+        if let Some(user) = self.cached(&account.name) {
+            return Ok(user);
+        }
+        let new = NewUser {
+            id: token::random_id()?,
+            email: account.email.clone(),
+            display_name: account.display_name.clone(),
+            kind: UserKind::Service,
+            created_at: now_ms(),
+        };
+        let user = self.store.ensure_user(&new, &[ADMIN_GROUP]).await?;
+        if let Ok(mut seeded) = self.seeded.write() {
+            seeded.insert(account.name.clone(), (user.clone(), Instant::now()));
+        }
+        tracing::debug!(service = %account.email, "service user seeded");
+        Ok(user)
+    }
+
+    /// The seeded user if it was seeded recently; older entries are seeded
+    /// again, so a reset database gets its service users back while the
+    /// process runs.
+    fn cached(&self, name: &str) -> Option<UserRecord> {
+        let seeded = self.seeded.read().ok()?;
+        let (user, at) = seeded.get(name)?;
+        (at.elapsed() < RESEED_AFTER).then(|| user.clone())
+    }
+}

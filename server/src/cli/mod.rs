@@ -1,0 +1,95 @@
+//! The `tessera` command: parse the command line, set up logging, run the
+//! server or one of the commands beside it (local operator commands on the
+//! database, the health probe).
+
+mod args;
+mod operator;
+mod probe;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, ServeArgs};
+use crate::domain::BannerSink;
+use args::{Cli, Command};
+
+/// Runs `tessera` with the process's arguments; returns the exit code.
+pub async fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Migrate(args)) => operator::migrate(&args.database_url).await,
+        Some(Command::InstallToken { action, database }) => {
+            operator::install_token(action, &database.database_url).await
+        }
+        Some(Command::GenSecret) => operator::gen_secret(),
+        Some(Command::Health(args)) => return probe::health(&args).await,
+        None => match ServeArgs::from_env() {
+            Ok(args) => serve(args).await,
+            Err(err) => err.exit(),
+        },
+    };
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            // Named after the binary, as operators read it: `tessera: …`.
+            tracing::error!(target: "tessera", "{message}");
+            1
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    // Migrations log every idempotent check at info; keep startup quiet.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sea_orm_migration=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let settings = args.settings(BannerSink::stdout())?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
+    let addr = listener.local_addr().map_err(|err| err.to_string())?;
+    tracing::info!(%addr, "listening");
+    crate::server::serve(settings, listener, shutdown_signal())
+        .await
+        .map_err(|err| err.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

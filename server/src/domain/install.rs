@@ -1,0 +1,355 @@
+//! The first-admin install token: minted once when nobody can log in yet,
+//! traded once for the first administrator and its access token.
+//!
+//! A SERVICE caller never receives the token: it goes to the banner sink
+//! like the boot banner, because a service that could trade it for the
+//! first admin's access token would hold a user credential that outlives
+//! its own secret.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+use tessera_client::Secret;
+use tessera_client::token::{self, TokenKind};
+
+use super::audit::{Auditor, Event, OK};
+use super::banner::BannerSink;
+use super::clock::now_ms;
+use super::error::{Error, Result};
+use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
+use super::validate;
+use crate::metrics;
+use crate::store::{InstallOutcome, NewAdmin, Store};
+
+/// Counter of install-token events.
+const INSTALL: &str = "tessera_install_token_events_total";
+
+/// Where the install token stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallState {
+    /// None minted yet.
+    NotIssued,
+    /// Minted, not used.
+    Pending,
+    /// Used to create the first admin.
+    Consumed,
+}
+
+/// State and times of the install token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InstallStatus {
+    /// The state.
+    pub state: InstallState,
+    /// When the token on file was minted.
+    pub issued_at: Option<i64>,
+    /// When it was consumed.
+    pub consumed_at: Option<i64>,
+}
+
+/// The first admin and its fresh access token.
+#[derive(Debug)]
+pub(crate) struct FirstAdmin {
+    /// The admin, as its access token authenticates it.
+    pub(crate) admin: Principal,
+    /// A user access token (`tsr_usr_…`), returned once.
+    pub(crate) token: Secret,
+}
+
+/// The install-token RPCs and operator commands.
+pub(crate) struct Install {
+    store: Arc<dyn Store>,
+    audit: Auditor,
+    banner: BannerSink,
+}
+
+impl Install {
+    pub(crate) fn new(store: Arc<dyn Store>, banner: BannerSink) -> Self {
+        Self {
+            audit: Auditor::new(store.clone()),
+            store,
+            banner,
+        }
+    }
+
+    /// GetInstallTokenStatus.
+    pub(crate) async fn status(&self) -> Result<InstallStatus> {
+        let record = self.store.install_token().await?;
+        Ok(match record {
+            None => InstallStatus {
+                state: InstallState::NotIssued,
+                issued_at: None,
+                consumed_at: None,
+            },
+            Some(record) => InstallStatus {
+                state: match record.consumed_at {
+                    Some(_) => InstallState::Consumed,
+                    None => InstallState::Pending,
+                },
+                issued_at: Some(record.issued_at),
+                consumed_at: record.consumed_at,
+            },
+        })
+    }
+
+    /// At boot: mints the install token if nobody can log in yet and none
+    /// is on file, and shows its banner.
+    pub(crate) async fn mint_at_boot(&self) -> Result<()> {
+        if let Some(token) = self.mint_if_needed().await? {
+            self.audit_issue("boot", "", "", &token).await;
+            self.banner.show(&token);
+            let id = token::credential_id(TokenKind::Install.tag(), token.expose());
+            tracing::info!(credential_id = %id, "install token minted; the banner on standard output shows it once");
+        }
+        Ok(())
+    }
+
+    /// IssueInstallToken: with `force`, always a fresh token (while nobody
+    /// can log in); otherwise one only when none is on file.
+    pub(crate) async fn issue(
+        &self,
+        caller: &Caller,
+        force: bool,
+    ) -> Result<(Option<Secret>, InstallStatus)> {
+        let minted = if force {
+            Some(self.regenerate().await?)
+        } else {
+            self.mint_if_needed().await?
+        };
+        if let Some(token) = &minted {
+            let principal = &caller.principal;
+            let (actor, credential_id) = (principal.actor(), &principal.credential_id);
+            self.audit_issue(actor, credential_id, &caller.peer, token)
+                .await;
+        }
+        let status = self.status().await?;
+        match minted {
+            Some(token) if caller.principal.kind == PrincipalKind::Service => {
+                self.banner.show(&token);
+                Ok((None, status))
+            }
+            minted => Ok((minted, status)),
+        }
+    }
+
+    /// ConsumeInstallToken from `peer`: creates the first admin; audited
+    /// either way.
+    pub(crate) async fn consume(
+        &self,
+        peer: &str,
+        presented: &str,
+        email: &str,
+        name: &str,
+    ) -> Result<FirstAdmin> {
+        let result = self.create_first_admin(presented, email, name).await;
+        let event = if result.is_ok() {
+            "consumed"
+        } else {
+            "refused"
+        };
+        metrics::event(INSTALL, event);
+        let outcome = match &result {
+            Ok(_) => OK,
+            Err(Error::Unauthenticated(reason)) => reason,
+            Err(Error::FailedPrecondition(_)) => "first admin exists",
+            Err(Error::InvalidArgument { .. }) => "invalid argument",
+            Err(_) => "error",
+        };
+        let credential_id = token::credential_id_of(presented).unwrap_or_default();
+        let resource = match &result {
+            Ok(first) => format!("user:{}", first.admin.subject),
+            Err(_) => String::new(),
+        };
+        let event = Event {
+            action: "install_token.consume",
+            resource: &resource,
+            outcome,
+        };
+        match &result {
+            Ok(first) => {
+                let actor = &first.admin.email;
+                self.audit
+                    .as_actor(actor, &credential_id, peer, event)
+                    .await;
+            }
+            Err(_) => self.audit.failed_auth(&credential_id, peer, event).await,
+        }
+        result
+    }
+
+    /// `tessera install-token regenerate`: a fresh token, replacing any,
+    /// shown on the banner sink.
+    pub(crate) async fn regenerate_by(&self, actor: &str) -> Result<()> {
+        let token = self.regenerate().await?;
+        self.audit_issue(actor, "", "", &token).await;
+        self.banner.show(&token);
+        Ok(())
+    }
+
+    /// Mints a token when no human user exists and none is on file (pending
+    /// or consumed); of racing callers, exactly one gets `Some`.
+    async fn mint_if_needed(&self) -> Result<Option<Secret>> {
+        if self.store.any_human_user().await? || self.store.install_token().await?.is_some() {
+            return Ok(None);
+        }
+        let token = token::try_generate(TokenKind::Install)?;
+        let hash = token::sha256_hex(token.expose());
+        let filed = self.store.insert_install_token(&hash, now_ms()).await?;
+        Ok(filed.then_some(token))
+    }
+
+    /// Mints a fresh token, replacing a pending one. Once a human user
+    /// exists no token could ever be used, so none is minted.
+    async fn regenerate(&self) -> Result<Secret> {
+        if self.store.any_human_user().await? {
+            return Err(first_admin_exists());
+        }
+        let token = token::try_generate(TokenKind::Install)?;
+        let hash = token::sha256_hex(token.expose());
+        if !self.store.replace_install_token(&hash, now_ms()).await? {
+            return Err(first_admin_exists());
+        }
+        Ok(token)
+    }
+
+    /// Trades the pending token for the first admin (member of `Admin`)
+    /// and its access token, in one transaction.
+    async fn create_first_admin(
+        &self,
+        presented: &str,
+        email: &str,
+        name: &str,
+    ) -> Result<FirstAdmin> {
+        // Once any human user exists this fails as a precondition, whatever
+        // was presented.
+        if self.store.any_human_user().await? {
+            return Err(first_admin_exists());
+        }
+        if token::parse(presented) != Ok(TokenKind::Install) {
+            return Err(Error::Unauthenticated("malformed install token"));
+        }
+        let email = validate::human_email("admin_email", email)?;
+        let name = name.trim();
+        validate::display_name("admin_name", name)?;
+        let hash = token::sha256_hex(presented);
+        let on_file = self.store.install_token().await?;
+        let pending = on_file.filter(|record| record.consumed_at.is_none());
+        let matches =
+            pending.is_some_and(|record| bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())));
+        if !matches {
+            return Err(Error::Unauthenticated("wrong install token"));
+        }
+        let token = token::try_generate(TokenKind::UserAccess)?;
+        let admin = NewAdmin {
+            id: token::random_id()?,
+            email: email.to_owned(),
+            display_name: display_name_or_local_part(name, email).to_owned(),
+            token_hash: token::sha256_hex(token.expose()),
+        };
+        let outcome = self
+            .store
+            .consume_install_token(&hash, now_ms(), &admin, &[ADMIN_GROUP]);
+        match outcome.await? {
+            InstallOutcome::Created(user) => Ok(FirstAdmin {
+                admin: Principal::user(user, token.expose()),
+                token,
+            }),
+            InstallOutcome::NotPending => Err(Error::Unauthenticated("wrong install token")),
+            InstallOutcome::HumanExists => Err(first_admin_exists()),
+        }
+    }
+
+    async fn audit_issue(&self, actor: &str, credential_id: &str, peer: &str, token: &Secret) {
+        metrics::event(INSTALL, "issued");
+        let id = token::credential_id(TokenKind::Install.tag(), token.expose());
+        let event = Event {
+            action: "install_token.issue",
+            resource: &id,
+            outcome: OK,
+        };
+        self.audit.as_actor(actor, credential_id, peer, event).await;
+    }
+}
+
+fn first_admin_exists() -> Error {
+    Error::FailedPrecondition("the first administrator exists already".into())
+}
+
+/// `name`, or the local part of `email` when `name` is empty.
+fn display_name_or_local_part<'a>(name: &'a str, email: &'a str) -> &'a str {
+    if name.is_empty() {
+        email.split('@').next().unwrap_or(email)
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name_or_local_part;
+
+    #[test]
+    fn an_empty_name_becomes_the_local_part() {
+        assert_eq!(display_name_or_local_part("", "ada@example.com"), "ada");
+        assert_eq!(display_name_or_local_part("Ada", "ada@example.com"), "Ada");
+    }
+}
+
+#[cfg(test)]
+mod banner_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::Principal;
+    use crate::store::SeaStore;
+
+    async fn install(
+        db: &tessera_tests::TestDatabase,
+    ) -> (Install, Arc<std::sync::Mutex<Vec<String>>>) {
+        let store = SeaStore::connect(db.url()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (sink, shown) = BannerSink::buffer();
+        (Install::new(Arc::new(store), sink), shown)
+    }
+
+    fn service_caller() -> Caller {
+        let principal = Principal {
+            kind: PrincipalKind::Service,
+            subject: "svc".into(),
+            email: "svc@system.local".into(),
+            display_name: "Svc".into(),
+            groups: vec![ADMIN_GROUP.into()],
+            credential_id: "svc_0".into(),
+        };
+        Caller {
+            principal,
+            peer: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_boot_banner_is_shown_once_and_a_service_never_gets_the_token() {
+        let db = tessera_tests::TestDatabase::sqlite();
+        let (install, shown) = install(&db).await;
+        install.mint_at_boot().await.expect("first boot");
+        install.mint_at_boot().await.expect("second boot");
+        assert_eq!(
+            shown.lock().expect("lock").len(),
+            1,
+            "one banner for two boots"
+        );
+
+        let (token, status) = install.issue(&service_caller(), true).await.expect("issue");
+        assert!(
+            token.is_none(),
+            "a service is never handed the install token"
+        );
+        assert_eq!(status.state, InstallState::Pending);
+        let shown = shown.lock().expect("lock");
+        assert_eq!(
+            shown.len(),
+            2,
+            "the forced token went to the banner instead"
+        );
+        assert!(shown[1].contains("INSTALL TOKEN: tsr_ins_"));
+    }
+}

@@ -1,0 +1,91 @@
+//! The transport-free service: one file per RPC group, each holding its
+//! rules, its audit and its store calls. The gRPC adapter only decodes,
+//! calls and converts; `docs/design.md` follows one request through.
+
+mod audit;
+mod banner;
+mod bearers;
+mod clock;
+mod error;
+mod install;
+mod internal_credential;
+mod principal;
+mod tickets;
+mod validate;
+mod workspaces;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) use audit::{Auditor, Event};
+pub(crate) use banner::BannerSink;
+pub(crate) use bearers::Bearers;
+pub(crate) use clock::now_ms;
+pub(crate) use error::{Error, Result, TicketRejection};
+pub(crate) use install::{Install, InstallState};
+pub(crate) use internal_credential::InternalCredentials;
+pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
+pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
+pub(crate) use tickets::{TicketIdentity, TicketRequest, Tickets};
+pub(crate) use workspaces::Workspaces;
+
+use crate::auth::Authenticator;
+use crate::auth::verify::{ServiceSecrets, Verifier};
+use crate::store::Store;
+
+/// Tessera's domain, wired over a store: one field per RPC group.
+pub(crate) struct Tessera {
+    /// VerifyBearer.
+    pub(crate) bearers: Bearers,
+    /// MintTicket, ConsumeTicket.
+    pub(crate) tickets: Tickets,
+    /// GetInternalCredential, and the check every replica makes.
+    pub(crate) internal: Arc<InternalCredentials>,
+    /// The install-token RPCs.
+    pub(crate) install: Install,
+    /// The workspace RPCs.
+    pub(crate) workspaces: Workspaces,
+    verifier: Arc<Verifier>,
+    audit: Auditor,
+}
+
+impl Tessera {
+    /// Wires the domain together; install-token banners go to `banner`.
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        secrets: ServiceSecrets,
+        policy: TicketPolicy,
+        internal: Arc<InternalCredentials>,
+        banner: BannerSink,
+    ) -> Self {
+        let audit = Auditor::new(store.clone());
+        let verifier = Arc::new(Verifier::new(secrets, store.clone(), internal.clone()));
+        Self {
+            bearers: Bearers::new(verifier.clone(), audit.clone()),
+            tickets: Tickets::new(store.clone(), policy, internal.clone()),
+            install: Install::new(store.clone(), banner),
+            workspaces: Workspaces::new(store),
+            internal,
+            verifier,
+            audit,
+        }
+    }
+
+    /// For operator commands (`tessera install-token …`): no service
+    /// secrets, and an internal credential that is never minted.
+    pub(crate) fn offline(store: Arc<dyn Store>, banner: BannerSink) -> Self {
+        let internal = Arc::new(InternalCredentials::new(store.clone(), Duration::ZERO));
+        let (secrets, policy) = (ServiceSecrets::default(), TicketPolicy::default());
+        Self::new(store, secrets, policy, internal, banner)
+    }
+
+    /// Seeds the synthetic user of every configured service.
+    pub(crate) async fn seed_service_users(&self) {
+        self.verifier.seed_service_users().await;
+    }
+
+    /// The caller authentication the auth layer applies.
+    pub(crate) fn authenticator(&self) -> Authenticator {
+        Authenticator::new(self.verifier.clone(), self.audit.clone())
+    }
+}

@@ -1,0 +1,81 @@
+//! Checks on free-text request fields shared by several RPCs.
+
+use super::error::{Error, Result};
+
+/// Longest display name accepted, in bytes.
+const MAX_NAME_LEN: usize = 256;
+/// Longest e-mail accepted (RFC 5321 path limit).
+const MAX_EMAIL_LEN: usize = 254;
+/// Domain reserved for synthetic service users.
+const SERVICE_DOMAIN: &str = "@system.local";
+
+/// A display name (of an admin, of a workspace): at most [`MAX_NAME_LEN`]
+/// bytes and no control characters, which would garble logs and UIs.
+pub(crate) fn display_name(field: &'static str, name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_NAME_LEN} bytes, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A human's e-mail address, trimmed: one `@`, a dotted domain, no white
+/// space or control characters, and not in the `system.local` domain,
+/// which is reserved for service users.
+pub(crate) fn human_email<'a>(field: &'static str, email: &'a str) -> Result<&'a str> {
+    let email = email.trim();
+    let valid_shape = email.len() <= MAX_EMAIL_LEN
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if !valid_shape {
+        return Err(Error::invalid(field, "not an e-mail address"));
+    }
+    if email.to_ascii_lowercase().ends_with(SERVICE_DOMAIN) {
+        return Err(Error::invalid(
+            field,
+            "the system.local domain is reserved for services",
+        ));
+    }
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_emails_are_validated() {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.c",
+            "a b@c.d",
+            "a@.c",
+            "a@c.",
+            "svc@system.local",
+            "x@SYSTEM.local",
+        ] {
+            assert!(human_email("email", bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            human_email("email", " ada@example.com ").ok(),
+            Some("ada@example.com")
+        );
+    }
+
+    #[test]
+    fn display_names_are_bounded_and_printable() {
+        assert!(display_name("name", "Ada Lovelace").is_ok());
+        assert!(display_name("name", &"n".repeat(300)).is_err());
+        assert!(display_name("name", "a\nb").is_err());
+    }
+}
