@@ -108,3 +108,34 @@ async fn a_failing_runtime_is_refused_but_relayed_bad_tokens_do_not_count() {
         .expect_err("peer refused");
     assert_status(&status, Code::ResourceExhausted, None);
 }
+
+/// ConsumeInstallToken needs no caller credential, so its handler judges
+/// the install token itself; a wrong one still counts against the failure
+/// budget, and the call past the budget is refused before the handler.
+#[tokio::test]
+async fn wrong_install_tokens_are_charged_to_the_failure_budget() {
+    let db = TestDatabase::sqlite();
+    let options = ServerOptions::new()
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2")
+        .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "1000");
+    let server = TestServer::start(&db, options).await;
+    let mut anonymous = server.client(None).await;
+    let mut consume = async || {
+        let request = pb::ConsumeInstallTokenRequest {
+            install_token: tessera_client::token::generate(
+                tessera_client::token::TokenKind::Install,
+            )
+            .expose()
+            .to_owned(),
+            admin_email: "ada@example.com".to_owned(),
+            admin_name: "Ada".to_owned(),
+        };
+        anonymous.consume_install_token(request).await.map(|_| ())
+    };
+    for _ in 0..2 {
+        let status = consume().await.expect_err("a wrong install token");
+        assert_status(&status, Code::Unauthenticated, None);
+    }
+    let status = consume().await.expect_err("over the failure budget");
+    assert_status(&status, Code::ResourceExhausted, None);
+}
