@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store,
-    StoreError, TakeAudit, TicketRecord, UserKind, WorkspaceRecord,
+    AuditDraft, AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, NewUser, SeaStore,
+    Store, TicketRecord, TicketRejection, TicketTake, UserKind, Verdict, WorkspaceRecord,
 };
 use tessera_tests::TestDatabase;
 
@@ -38,7 +38,7 @@ on_both_backends!(
     a_ticket_is_taken_at_most_once,
     concurrent_writes_each_get_their_own_answer,
     concurrent_lookups_each_get_their_own_answer,
-    the_writer_survives_a_panic,
+    a_take_is_judged_and_audited_with_its_verdict,
     expired_tickets_are_deleted,
     internal_credentials_heartbeat_and_expire,
     audit_entries_come_back_newest_first,
@@ -107,17 +107,18 @@ async fn a_ticket_is_taken_at_most_once(store: Arc<SeaStore>) {
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.take_ticket("h-once", None).await })
+            tokio::spawn(async move { take(&store, "h-once", "take").await })
         })
         .collect();
     let mut taken = Vec::new();
     for task in tasks {
-        if let Some(row) = task.await.expect("join").expect("take") {
-            taken.push(row);
+        match task.await.expect("join") {
+            Ok(row) => taken.push(row),
+            Err(rejection) => assert_eq!(rejection, TicketRejection::Unknown),
         }
     }
     assert_eq!(taken, vec![record]);
-    assert_eq!(store.count_tickets().await.expect("count"), 0);
+    assert_eq!(store.count_tickets_for_tests().await.expect("count"), 0);
 }
 
 /// Many writes at once are committed together (see the store's group
@@ -153,13 +154,13 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
                     .await
                     .expect("insert own");
                 let (mine, theirs) = tokio::join!(
-                    store.take_ticket(&own.hash, None),
-                    store.take_ticket(&shared.hash, Some(found_or_not()))
+                    take(&store, &own.hash, "take-own"),
+                    take(&store, &shared.hash, "take-shared")
                 );
-                assert_eq!(mine.expect("take own"), Some(own));
+                assert_eq!(mine, Ok(own));
                 let entry = audit_entry(&format!("batch-{i}"));
                 store.append_audit(&entry).await.expect("audit");
-                theirs.expect("take shared").is_some()
+                theirs.is_ok()
             })
         })
         .collect();
@@ -168,8 +169,12 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
         winners += usize::from(task.await.expect("join"));
     }
     assert_eq!(winners, 1, "the shared ticket went to exactly one caller");
-    assert_eq!(store.count_tickets().await.expect("count"), 1, "h-kept");
-    let audited = store.recent_audit(1_000).await.expect("recent");
+    assert_eq!(
+        store.count_tickets_for_tests().await.expect("count"),
+        1,
+        "h-kept"
+    );
+    let audited = store.recent_audit_for_tests(1_000).await.expect("recent");
     let count = |prefix: &str| {
         let matching = audited
             .iter()
@@ -179,9 +184,16 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
     assert_eq!(count("batch-"), CALLERS - 1);
     assert_eq!(count("mint-"), CALLERS - 1);
     assert_eq!(count("duplicate"), 0, "audit entry of a refused insert");
-    // Every take of the shared ticket wrote its entry, made from what it found.
-    assert_eq!(count("take-found"), 1);
-    assert_eq!(count("take-missed"), CALLERS - 2);
+    // Every take wrote its entry, with the outcome its caller got.
+    let outcomes = |action: &str, outcome: &str| {
+        let matching = audited
+            .iter()
+            .filter(|entry| entry.action == action && entry.outcome == outcome);
+        matching.count()
+    };
+    assert_eq!(outcomes("take-own", "ok"), CALLERS - 1);
+    assert_eq!(outcomes("take-shared", "ok"), 1);
+    assert_eq!(outcomes("take-shared", "TICKET_UNKNOWN"), CALLERS - 2);
 }
 
 /// Token lookups are answered in batches: each caller still gets the
@@ -255,60 +267,73 @@ fn workspace(id: &str, auth_hash: Option<String>) -> WorkspaceRecord {
     }
 }
 
-/// A panic while a batch is written (here in a take's audit closure) fails
-/// that batch's calls; the writer is restarted and later writes succeed.
-async fn the_writer_survives_a_panic(store: Arc<SeaStore>) {
-    store
-        .insert_ticket(&ticket("h-panic", i64::MAX), None)
-        .await
-        .expect("insert");
-    let explode: TakeAudit = Box::new(|_| panic!("audit closure panicked on purpose"));
-    let failed = store.take_ticket("h-panic", Some(explode)).await;
-    assert!(
-        matches!(failed, Err(StoreError::Unavailable(_))),
-        "{failed:?}"
-    );
-    let record = ticket("h-after", i64::MAX);
-    store
-        .insert_ticket(&record, None)
-        .await
-        .expect("insert after the panic");
-    let taken = store
-        .take_ticket("h-after", None)
-        .await
-        .expect("take after the panic");
-    assert_eq!(taken, Some(record));
-    // The panicked batch rolled back: its ticket is still there.
-    assert!(
-        store
-            .take_ticket("h-panic", None)
-            .await
-            .expect("take")
-            .is_some()
-    );
+/// Takes the ticket `hash` at time 1,000 expecting purpose `ws-upgrade`,
+/// audited as `action`: the verdict (a store error fails the test).
+async fn take(store: &SeaStore, hash: &str, action: &str) -> Verdict {
+    let take = ticket_take(hash, "ws-upgrade", action);
+    store.take_ticket(&take).await.expect("take")
 }
 
-/// A take's audit entry, saying whether the take found its ticket.
-fn found_or_not() -> TakeAudit {
-    Box::new(|found| {
-        audit_entry(if found.is_some() {
-            "take-found"
-        } else {
-            "take-missed"
-        })
-    })
+/// A take at time 1,000 of `hash` expecting `purpose`, audited as `action`.
+fn ticket_take(hash: &str, purpose: &str, action: &str) -> TicketTake {
+    TicketTake {
+        hash: hash.to_owned(),
+        purpose: purpose.to_owned(),
+        now: 1_000,
+        audit: draft(action),
+    }
 }
 
-fn audit_entry(action: &str) -> AuditRecord {
-    AuditRecord {
+fn draft(action: &str) -> AuditDraft {
+    AuditDraft {
         at: 1,
         actor: "svc@system.local".into(),
         action: action.into(),
         resource: "r".into(),
-        outcome: "ok".into(),
         credential_id: "svc_0123".into(),
         peer: "127.0.0.1:1".into(),
     }
+}
+
+fn audit_entry(action: &str) -> AuditRecord {
+    draft(action).with_outcome("ok")
+}
+
+/// A take is judged where the row is deleted: an expired ticket or one
+/// presented for another purpose is refused, spent all the same, and its
+/// audit entry says why.
+async fn a_take_is_judged_and_audited_with_its_verdict(store: Arc<SeaStore>) {
+    store
+        .insert_ticket(&ticket("h-expired", 1_000), None)
+        .await
+        .expect("insert");
+    store
+        .insert_ticket(&ticket("h-other", i64::MAX), None)
+        .await
+        .expect("insert");
+    let expired = ticket_take("h-expired", "ws-upgrade", "take-expired");
+    let verdict = store.take_ticket(&expired).await.expect("take");
+    assert_eq!(verdict, Err(TicketRejection::Expired));
+    let mismatch = ticket_take("h-other", "download", "take-other");
+    let verdict = store.take_ticket(&mismatch).await.expect("take");
+    assert_eq!(verdict, Err(TicketRejection::PurposeMismatch));
+    assert_eq!(
+        store.count_tickets_for_tests().await.expect("count"),
+        0,
+        "both spent"
+    );
+    let audited = store.recent_audit_for_tests(10).await.expect("recent");
+    let outcomes: Vec<_> = audited
+        .iter()
+        .map(|entry| (entry.action.as_str(), entry.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("take-other", "TICKET_PURPOSE_MISMATCH"),
+            ("take-expired", "TICKET_EXPIRED")
+        ]
+    );
 }
 
 async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {
@@ -319,14 +344,8 @@ async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {
             .expect("insert");
     }
     assert_eq!(store.delete_expired_tickets(1_000).await.expect("reap"), 2);
-    assert_eq!(store.count_tickets().await.expect("count"), 1);
-    assert!(
-        store
-            .take_ticket("live", None)
-            .await
-            .expect("take")
-            .is_some()
-    );
+    assert_eq!(store.count_tickets_for_tests().await.expect("count"), 1);
+    assert!(take(&store, "live", "take").await.is_ok());
 }
 
 async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {
@@ -392,7 +411,7 @@ async fn audit_entries_come_back_newest_first(store: Arc<SeaStore>) {
             .await
             .expect("append");
     }
-    let recent = store.recent_audit(2).await.expect("recent");
+    let recent = store.recent_audit_for_tests(2).await.expect("recent");
     let actions: Vec<_> = recent.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(actions, ["third", "second"]);
 }

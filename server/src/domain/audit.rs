@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::clock::now_ms;
 use super::principal::Caller;
-use crate::store::{AuditRecord, Store};
+use crate::store::{AuditDraft, AuditRecord, Store};
 
 /// Outcome recorded for a success.
 pub(super) const OK: &str = "ok";
@@ -71,23 +71,39 @@ impl Auditor {
 
 /// The entry of an event done by an authenticated caller, for a store call
 /// that writes it with the state change it records.
-pub(super) fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
+pub(crate) fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
+    draft_by(caller, event.action, event.resource).with_outcome(event.outcome)
+}
+
+/// The entry of an attempt by an authenticated caller whose outcome the
+/// store decides (a ticket's consumption).
+pub(crate) fn draft_by(caller: &Caller, action: &'static str, resource: &str) -> AuditDraft {
     let principal = &caller.principal;
-    entry(
+    draft(
         principal.actor(),
         &principal.credential_id,
         &caller.peer,
-        event,
+        action,
+        resource,
     )
 }
 
 fn entry(actor: &str, credential_id: &str, peer: &str, event: Event<'_>) -> AuditRecord {
-    AuditRecord {
+    draft(actor, credential_id, peer, event.action, event.resource).with_outcome(event.outcome)
+}
+
+fn draft(
+    actor: &str,
+    credential_id: &str,
+    peer: &str,
+    action: &'static str,
+    resource: &str,
+) -> AuditDraft {
+    AuditDraft {
         at: now_ms(),
         actor: actor.to_owned(),
-        action: event.action.to_owned(),
-        resource: event.resource.to_owned(),
-        outcome: event.outcome.to_owned(),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
         credential_id: credential_id.to_owned(),
         peer: peer.to_owned(),
     }

@@ -1,43 +1,7 @@
 //! The domain error. It knows no transport: `grpc/status.rs` turns it into
 //! a gRPC status, in one place.
 
-use crate::store::StoreError;
-
-/// Why a ticket was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TicketRejection {
-    /// Never issued, already used, or reaped.
-    Unknown,
-    /// Past its expiry time.
-    Expired,
-    /// Minted for another purpose.
-    PurposeMismatch,
-    /// Not a well-formed ticket.
-    Malformed,
-}
-
-impl TicketRejection {
-    /// The `event` label of the ticket counter.
-    pub fn metric(self) -> &'static str {
-        match self {
-            // An unknown ticket is most often a replay of a consumed one.
-            TicketRejection::Unknown => "unknown_or_replayed",
-            TicketRejection::Expired => "expired",
-            TicketRejection::PurposeMismatch => "purpose_mismatch",
-            TicketRejection::Malformed => "malformed",
-        }
-    }
-
-    /// The outcome recorded in the audit log.
-    pub fn outcome(self) -> &'static str {
-        match self {
-            TicketRejection::Unknown => "TICKET_UNKNOWN",
-            TicketRejection::Expired => "TICKET_EXPIRED",
-            TicketRejection::PurposeMismatch => "TICKET_PURPOSE_MISMATCH",
-            TicketRejection::Malformed => "TICKET_MALFORMED",
-        }
-    }
-}
+use crate::store::{StoreError, TicketRejection};
 
 /// Errors of the domain layer. Messages never hold a secret: at most the
 /// first 8 characters of a ticket.

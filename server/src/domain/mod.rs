@@ -21,7 +21,7 @@ pub(crate) use audit::{Auditor, Event};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
 pub(crate) use clock::now_ms;
-pub(crate) use error::{Error, Result, TicketRejection};
+pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState};
 pub(crate) use internal_credential::InternalCredentials;
 pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
@@ -32,6 +32,7 @@ pub(crate) use workspaces::Workspaces;
 use crate::auth::Authenticator;
 use crate::auth::verify::{ServiceSecrets, Verifier};
 use crate::store::Store;
+pub(crate) use crate::store::TicketRejection;
 
 /// Tessera's domain, wired over a store: one field per RPC group.
 pub(crate) struct Tessera {

@@ -8,11 +8,11 @@ use tessera_client::token::{self, TokenKind};
 
 use super::audit::{self, Auditor, Event, OK};
 use super::clock::now_ms;
-use super::error::{Error, Result, TicketRejection};
+use super::error::{Error, Result};
 use super::internal_credential::InternalCredentials;
 use super::principal::{Caller, INTERNAL_SUBJECT, PrincipalKind};
 use crate::metrics;
-use crate::store::{AuditRecord, Store, TakeAudit, TicketRecord};
+use crate::store::{AuditDraft, Store, TicketRecord, TicketRejection, TicketTake};
 
 /// Counter of ticket events.
 const TICKETS: &str = "tessera_tickets_total";
@@ -77,33 +77,14 @@ pub struct TicketIdentity {
     pub internal: bool,
 }
 
-/// What a taken ticket row means for a consumer expecting `purpose` at
-/// `now`. A pure function: the store's audit entry and the caller's answer
-/// both come from it.
-fn judge(
-    found: Option<&TicketRecord>,
-    purpose: &str,
-    now: i64,
-) -> std::result::Result<TicketIdentity, TicketRejection> {
-    let record = found.ok_or(TicketRejection::Unknown)?;
-    if record.expires_at <= now {
-        return Err(TicketRejection::Expired);
-    }
-    if record.purpose != purpose {
-        return Err(TicketRejection::PurposeMismatch);
-    }
-    Ok(TicketIdentity {
-        user_id: record.user_id.clone(),
-        provider: record.provider.clone(),
-        minted_at: record.minted_at,
-        internal: false,
-    })
-}
-
-fn outcome(judged: &std::result::Result<TicketIdentity, TicketRejection>) -> &'static str {
-    match judged {
-        Ok(_) => OK,
-        Err(reason) => reason.outcome(),
+/// The `event` label of the ticket counter for a refusal.
+fn metric(rejection: TicketRejection) -> &'static str {
+    match rejection {
+        // An unknown ticket is most often a replay of a consumed one.
+        TicketRejection::Unknown => "unknown_or_replayed",
+        TicketRejection::Expired => "expired",
+        TicketRejection::PurposeMismatch => "purpose_mismatch",
+        TicketRejection::Malformed => "malformed",
     }
 }
 
@@ -183,46 +164,39 @@ impl Tickets {
         // The ticket's public id: unlike its first characters (always
         // `tsr_tkt_`), it tells one ticket from another in the audit log.
         let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
-        let caller = caller.clone();
-        let audit = Arc::new(move |outcome: &str| {
-            let event = Event {
-                action: "ticket.consume",
-                resource: &resource,
-                outcome,
-            };
-            audit::entry_by(&caller, event)
-        });
+        let audit = audit::draft_by(caller, "ticket.consume", &resource);
         let result = self.take(ticket, purpose, audit).await;
         match &result {
             Ok(identity) if identity.internal => metrics::event(TICKETS, "internal_accepted"),
             Ok(_) => metrics::event(TICKETS, "consumed"),
-            Err(Error::Ticket { reason, .. }) => metrics::event(TICKETS, reason.metric()),
+            Err(Error::Ticket { reason, .. }) => metrics::event(TICKETS, metric(*reason)),
             Err(_) => {}
         }
         result
     }
 
-    async fn take(
-        &self,
-        ticket: &str,
-        purpose: &str,
-        audit: Arc<dyn Fn(&str) -> AuditRecord + Send + Sync>,
-    ) -> Result<TicketIdentity> {
+    /// A ticket is judged by the store, in the transaction that deletes it
+    /// and writes `audit`; anything else presented is judged here.
+    async fn take(&self, ticket: &str, purpose: &str, audit: AuditDraft) -> Result<TicketIdentity> {
         let refuse = |reason| Error::Ticket {
             reason,
             ticket: token::truncated(ticket),
         };
         let kind = token::parse(ticket);
         if let Ok(TokenKind::Ticket) = kind {
-            let now = now_ms();
-            let expected = purpose.to_owned();
-            let entry: TakeAudit =
-                Box::new(move |found| audit(outcome(&judge(found, &expected, now))));
-            let found = self
-                .store
-                .take_ticket(&token::sha256_hex(ticket), Some(entry))
-                .await?;
-            return judge(found.as_ref(), purpose, now).map_err(refuse);
+            let take = TicketTake {
+                hash: token::sha256_hex(ticket),
+                purpose: purpose.to_owned(),
+                now: now_ms(),
+                audit,
+            };
+            let record = self.store.take_ticket(&take).await?.map_err(refuse)?;
+            return Ok(TicketIdentity {
+                user_id: record.user_id,
+                provider: record.provider,
+                minted_at: record.minted_at,
+                internal: false,
+            });
         }
         let result = match kind {
             Err(_) => Err(refuse(TicketRejection::Malformed)),
@@ -243,7 +217,7 @@ impl Tickets {
             Err(Error::Ticket { reason, .. }) => reason.outcome(),
             Err(_) => "error",
         };
-        self.audit.store_entry(audit(outcome)).await;
+        self.audit.store_entry(audit.with_outcome(outcome)).await;
         result
     }
 

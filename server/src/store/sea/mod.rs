@@ -1,16 +1,20 @@
 //! [`Store`] on sea-orm: SQLite (default) or PostgreSQL, chosen by URL.
 //!
-//! The trait implementation only delegates: the queries live beside their
-//! tables in `records.rs` (tickets, internal credentials, audit),
-//! `users.rs` (users, access tokens, the install token) and `workspaces.rs`.
-//! Ticket and audit writes go through the group commit in `batch.rs`,
-//! VerifyBearer's token lookups through `lookups.rs`.
+//! The trait implementation only delegates, and maps errors once
+//! (`error.rs`): the queries live beside their tables (`tickets.rs`,
+//! `internal_credentials.rs`, `audit.rs`, `users.rs`, `workspaces.rs`);
+//! ticket and audit writes go through the group commit and VerifyBearer's
+//! token lookups through the batched lookups (`batching/`); every statement
+//! on the pool waits for its connection at the gate (`gate.rs`).
 
-mod batch;
-mod lookups;
-mod queue;
-mod records;
-mod unnest;
+mod audit;
+mod batching;
+mod connect;
+mod entities;
+mod error;
+mod gate;
+mod internal_credentials;
+mod tickets;
 mod users;
 mod workspaces;
 
@@ -18,51 +22,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{
-    ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
-    DbErr, EntityTrait, Select,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Select};
 use tessera_migrations::{Migrator, MigratorTrait};
-use tokio::sync::Semaphore;
 
+use self::batching::{Lookups, Write, Writer, Written};
+use self::error::store_error;
+use self::gate::Gate;
 use super::{
     AuditRecord, AuthTokenChange, InstallOutcome, InstallTokenRecord, InternalCredentialRecord,
-    NewAdmin, NewUser, Result, Store, StoreError, TakeAudit, TicketRecord, UserRecord,
+    NewAdmin, NewUser, Result, Store, StoreError, TicketRecord, TicketTake, UserRecord, Verdict,
     WorkspaceRecord,
 };
 
-/// How long a caller waits for a pooled connection before the database
-/// counts as unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default pool sizes.
-const SQLITE_POOL: u32 = 8;
-const POSTGRES_POOL: u32 = 16;
-/// Prepared statements kept per SQLite connection. The hot lookups are a
-/// handful; batched writes come in many sizes, each its own statement, and
-/// a cached 512-row insert is large.
-const SQLITE_STATEMENT_CACHE: usize = 16;
-/// Page cache per SQLite connection, in KiB (SQLite's default is 2,000).
-/// A write by one connection empties the cache of every other, so under
-/// load the pooled connections, which mostly read, keep little; the group
-/// commit writes on a connection of its own, whose cache stays warm across
-/// batches: the interior pages of the ticket index, the tail of the audit
-/// log.
-const SQLITE_READER_CACHE_KIB: u32 = 512;
-const SQLITE_WRITER_CACHE_KIB: u32 = 2000;
-/// Writer tasks of the group commit. SQLite takes one writer at a time
-/// anyway; PostgreSQL commits in parallel, a quarter of the pool at most.
-const SQLITE_WRITERS: usize = 1;
-const POSTGRES_WRITERS_PER_POOL: u32 = 4;
-/// Worker tasks per kind of batched token lookup (user, workspace): a
-/// quarter of the pool each, so lookups hold half of it at most.
-const LOOKUP_WORKERS_PER_POOL: u32 = 4;
-/// A pooled PostgreSQL connection idle this long is checked before use; a
-/// busy one is not, which saves a round trip per statement (a connection
-/// that broke anyway fails its statement as UNAVAILABLE and is replaced).
-const POSTGRES_IDLE_CHECK: Duration = Duration::from_secs(10);
-/// How long SQLite waits for another writer (another process, or the CLI).
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the queries of this module return; [`SeaStore`] maps the error,
+/// once, into a [`StoreError`] (`error.rs`).
+type DbResult<T> = std::result::Result<T, DbErr>;
+
 /// Migration attempts before giving up: replicas starting together race to
 /// migrate, and the loser retries and finds the work done.
 const MIGRATION_ATTEMPTS: u32 = 5;
@@ -74,39 +49,17 @@ const MIGRATION_ATTEMPTS: u32 = 5;
 async fn only_row<E: EntityTrait>(
     select: Select<E>,
     db: &impl ConnectionTrait,
-) -> Result<Option<E::Model>> {
+) -> DbResult<Option<E::Model>> {
     Ok(select.all(db).await?.pop())
-}
-
-/// Options every SQLite connection shares, with a page cache of `cache_kib`.
-fn sqlite_options(opts: SqliteConnectOptions, cache_kib: u32) -> SqliteConnectOptions {
-    opts.create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(SQLITE_BUSY_TIMEOUT)
-        .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
-        .pragma("cache_size", format!("-{cache_kib}"))
-}
-
-/// The group commit's own connection on SQLite (see `SQLITE_WRITER_CACHE_KIB`).
-fn sqlite_writer(mut options: ConnectOptions) -> ConnectOptions {
-    options
-        .max_connections(1)
-        .map_sqlx_sqlite_opts(|opts| sqlite_options(opts, SQLITE_WRITER_CACHE_KIB));
-    options
 }
 
 /// The sea-orm implementation of [`Store`].
 #[derive(Clone, Debug)]
 pub struct SeaStore {
     db: DatabaseConnection,
-    writes: Arc<batch::Batcher>,
-    lookups: Arc<lookups::Lookups>,
-    /// One permit per pooled connection. A call waits for its connection
-    /// here, holding a few bytes, instead of inside sea-orm and sqlx, where
-    /// a pending call holds about 8 KiB: with 1,000 calls waiting, that
-    /// was 40% of the heap (valgrind massif).
-    gate: Arc<Semaphore>,
+    gate: Gate,
+    writer: Arc<Writer>,
+    lookups: Arc<Lookups>,
 }
 
 impl SeaStore {
@@ -120,40 +73,14 @@ impl SeaStore {
     /// 8 on SQLite, 16 on PostgreSQL, so several replicas stay below
     /// PostgreSQL's default limit of 100).
     pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Result<Self> {
-        let mut options = ConnectOptions::new(url);
-        options
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_timeout(ACQUIRE_TIMEOUT)
-            .sqlx_logging(false);
-        let sqlite = url.starts_with("sqlite:");
-        let default_pool = if sqlite { SQLITE_POOL } else { POSTGRES_POOL };
-        let pool = max_connections.unwrap_or(default_pool);
-        options.max_connections(pool);
-        let (db, writes) = if sqlite {
-            // A connection to a local file does not go stale: checking one
-            // before each use would only cost two thread hand-offs.
-            options.test_before_acquire(false);
-            let writer = sqlite_writer(options.clone());
-            options.map_sqlx_sqlite_opts(|opts| sqlite_options(opts, SQLITE_READER_CACHE_KIB));
-            let db = Database::connect(options).await?;
-            let writer = Database::connect(writer).await?;
-            (db, batch::Batcher::start(&writer, SQLITE_WRITERS))
-        } else {
-            options.test_before_acquire_if_idle_for(POSTGRES_IDLE_CHECK);
-            let db = Database::connect(options).await?;
-            let writers = usize::try_from(pool / POSTGRES_WRITERS_PER_POOL).unwrap_or(1);
-            let writes = batch::Batcher::start(&db, writers);
-            (db, writes)
-        };
-        let writes = Arc::new(writes);
-        let lookup_workers = usize::try_from(pool / LOOKUP_WORKERS_PER_POOL).unwrap_or(1);
-        let lookups = Arc::new(lookups::Lookups::start(&db, lookup_workers));
-        let gate = Arc::new(Semaphore::new(usize::try_from(pool).unwrap_or(1)));
+        let opened = connect::open(url, max_connections)
+            .await
+            .map_err(|err| store_error(&err))?;
         Ok(Self {
-            db,
-            writes,
-            lookups,
-            gate,
+            db: opened.db,
+            gate: opened.gate,
+            writer: Arc::new(opened.writer),
+            lookups: Arc::new(opened.lookups),
         })
     }
 
@@ -168,36 +95,46 @@ impl SeaStore {
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                     attempt += 1;
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(store_error(&err)),
             }
         }
     }
 
-    /// Runs `call` once a connection is likely free (see `gate`); waits as
-    /// long as the pool would before reporting the database unavailable.
-    async fn gated<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.gate.acquire()).await;
-        let Ok(Ok(_permit)) = permit else {
-            let timeout = DbErr::ConnectionAcquire(ConnAcquireErr::Timeout);
-            return Err(StoreError::from(timeout));
-        };
-        call.await
-    }
-
     /// Closes the connection pool.
     pub async fn close(self) {
-        drop(self.writes);
+        drop(self.writer);
         drop(self.lookups);
         if let Err(err) = self.db.close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }
+    }
+
+    /// Number of stored tickets, expired or not. For tests.
+    pub async fn count_tickets_for_tests(&self) -> Result<u64> {
+        self.gated(tickets::count_tickets(&self.db)).await
+    }
+
+    /// The newest `limit` audit entries, newest first. For tests.
+    pub async fn recent_audit_for_tests(&self, limit: u64) -> Result<Vec<AuditRecord>> {
+        self.gated(audit::recent_audit(&self.db, limit)).await
+    }
+
+    /// Runs `query` on a pooled connection, once the gate lets it.
+    async fn gated<T>(&self, query: impl Future<Output = DbResult<T>>) -> Result<T> {
+        let _permit = self.gate.enter().await?;
+        query.await.map_err(|err| store_error(&err))
+    }
+
+    /// Hands `write` to the group commit.
+    async fn write(&self, write: Write) -> Result<Written> {
+        self.writer.write(write).await
     }
 }
 
 #[async_trait]
 impl Store for SeaStore {
     async fn ping(&self) -> Result<()> {
-        Ok(self.db.ping().await?)
+        self.db.ping().await.map_err(|err| store_error(&err))
     }
 
     async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<UserRecord> {
@@ -209,50 +146,43 @@ impl Store for SeaStore {
         ticket: &TicketRecord,
         audit: Option<&AuditRecord>,
     ) -> Result<()> {
-        let write = batch::Write::Ticket(ticket.clone(), audit.cloned());
-        self.writes.write(write).await.map(drop)
+        let write = Write::Ticket(ticket.clone(), audit.cloned());
+        self.write(write).await.map(drop)
     }
 
-    async fn take_ticket(
-        &self,
-        hash: &str,
-        audit: Option<TakeAudit>,
-    ) -> Result<Option<TicketRecord>> {
-        self.writes
-            .write(batch::Write::Take(hash.to_owned(), audit))
-            .await
+    async fn take_ticket(&self, take: &TicketTake) -> Result<Verdict> {
+        match self.write(Write::Take(take.clone())).await? {
+            Written::Taken(verdict) => Ok(verdict),
+            Written::Stored => Err(StoreError::Db("a take gave no verdict".to_owned())),
+        }
     }
 
     async fn delete_expired_tickets(&self, now: i64) -> Result<u64> {
-        self.gated(records::delete_expired_tickets(&self.db, now))
+        self.gated(tickets::delete_expired_tickets(&self.db, now))
             .await
-    }
-
-    async fn count_tickets(&self) -> Result<u64> {
-        self.gated(records::count_tickets(&self.db)).await
     }
 
     async fn upsert_internal_credential(&self, record: &InternalCredentialRecord) -> Result<()> {
-        self.gated(records::upsert_internal_credential(&self.db, record))
-            .await
+        let upsert = internal_credentials::upsert_internal_credential(&self.db, record);
+        self.gated(upsert).await
     }
 
     async fn find_internal_credential(
         &self,
         hash: &str,
     ) -> Result<Option<InternalCredentialRecord>> {
-        self.gated(records::find_internal_credential(&self.db, hash))
-            .await
+        let find = internal_credentials::find_internal_credential(&self.db, hash);
+        self.gated(find).await
     }
 
     async fn delete_internal_credential(&self, hash: &str) -> Result<()> {
-        self.gated(records::delete_internal_credential(&self.db, hash))
-            .await
+        let delete = internal_credentials::delete_internal_credential(&self.db, hash);
+        self.gated(delete).await
     }
 
     async fn delete_stale_internal_credentials(&self, cutoff: i64) -> Result<u64> {
-        self.gated(records::delete_stale_internal_credentials(&self.db, cutoff))
-            .await
+        let delete = internal_credentials::delete_stale_internal_credentials(&self.db, cutoff);
+        self.gated(delete).await
     }
 
     async fn any_human_user(&self) -> Result<bool> {
@@ -284,10 +214,8 @@ impl Store for SeaStore {
         admin: &NewAdmin,
         groups: &[&str],
     ) -> Result<InstallOutcome> {
-        self.gated(users::consume_install_token(
-            &self.db, hash, now, admin, groups,
-        ))
-        .await
+        let consume = users::consume_install_token(&self.db, hash, now, admin, groups);
+        self.gated(consume).await
     }
 
     async fn insert_workspace(&self, workspace: &WorkspaceRecord) -> Result<bool> {
@@ -333,11 +261,6 @@ impl Store for SeaStore {
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let write = batch::Write::Audit(record.clone());
-        self.writes.write(write).await.map(drop)
-    }
-
-    async fn recent_audit(&self, limit: u64) -> Result<Vec<AuditRecord>> {
-        self.gated(records::recent_audit(&self.db, limit)).await
+        self.write(Write::Audit(record.clone())).await.map(drop)
     }
 }

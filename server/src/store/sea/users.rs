@@ -9,10 +9,9 @@ use sea_orm::{
     QueryFilter, QueryOrder, Statement, TransactionTrait, TryInsertResult,
 };
 
-use crate::store::entities::{group_member, install_token, user, user_token};
-use crate::store::{
-    InstallOutcome, InstallTokenRecord, NewAdmin, NewUser, Result, StoreError, UserKind, UserRecord,
-};
+use super::DbResult;
+use super::entities::{group_member, install_token, user, user_token};
+use crate::store::{InstallOutcome, InstallTokenRecord, NewAdmin, NewUser, UserKind, UserRecord};
 
 /// Primary key of the single install-token row.
 const INSTALL_ID: &str = "install";
@@ -30,7 +29,7 @@ pub(super) async fn ensure_user(
     db: &impl ConnectionTrait,
     new: &NewUser,
     groups: &[&str],
-) -> Result<UserRecord> {
+) -> DbResult<UserRecord> {
     let (email, now) = (new.email.as_str(), new.created_at);
     user::Entity::insert(new_user(&new.id, email, &new.display_name, new.kind, now))
         .on_conflict_do_nothing_on([user::Column::Email])
@@ -39,12 +38,12 @@ pub(super) async fn ensure_user(
     let select = user::Entity::find().filter(user::Column::Email.eq(email));
     let row = super::only_row(select, db)
         .await?
-        .ok_or_else(|| StoreError::from(DbErr::RecordNotFound(email.to_owned())))?;
+        .ok_or_else(|| DbErr::RecordNotFound(email.to_owned()))?;
     add_to_groups(db, &row.id, groups, now).await?;
     with_groups(db, row).await
 }
 
-pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
+pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> DbResult<bool> {
     let human = user::Entity::find()
         .filter(user::Column::Kind.eq(UserKind::Human.as_str()))
         .one(db)
@@ -57,8 +56,8 @@ pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> Result<bool> {
 pub(super) async fn users_by_tokens(
     db: &impl ConnectionTrait,
     hashes: &[String],
-) -> Result<Vec<Option<UserRecord>>> {
-    let (condition, hashes_param) = super::lookups::any_of(db, "t.hash", hashes);
+) -> DbResult<Vec<Option<UserRecord>>> {
+    let (condition, hashes_param) = super::batching::any_of(db, "t.hash", hashes);
     // The user and one row per group. `$1` is a placeholder on SQLite and
     // PostgreSQL alike.
     let sql = format!(
@@ -88,7 +87,9 @@ pub(super) async fn users_by_tokens(
     Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
 
-pub(super) async fn install_token(db: &impl ConnectionTrait) -> Result<Option<InstallTokenRecord>> {
+pub(super) async fn install_token(
+    db: &impl ConnectionTrait,
+) -> DbResult<Option<InstallTokenRecord>> {
     let row = install_token::Entity::find_by_id(INSTALL_ID.to_owned())
         .one(db)
         .await?;
@@ -103,7 +104,7 @@ pub(super) async fn insert_install_token(
     db: &impl ConnectionTrait,
     hash: &str,
     issued_at: i64,
-) -> Result<bool> {
+) -> DbResult<bool> {
     let inserted = install_token::Entity::insert(pending_install_token(hash, issued_at))
         .on_conflict_do_nothing_on([install_token::Column::Id])
         .exec_without_returning(db)
@@ -115,7 +116,7 @@ pub(super) async fn replace_install_token(
     db: &impl ConnectionTrait,
     hash: &str,
     issued_at: i64,
-) -> Result<bool> {
+) -> DbResult<bool> {
     // Only a pending token (or none) is replaced: a consumed one stays
     // consumed even if a regeneration races the consumption.
     let written = install_token::Entity::insert(pending_install_token(hash, issued_at))
@@ -142,7 +143,7 @@ pub(super) async fn consume_install_token(
     now: i64,
     admin: &NewAdmin,
     groups: &[&str],
-) -> Result<InstallOutcome> {
+) -> DbResult<InstallOutcome> {
     let txn = db.begin().await?;
     // The claim comes first: it takes the write lock, so concurrent callers
     // queue here and all but one find the token already consumed.
@@ -213,7 +214,7 @@ async fn add_to_groups(
     user_id: &str,
     groups: &[&str],
     now: i64,
-) -> Result<()> {
+) -> DbResult<()> {
     for group in groups {
         group_member::Entity::insert(group_member::ActiveModel {
             user_id: Set(user_id.to_owned()),
@@ -227,7 +228,7 @@ async fn add_to_groups(
     Ok(())
 }
 
-async fn with_groups(db: &impl ConnectionTrait, row: user::Model) -> Result<UserRecord> {
+async fn with_groups(db: &impl ConnectionTrait, row: user::Model) -> DbResult<UserRecord> {
     let groups = group_member::Entity::find()
         .filter(group_member::Column::UserId.eq(row.id.as_str()))
         .order_by_asc(group_member::Column::GroupName)

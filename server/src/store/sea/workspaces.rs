@@ -9,10 +9,11 @@ use sea_orm::{
 };
 use tessera_client::Secret;
 
-use crate::store::entities::workspace::{self, Column};
-use crate::store::{AuthTokenChange, Result, WorkspaceRecord};
+use super::DbResult;
+use super::entities::workspace::{self, Column};
+use crate::store::{AuthTokenChange, WorkspaceRecord};
 
-pub(super) async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> Result<bool> {
+pub(super) async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> DbResult<bool> {
     let inserted = workspace::Entity::insert(workspace::ActiveModel {
         id: Set(record.id.clone()),
         name: Set(record.name.clone()),
@@ -32,14 +33,17 @@ pub(super) async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) 
     Ok(matches!(inserted, TryInsertResult::Inserted(1)))
 }
 
-pub(super) async fn by_id(db: &impl ConnectionTrait, id: &str) -> Result<Option<WorkspaceRecord>> {
+pub(super) async fn by_id(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> DbResult<Option<WorkspaceRecord>> {
     find(db, Column::Id.eq(id)).await
 }
 
 pub(super) async fn by_registration(
     db: &impl ConnectionTrait,
     hash: &str,
-) -> Result<Option<WorkspaceRecord>> {
+) -> DbResult<Option<WorkspaceRecord>> {
     find(db, Column::RegistrationHash.eq(hash)).await
 }
 
@@ -48,8 +52,8 @@ pub(super) async fn by_registration(
 pub(super) async fn by_auth_hashes(
     db: &impl ConnectionTrait,
     hashes: &[String],
-) -> Result<Vec<Option<WorkspaceRecord>>> {
-    let (condition, hashes_param) = super::lookups::any_of(db, "auth_hash", hashes);
+) -> DbResult<Vec<Option<WorkspaceRecord>>> {
+    let (condition, hashes_param) = super::batching::any_of(db, "auth_hash", hashes);
     let sql = format!("SELECT * FROM workspaces WHERE {condition}");
     let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, [hashes_param]);
     let rows = workspace::Entity::find()
@@ -68,7 +72,7 @@ pub(super) async fn record_registration(
     id: &str,
     now: i64,
     auth: AuthTokenChange<'_>,
-) -> Result<bool> {
+) -> DbResult<bool> {
     let written = match auth {
         AuthTokenChange::Keep => false,
         AuthTokenChange::SetIfNone(hash) => {
@@ -110,7 +114,7 @@ fn registration(id: &str, now: i64) -> UpdateMany<workspace::Entity> {
 async fn find(
     db: &impl ConnectionTrait,
     condition: impl sea_orm::sea_query::IntoCondition,
-) -> Result<Option<WorkspaceRecord>> {
+) -> DbResult<Option<WorkspaceRecord>> {
     let row = super::only_row(workspace::Entity::find().filter(condition), db).await?;
     Ok(row.map(record))
 }

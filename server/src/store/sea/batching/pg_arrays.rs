@@ -10,8 +10,9 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, Value};
 
-use crate::store::entities::ticket;
-use crate::store::{AuditRecord, Result, TicketRecord};
+use crate::store::sea::DbResult;
+use crate::store::sea::entities::ticket;
+use crate::store::{AuditRecord, TicketRecord};
 
 const INSERT_TICKETS: &str = "INSERT INTO tickets \
     (hash, user_id, provider, purpose, minted_at, expires_at) \
@@ -43,10 +44,10 @@ fn statement(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-pub(super) async fn insert_tickets(
+pub(in crate::store::sea) async fn insert_tickets(
     db: &impl ConnectionTrait,
     rows: &[&TicketRecord],
-) -> Result<()> {
+) -> DbResult<()> {
     let values = vec![
         column(rows, |t| &t.hash),
         column(rows, |t| &t.user_id),
@@ -59,16 +60,19 @@ pub(super) async fn insert_tickets(
     Ok(())
 }
 
-pub(super) async fn take_tickets(
+pub(in crate::store::sea) async fn take_tickets(
     db: &impl ConnectionTrait,
     hashes: &[&str],
-) -> Result<Vec<ticket::Model>> {
+) -> DbResult<Vec<ticket::Model>> {
     let hashes: Vec<String> = hashes.iter().map(|&hash| hash.to_owned()).collect();
     let delete = statement(TAKE_TICKETS, vec![hashes.into()]);
-    Ok(ticket::Entity::find().from_raw_sql(delete).all(db).await?)
+    ticket::Entity::find().from_raw_sql(delete).all(db).await
 }
 
-pub(super) async fn append_audits(db: &impl ConnectionTrait, rows: &[&AuditRecord]) -> Result<()> {
+pub(in crate::store::sea) async fn append_audits(
+    db: &impl ConnectionTrait,
+    rows: &[&AuditRecord],
+) -> DbResult<()> {
     let values = vec![
         column(rows, |a| &a.at),
         column(rows, |a| &a.actor),

@@ -1,16 +1,10 @@
-//! Calls answered together: each caller hands in a request and waits for
-//! its own answer, while worker tasks take every request waiting (up to a
-//! bound) and answer them with one piece of work. The group commit
-//! (`batch.rs`) and the token lookups (`lookups.rs`) are built on it.
-//!
-//! Why: a statement's cost is mostly fixed (a round trip to PostgreSQL, two
-//! thread hand-offs to sqlx's SQLite worker), so under load one statement
-//! for many calls is far cheaper than one each. A lone call is taken at
-//! once by an idle worker and waits for nobody.
+//! Each caller hands in a request and waits for its own answer, while
+//! worker tasks take every request waiting (up to a bound) and answer them
+//! with one piece of work. A lone call is taken at once by an idle worker
+//! and waits for nobody.
 
 use std::sync::Arc;
 
-use sea_orm::DbErr;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::store::StoreError;
@@ -123,6 +117,5 @@ where
 /// The error for a call [`Queue::call`] left unanswered: `workers` (as
 /// named to [`Queue::start`]) have stopped or failed its batch.
 pub(super) fn stopped(workers: &str) -> StoreError {
-    let message = format!("{workers} has stopped");
-    StoreError::Unavailable(Arc::new(DbErr::Custom(message)))
+    StoreError::Unavailable(format!("{workers} has stopped"))
 }

@@ -1,13 +1,12 @@
 //! VerifyBearer's token lookups, answered together (see `queue.rs`): under
 //! load, one query finds the users or workspaces of many tokens.
-//!
-//! Batching changes no answer: a lookup's query starts after its call
-//! arrived, so a token revoked or rotated before the call is not found.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
 use super::queue::{self, Queue};
-use super::{users, workspaces};
+use crate::store::sea::error::store_error;
+use crate::store::sea::gate::Gate;
+use crate::store::sea::{DbResult, users, workspaces};
 use crate::store::{Result, UserRecord, WorkspaceRecord};
 
 /// Most tokens in one query.
@@ -20,52 +19,85 @@ type Lookup<V> = Queue<String, Result<Option<V>>>;
 
 /// The lookup queues, each with its own worker tasks.
 #[derive(Debug)]
-pub(super) struct Lookups {
+pub(in crate::store::sea) struct Lookups {
     users: Lookup<UserRecord>,
     workspaces: Lookup<WorkspaceRecord>,
 }
 
 impl Lookups {
-    /// Starts `workers` tasks per kind of token, querying `db`.
-    pub(super) fn start(db: &DatabaseConnection, workers: usize) -> Self {
-        let users_db = db.clone();
-        let users = Queue::start(USERS, workers, MAX_BATCH, move |hashes| {
-            let db = users_db.clone();
-            async move { answers(users::users_by_tokens(&db, &hashes).await, hashes.len()) }
+    /// Starts `workers` tasks per kind of token, querying `db`, each
+    /// holding a `gate` permit while it queries.
+    pub(in crate::store::sea) fn start(
+        db: &DatabaseConnection,
+        gate: &Gate,
+        workers: usize,
+    ) -> Self {
+        let users = lookup(USERS, db, gate, workers, |db, hashes| async move {
+            users::users_by_tokens(&db, &hashes).await
         });
-        let db = db.clone();
-        let workspaces = Queue::start(WORKSPACES, workers, MAX_BATCH, move |hashes| {
-            let db = db.clone();
-            async move { answers(workspaces::by_auth_hashes(&db, &hashes).await, hashes.len()) }
+        let workspaces = lookup(WORKSPACES, db, gate, workers, |db, hashes| async move {
+            workspaces::by_auth_hashes(&db, &hashes).await
         });
         Self { users, workspaces }
     }
 
     /// The user whose access token hashes to `hash`.
-    pub(super) async fn user(&self, hash: &str) -> Result<Option<UserRecord>> {
+    pub(in crate::store::sea) async fn user(&self, hash: &str) -> Result<Option<UserRecord>> {
         let answer = self.users.call(hash.to_owned()).await;
         answer.unwrap_or_else(|| Err(queue::stopped(USERS)))
     }
 
     /// The workspace whose auth token hashes to `hash`.
-    pub(super) async fn workspace(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
+    pub(in crate::store::sea) async fn workspace(
+        &self,
+        hash: &str,
+    ) -> Result<Option<WorkspaceRecord>> {
         let answer = self.workspaces.call(hash.to_owned()).await;
         answer.unwrap_or_else(|| Err(queue::stopped(WORKSPACES)))
     }
 }
 
-/// One answer per token: what the query found, or its error for each.
-fn answers<V>(found: Result<Vec<Option<V>>>, tokens: usize) -> Vec<Result<Option<V>>> {
-    match found {
-        Ok(found) => found.into_iter().map(Ok).collect(),
-        Err(err) => vec![err; tokens].into_iter().map(Err).collect(),
-    }
+/// A queue named `name` whose workers answer up to [`MAX_BATCH`] hashes
+/// with one `query`: one answer per hash, in order, or the query's error
+/// for each.
+fn lookup<V, Q, Fut>(
+    name: &'static str,
+    db: &DatabaseConnection,
+    gate: &Gate,
+    workers: usize,
+    query: Q,
+) -> Lookup<V>
+where
+    V: Clone + Send + 'static,
+    Q: Fn(DatabaseConnection, Vec<String>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = DbResult<Vec<Option<V>>>> + Send + 'static,
+{
+    let (db, gate) = (db.clone(), gate.clone());
+    let query = std::sync::Arc::new(query);
+    Queue::start(name, workers, MAX_BATCH, move |hashes: Vec<String>| {
+        let (db, gate, query) = (db.clone(), gate.clone(), query.clone());
+        async move {
+            let count = hashes.len();
+            let found = match gate.enter().await {
+                Ok(_permit) => query(db, hashes).await.map_err(|err| store_error(&err)),
+                Err(err) => Err(err),
+            };
+            match found {
+                Ok(found) => found.into_iter().map(Ok).collect(),
+                Err(err) => vec![Err(err); count],
+            }
+        }
+    })
 }
 
 /// `column` is one of `keys`, as one SQL text for any number of keys (so
 /// it is prepared once) and its one parameter `$1`: a JSON array read by
 /// `json_each` on SQLite, an array on PostgreSQL.
-pub(super) fn any_of(db: &impl ConnectionTrait, column: &str, keys: &[String]) -> (String, Value) {
+pub(in crate::store::sea) fn any_of(
+    db: &impl ConnectionTrait,
+    column: &str,
+    keys: &[String],
+) -> (String, Value) {
     if db.get_database_backend() == DbBackend::Postgres {
         return (format!("{column} = ANY($1)"), keys.to_vec().into());
     }

@@ -1,0 +1,267 @@
+//! The values the store reads and writes: plain data, no backend types.
+//! All times are Unix milliseconds; all secrets are hex SHA-256 digests.
+
+use tessera_client::Secret;
+
+/// Whether a user is a person or a synthetic service identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserKind {
+    /// Backs a `TESSERA_SERVICE_TOKEN_<NAME>` secret; never counts as a human.
+    Service,
+    /// A person.
+    Human,
+}
+
+/// A user and the groups it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable random id.
+    pub id: String,
+    /// Unique e-mail address.
+    pub email: String,
+    /// Name for display.
+    pub display_name: String,
+    /// Person or service.
+    pub kind: UserKind,
+    /// Group names, sorted.
+    pub groups: Vec<String>,
+}
+
+/// A user to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    /// Its id, used only if the user does not exist yet.
+    pub id: String,
+    /// Unique e-mail address.
+    pub email: String,
+    /// Name for display.
+    pub display_name: String,
+    /// Person or service.
+    pub kind: UserKind,
+    /// When it is created.
+    pub created_at: i64,
+}
+
+/// A live ticket, keyed by its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketRecord {
+    /// Hex SHA-256 of the ticket.
+    pub hash: String,
+    /// Identity the ticket is bound to.
+    pub user_id: String,
+    /// Identity provider of `user_id`.
+    pub provider: String,
+    /// Purpose the ticket is bound to; empty for none.
+    pub purpose: String,
+    /// When it was minted.
+    pub minted_at: i64,
+    /// When it stops being accepted.
+    pub expires_at: i64,
+}
+
+/// The internal credential of one server process, kept alive by heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InternalCredentialRecord {
+    /// Hex SHA-256 of the credential.
+    pub hash: String,
+    /// Random id of the process that minted it.
+    pub instance_id: String,
+    /// When it was minted.
+    pub created_at: i64,
+    /// Last time its process said it is alive.
+    pub heartbeat_at: i64,
+}
+
+/// One audit log entry. Never holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When it happened.
+    pub at: i64,
+    /// E-mail or subject of the principal acting; empty when unknown.
+    pub actor: String,
+    /// What was attempted, e.g. `ticket.mint`.
+    pub action: String,
+    /// What it was done to, e.g. a ticket's truncated text or a user id.
+    pub resource: String,
+    /// `ok` or the failure reason.
+    pub outcome: String,
+    /// Public id of the credential presented; empty when none.
+    pub credential_id: String,
+    /// Remote address of the caller; empty when unknown.
+    pub peer: String,
+}
+
+/// An audit entry whose outcome is decided by the write it records: a
+/// take's entry is completed from the verdict on the row it found, in the
+/// same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditDraft {
+    /// When it happened.
+    pub at: i64,
+    /// E-mail or subject of the principal acting; empty when unknown.
+    pub actor: String,
+    /// What was attempted, e.g. `ticket.consume`.
+    pub action: String,
+    /// What it was done to.
+    pub resource: String,
+    /// Public id of the credential presented; empty when none.
+    pub credential_id: String,
+    /// Remote address of the caller; empty when unknown.
+    pub peer: String,
+}
+
+impl AuditDraft {
+    /// The entry, with `outcome`.
+    pub fn with_outcome(&self, outcome: &str) -> AuditRecord {
+        AuditRecord {
+            at: self.at,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            outcome: outcome.to_owned(),
+            credential_id: self.credential_id.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+/// Why a ticket was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketRejection {
+    /// Never issued, already used, or reaped.
+    Unknown,
+    /// Past its expiry time.
+    Expired,
+    /// Minted for another purpose.
+    PurposeMismatch,
+    /// Not a well-formed ticket.
+    Malformed,
+}
+
+impl TicketRejection {
+    /// The outcome recorded in the audit log.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            TicketRejection::Unknown => "TICKET_UNKNOWN",
+            TicketRejection::Expired => "TICKET_EXPIRED",
+            TicketRejection::PurposeMismatch => "TICKET_PURPOSE_MISMATCH",
+            TicketRejection::Malformed => "TICKET_MALFORMED",
+        }
+    }
+}
+
+/// What a taken ticket means for its consumer: the ticket, or why it is
+/// refused.
+pub type Verdict = std::result::Result<TicketRecord, TicketRejection>;
+
+/// A consumer's attempt at a ticket: the hash of what it presented, what
+/// it expects, and the audit entry of the attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketTake {
+    /// Hex SHA-256 of the presented ticket.
+    pub hash: String,
+    /// The purpose the consumer expects; empty for none.
+    pub purpose: String,
+    /// The time the ticket is judged at.
+    pub now: i64,
+    /// The attempt's audit entry; its outcome comes from the verdict.
+    pub audit: AuditDraft,
+}
+
+impl TicketTake {
+    /// The verdict on `found`, the row this take deleted (if any). A pure
+    /// function, called once per take inside the transaction that deletes
+    /// the row, so the audit entry and the consumer's answer always agree.
+    pub fn judge(&self, found: Option<TicketRecord>) -> Verdict {
+        let record = found.ok_or(TicketRejection::Unknown)?;
+        if record.expires_at <= self.now {
+            return Err(TicketRejection::Expired);
+        }
+        if record.purpose != self.purpose {
+            return Err(TicketRejection::PurposeMismatch);
+        }
+        Ok(record)
+    }
+
+    /// The audit entry of this take, given its verdict.
+    pub fn audit_entry(&self, verdict: &Verdict) -> AuditRecord {
+        let outcome = match verdict {
+            Ok(_) => "ok",
+            Err(rejection) => rejection.outcome(),
+        };
+        self.audit.with_outcome(outcome)
+    }
+}
+
+/// The install token on file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallTokenRecord {
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// When it was minted.
+    pub issued_at: i64,
+    /// When it created the first admin, if it did.
+    pub consumed_at: Option<i64>,
+}
+
+/// The first administrator to create with the install token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAdmin {
+    /// Its user id.
+    pub id: String,
+    /// Its e-mail.
+    pub email: String,
+    /// Its display name.
+    pub display_name: String,
+    /// Hex SHA-256 of its first user access token.
+    pub token_hash: String,
+}
+
+/// What [`Store::consume_install_token`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// The token was pending with this hash; the admin now exists.
+    Created(UserRecord),
+    /// No pending token with this hash (wrong, replaced or already used).
+    NotPending,
+    /// A human user exists already; nothing was changed.
+    HumanExists,
+}
+
+/// A provisioned workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceRecord {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Secret the platform presents to it; `None` for legacy workspaces.
+    pub inbound_secret: Option<Secret>,
+    /// Hex SHA-256 of its registration token.
+    pub registration_hash: String,
+    /// Hex SHA-256 of its current auth token, once registered.
+    pub auth_hash: Option<String>,
+    /// When it was provisioned.
+    pub created_at: i64,
+    /// When it first registered.
+    pub registered_at: Option<i64>,
+    /// When it last registered.
+    pub last_registered_at: Option<i64>,
+}
+
+/// How a registration treats the workspace's auth token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthTokenChange<'a> {
+    /// Leave it as it is.
+    Keep,
+    /// Set this hash only if no auth token is set yet (first registration).
+    SetIfNone(&'a str),
+    /// Replace it with `new` (rotation) if it is still `current` (`None`:
+    /// no token); the old token stops verifying at once.
+    Replace {
+        /// Hash of the new auth token.
+        new: &'a str,
+        /// Hash the rotation expects to replace.
+        current: Option<&'a str>,
+    },
+}

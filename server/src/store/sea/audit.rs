@@ -1,0 +1,59 @@
+//! The audit log: appended by the group commit (`batching/writes.rs`).
+
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, QueryOrder, QuerySelect};
+
+use super::DbResult;
+use super::batching::pg_arrays;
+use super::entities::audit;
+use crate::store::AuditRecord;
+
+/// Appends audit entries in one statement.
+pub(super) async fn append_audits(
+    db: &impl ConnectionTrait,
+    records: &[&AuditRecord],
+) -> DbResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return pg_arrays::append_audits(db, records).await;
+    }
+    let rows = records.iter().map(|record| audit::ActiveModel {
+        at: Set(record.at),
+        actor: Set(record.actor.clone()),
+        action: Set(record.action.clone()),
+        resource: Set(record.resource.clone()),
+        outcome: Set(record.outcome.clone()),
+        credential_id: Set(record.credential_id.clone()),
+        peer: Set(record.peer.clone()),
+        ..Default::default()
+    });
+    audit::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The newest `limit` entries, newest first (for tests).
+pub(super) async fn recent_audit(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> DbResult<Vec<AuditRecord>> {
+    let rows = audit::Entity::find()
+        .order_by_desc(audit::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| AuditRecord {
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            resource: row.resource,
+            outcome: row.outcome,
+            credential_id: row.credential_id,
+            peer: row.peer,
+        })
+        .collect())
+}

@@ -1,0 +1,81 @@
+//! Tickets: written and taken by the group commit (`batching/writes.rs`),
+//! reaped by the background reaper.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter,
+};
+
+use super::DbResult;
+use super::batching::pg_arrays;
+use super::entities::ticket;
+use crate::store::TicketRecord;
+
+/// Stores new tickets in one statement (on PostgreSQL, see `unnest`).
+pub(super) async fn insert_tickets(
+    db: &impl ConnectionTrait,
+    records: &[&TicketRecord],
+) -> DbResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return pg_arrays::insert_tickets(db, records).await;
+    }
+    let rows = records.iter().map(|record| ticket::ActiveModel {
+        hash: Set(record.hash.clone()),
+        user_id: Set(record.user_id.clone()),
+        provider: Set(record.provider.clone()),
+        purpose: Set(record.purpose.clone()),
+        minted_at: Set(record.minted_at),
+        expires_at: Set(record.expires_at),
+    });
+    ticket::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the tickets with these hashes and returns the rows that existed.
+pub(super) async fn take_tickets(
+    db: &impl ConnectionTrait,
+    hashes: &[&str],
+) -> DbResult<Vec<TicketRecord>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    // DELETE … RETURNING: each row goes to exactly one statement, on SQLite
+    // and PostgreSQL alike, with no read-then-write window.
+    let rows = if db.get_database_backend() == DbBackend::Postgres {
+        pg_arrays::take_tickets(db, hashes).await?
+    } else {
+        ticket::Entity::delete_many()
+            .filter(ticket::Column::Hash.is_in(hashes.iter().copied()))
+            .exec_with_returning(db)
+            .await?
+    };
+    Ok(rows
+        .into_iter()
+        .map(|row| TicketRecord {
+            hash: row.hash,
+            user_id: row.user_id,
+            provider: row.provider,
+            purpose: row.purpose,
+            minted_at: row.minted_at,
+            expires_at: row.expires_at,
+        })
+        .collect())
+}
+
+pub(super) async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> DbResult<u64> {
+    let result = ticket::Entity::delete_many()
+        .filter(ticket::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Number of stored tickets, expired or not (for tests).
+pub(super) async fn count_tickets(db: &impl ConnectionTrait) -> DbResult<u64> {
+    ticket::Entity::find().count(db).await
+}
