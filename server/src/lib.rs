@@ -7,6 +7,18 @@
 //! one request through them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+// From clippy's pedantic set, the lints that catch real defects here: lossy
+// casts of durations and sizes, needless copies, and long functions.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::needless_pass_by_value,
+    clippy::redundant_closure_for_method_calls,
+    clippy::format_push_string,
+    clippy::ref_option,
+    clippy::map_unwrap_or,
+    clippy::trivially_copy_pass_by_ref,
+    clippy::too_many_lines
+)]
 
 mod auth;
 mod background;

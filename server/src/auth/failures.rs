@@ -120,7 +120,7 @@ impl FailureThrottle {
         if blocked.len() < MAX_TRACKED {
             tracing::warn!(
                 key,
-                retry_after_ms = wait.as_millis() as u64,
+                retry_after_ms = super::throttle::millis(wait),
                 "too many failed authentications; refusing for a while"
             );
             blocked.insert(key.to_owned(), now + wait);

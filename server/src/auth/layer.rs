@@ -149,7 +149,7 @@ where
 fn credential_rejected<B>(response: &http::Response<B>) -> bool {
     let status = response.extensions().get::<Status>();
     let source = status.and_then(|status| std::error::Error::source(status));
-    source.is_some_and(|source| source.is::<CredentialRejected>())
+    source.is_some_and(<dyn std::error::Error>::is::<CredentialRejected>)
 }
 
 /// The caller's address, when the transport recorded it.
@@ -168,7 +168,10 @@ fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
 /// `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` saying when to retry.
 fn throttled(wait: Duration) -> Status {
     metrics::counter!("tessera_throttled_total").increment(1);
-    tracing::info!(retry_after_ms = wait.as_millis() as u64, "caller throttled");
+    tracing::info!(
+        retry_after_ms = super::throttle::millis(wait),
+        "caller throttled"
+    );
     Status::with_error_details(
         Code::ResourceExhausted,
         "too many requests; retry later",

@@ -1,4 +1,6 @@
-//! Who may call what: the one policy table (SPEC §4).
+//! Who may call what: the one policy table, applied before any handler runs.
+//! A path not in it needs an authenticated caller, so a new RPC is never
+//! public by accident.
 
 use crate::domain::{Principal, PrincipalKind};
 

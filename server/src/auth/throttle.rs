@@ -40,6 +40,11 @@ impl Throttle {
     }
 }
 
+/// `wait` in whole milliseconds, for logs.
+pub(super) fn millis(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

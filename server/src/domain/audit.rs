@@ -17,7 +17,7 @@ pub(crate) struct Auditor {
 }
 
 /// What happened, to what, with what result. Never a secret.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Event<'a> {
     /// E.g. `ticket.mint`.
     pub action: &'static str,

@@ -9,7 +9,8 @@ use crate::domain::{InstallState, Principal, PrincipalKind, TicketIdentity};
 pub(crate) fn timestamp(ms: i64) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        // Below 10^9, so it always fits.
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or_default(),
     }
 }
 

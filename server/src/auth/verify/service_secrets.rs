@@ -114,7 +114,13 @@ impl ServiceSecrets {
             );
             return;
         }
-        let index = self.accounts.len() as u32;
+        let Ok(index) = u32::try_from(self.accounts.len()) else {
+            tracing::warn!(
+                variable,
+                "too many service names; this service path is disabled"
+            );
+            return;
+        };
         let mut accepted = 0;
         for (position, part) in parts.iter().enumerate() {
             if part.chars().count() < MIN_SECRET_LEN {

@@ -1,6 +1,8 @@
 //! VerifyBearer's token lookups, answered together (see `queue.rs`): under
 //! load, one query finds the users or workspaces of many tokens.
 
+use std::fmt::Write;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
 use super::queue::{self, Queue};
@@ -119,7 +121,9 @@ fn json_array(keys: &[String]) -> String {
                     json.push('\\');
                     json.push(c);
                 }
-                c if c.is_control() => json.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c if c.is_control() => {
+                    let _ = write!(json, "\\u{:04x}", u32::from(c));
+                }
                 c => json.push(c),
             }
         }
