@@ -69,17 +69,19 @@ fn spawn_background(
     [tokio::spawn(check), tokio::spawn(reap), tokio::spawn(beat)]
 }
 
-/// Runs Tessera on `listener` until `shutdown` completes, then reports
-/// `NOT_SERVING`, drains in-flight calls (up to the drain timeout) and
-/// withdraws this process's internal credential.
-pub(crate) async fn serve(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let sea =
-        SeaStore::connect_with_pool(settings.database_url.expose(), settings.db_max_connections)
-            .await?;
+/// The store and the domain over it, ready to serve.
+struct Opened {
+    sea: SeaStore,
+    store: Arc<dyn Store>,
+    internal: Arc<InternalCredentials>,
+    app: Arc<Tessera>,
+}
+
+/// Opens and migrates the database, wires the domain, seeds the service
+/// users and mints the install token if nobody can log in yet.
+async fn open(settings: &Settings) -> Result<Opened, ServeError> {
+    let url = settings.database_url.expose();
+    let sea = SeaStore::connect_with_pool(url, settings.db_max_connections).await?;
     sea.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let liveness = settings.heartbeat_interval * MISSED_HEARTBEATS;
@@ -95,7 +97,46 @@ pub(crate) async fn serve(
     if let Err(err) = app.install.mint_at_boot().await {
         tracing::error!(error = %err, "could not mint the install token");
     }
+    Ok(Opened {
+        sea,
+        store,
+        internal,
+        app,
+    })
+}
 
+/// Once `shutdown` completes: stop the background tasks, report
+/// `NOT_SERVING`, start the drain deadline and withdraw the internal
+/// credential (in its own task, so a slow database cannot delay the drain).
+async fn on_shutdown(
+    shutdown: impl Future<Output = ()>,
+    stop: watch::Sender<bool>,
+    health: Health,
+    drain: oneshot::Sender<()>,
+    internal: Arc<InternalCredentials>,
+) {
+    shutdown.await;
+    tracing::info!("shutdown requested; reporting NOT_SERVING and draining");
+    let _ = stop.send(true);
+    health.shutdown().await;
+    let _ = drain.send(());
+    tokio::spawn(async move { retire(&internal).await });
+}
+
+/// Runs Tessera on `listener` until `shutdown` completes, then reports
+/// `NOT_SERVING`, drains in-flight calls (up to the drain timeout) and
+/// withdraws this process's internal credential.
+pub(crate) async fn serve(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let Opened {
+        sea,
+        store,
+        internal,
+        app,
+    } = open(&settings).await?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(reporter);
     health.set(true).await;
@@ -112,16 +153,7 @@ pub(crate) async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let (drain_tx, drain_rx) = oneshot::channel::<()>();
-    let retiring = internal.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutdown requested; reporting NOT_SERVING and draining");
-        let _ = stop_tx.send(true);
-        health.shutdown().await;
-        let _ = drain_tx.send(());
-        // In its own task so a slow database cannot delay the drain.
-        tokio::spawn(async move { retire(&retiring).await });
-    };
+    let signal = on_shutdown(shutdown, stop_tx, health, drain_tx, internal.clone());
     let limits = settings.limits;
     let mut builder = Server::builder()
         .timeout(limits.request_timeout)

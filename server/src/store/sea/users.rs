@@ -52,7 +52,7 @@ pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> DbResult<bool> 
 }
 
 /// The user of each token hash, in order (`None` for a hash no token has):
-/// one query for them all, VerifyBearer's hot path (see `lookups.rs`).
+/// one query for them all, VerifyBearer's hot path (see `batching/lookups.rs`).
 pub(super) async fn users_by_tokens(
     db: &impl ConnectionTrait,
     hashes: &[String],

@@ -48,7 +48,7 @@ pub(super) async fn by_registration(
 }
 
 /// The workspace of each auth token hash, in order, in one query (see
-/// `lookups.rs`).
+/// `batching/lookups.rs`).
 pub(super) async fn by_auth_hashes(
     db: &impl ConnectionTrait,
     hashes: &[String],
