@@ -134,7 +134,7 @@ impl SeaStore {
 #[async_trait]
 impl Store for SeaStore {
     async fn ping(&self) -> Result<()> {
-        self.db.ping().await.map_err(|err| store_error(&err))
+        self.gated(self.db.ping()).await
     }
 
     async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<UserRecord> {
