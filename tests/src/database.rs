@@ -101,6 +101,29 @@ impl TestDatabase {
         let _ = admin.close().await;
     }
 
+    /// Takes the PostgreSQL database away from its clients: no new
+    /// connections, and every open session terminated.
+    pub async fn refuse_connections(&self) {
+        let name = self
+            .name()
+            .expect("refuse_connections() is for PostgreSQL databases");
+        self.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .await;
+        self.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await;
+    }
+
+    /// Gives the database back after [`refuse_connections`](Self::refuse_connections).
+    pub async fn allow_connections(&self) {
+        let name = self
+            .name()
+            .expect("allow_connections() is for PostgreSQL databases");
+        self.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .await;
+    }
+
     /// Name of the PostgreSQL database.
     pub fn name(&self) -> Option<&str> {
         match self {

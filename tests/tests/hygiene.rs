@@ -13,7 +13,7 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         .service("SCHEDULER", &format!("{secret},{next}"))
         .service("TYPO", "too-short-secret")
         .env("RUST_LOG", "trace");
-    let server = TestServer::start(&db, options).await;
+    let mut server = TestServer::start(&db, options).await;
     let mut service = server.client(Some(&secret)).await;
     let mut secrets = vec![secret.clone(), next.clone(), "too-short-secret".to_owned()];
 

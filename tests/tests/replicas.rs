@@ -727,7 +727,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_ticket_and_double_spe
     let _serial = ONE_AT_A_TIME.lock().await;
     let db = postgres().await;
     let [a, b, c] = replicas(&db).await;
-    let servers = [a, b, c];
+    let mut servers = [a, b, c];
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let killed = Arc::new(AtomicBool::new(false));
 
