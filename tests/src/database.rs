@@ -78,6 +78,14 @@ impl TestDatabase {
         })
     }
 
+    /// A new PostgreSQL database, for tests that mean nothing without one:
+    /// they fail, not skip, when PostgreSQL is unreachable.
+    pub async fn postgres_required() -> Self {
+        Self::postgres()
+            .await
+            .expect("this test needs PostgreSQL (127.0.0.1:5432 or TESSERA_TEST_POSTGRES_URL)")
+    }
+
     /// The `DATABASE_URL` to give the server.
     pub fn url(&self) -> &str {
         match self {

@@ -66,6 +66,15 @@ pub fn error_reason(status: &Status) -> Option<String> {
         .map(|info| info.reason.clone())
 }
 
+/// The fields named by the `BadRequest` detail of `status`.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
 /// Seconds since the Unix epoch, as a float (to compare with timestamps).
 pub fn now_seconds() -> f64 {
     std::time::SystemTime::now()

@@ -34,6 +34,12 @@ impl TestServer {
         Self::start_with(options.database_url(database.url())).await
     }
 
+    /// Starts `tessera` on `database` with [`ServerOptions::scheduler`] and
+    /// the extra environment `env`.
+    pub async fn start_scheduler(database: &TestDatabase, env: &[(&str, &str)]) -> TestServer {
+        Self::start(database, ServerOptions::scheduler().envs(env)).await
+    }
+
     /// Starts `tessera` exactly as `options` say (no `DATABASE_URL` unless
     /// they set one) and waits until it is `SERVING`.
     pub async fn start_with(options: ServerOptions) -> TestServer {
@@ -113,6 +119,18 @@ impl TestServer {
     /// Everything the process wrote to standard error (its logs) so far.
     pub fn stderr(&self) -> String {
         self.process.stderr()
+    }
+
+    /// The first `at_most` lines of its (JSON) logs at level ERROR, to show
+    /// beside a failed assertion.
+    pub fn error_lines(&self, at_most: usize) -> String {
+        let logs = self.stderr();
+        let lines: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("\"ERROR\""))
+            .take(at_most)
+            .collect();
+        lines.join("\n")
     }
 
     /// Sends SIGTERM.

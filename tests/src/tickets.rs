@@ -87,3 +87,10 @@ pub async fn mint(client: &mut Client, user_id: &str, purpose: &str, ttl_seconds
     assert!(ticket.starts_with("tsr_tkt_"), "ticket prefix");
     ticket
 }
+
+/// GetInternalCredential, which must succeed.
+pub async fn internal(client: &mut Client) -> String {
+    crate::grpc::internal_credential(client)
+        .await
+        .expect("internal credential")
+}
