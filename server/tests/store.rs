@@ -8,31 +8,8 @@ use tessera_server::store::{
 };
 use tessera_tests::TestDatabase;
 
-/// Runs `$case` on a fresh SQLite file and on a fresh PostgreSQL database.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let db = tessera_tests::TestDatabase::sqlite();
-                    super::$case(super::open(&db).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some(db) = tessera_tests::TestDatabase::postgres().await else { return };
-                    super::$case(super::open(&db).await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+tessera_tests::on_both_backends!(
+    open =>
     migrations_are_idempotent,
     ensure_user_is_idempotent_under_races,
     a_ticket_is_taken_at_most_once,

@@ -78,6 +78,14 @@ impl TestDatabase {
         })
     }
 
+    /// A new PostgreSQL database, for tests that mean nothing without one:
+    /// they fail, not skip, when PostgreSQL is unreachable.
+    pub async fn postgres_required() -> Self {
+        Self::postgres()
+            .await
+            .expect("this test needs PostgreSQL (127.0.0.1:5432 or TESSERA_TEST_POSTGRES_URL)")
+    }
+
     /// The `DATABASE_URL` to give the server.
     pub fn url(&self) -> &str {
         match self {
@@ -99,6 +107,29 @@ impl TestDatabase {
         let admin = connect(admin_url).await.expect("connect to PostgreSQL");
         admin.execute_unprepared(sql).await.expect("admin SQL");
         let _ = admin.close().await;
+    }
+
+    /// Takes the PostgreSQL database away from its clients: no new
+    /// connections, and every open session terminated.
+    pub async fn refuse_connections(&self) {
+        let name = self
+            .name()
+            .expect("refuse_connections() is for PostgreSQL databases");
+        self.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .await;
+        self.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await;
+    }
+
+    /// Gives the database back after [`refuse_connections`](Self::refuse_connections).
+    pub async fn allow_connections(&self) {
+        let name = self
+            .name()
+            .expect("allow_connections() is for PostgreSQL databases");
+        self.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .await;
     }
 
     /// Name of the PostgreSQL database.

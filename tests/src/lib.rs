@@ -1,34 +1,78 @@
 //! Test support: a real `tessera` process on an ephemeral port, with a fresh
-//! SQLite file or a fresh PostgreSQL database, and clients attached.
+//! SQLite file or a fresh PostgreSQL database, clients attached, and the
+//! helpers the end-to-end tests share.
 #![forbid(unsafe_code)]
 
+mod backends;
 mod database;
+mod process;
 mod server;
 
+pub mod audit;
+pub mod fixture;
+pub mod grpc;
+pub mod install;
 pub mod raw;
+pub mod secrets;
+pub mod sql;
+pub mod tickets;
 
 pub use database::TestDatabase;
-pub use server::{ServerOptions, TestServer, binary, run_tessera};
+pub use process::{
+    ServerOptions, ServerProcess, binary, run_tessera, run_tessera_async, strip_ansi,
+};
+pub use server::{TestServer, health_at};
 
-use tessera_client::Client;
-use tessera_client::pb;
+pub use grpc::{consume_ticket, mint_ticket};
+
 use tessera_client::tonic::{Code, Status};
 use tonic_types::StatusExt;
+
+/// The service most tests call as (see [`ServerOptions::scheduler`]).
+pub const SCHEDULER: &str = "SCHEDULER";
+
+/// The name the credential service reports its health under.
+pub const CREDENTIAL_SERVICE: &str = "tessera.v1.CredentialService";
 
 /// A 32-character service secret for tests, distinct per `name`.
 pub fn service_secret(name: &str) -> String {
     format!("{name:-<12}-0123456789abcdefghij")
 }
 
+/// The secret of the `SCHEDULER` service.
+pub fn scheduler_secret() -> String {
+    service_secret("scheduler")
+}
+
 /// Asserts `status` has `code` and, if given, the `ErrorInfo` `reason`.
 #[track_caller]
 pub fn assert_status(status: &Status, code: Code, reason: Option<&str>) {
     assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    let details = status.get_error_details();
-    let got = details.error_info().map(|info| info.reason.as_str());
+    let got = error_reason(status);
     if let Some(reason) = reason {
-        assert_eq!(got, Some(reason), "unexpected error info in {status:?}");
+        assert_eq!(
+            got.as_deref(),
+            Some(reason),
+            "unexpected error info in {status:?}"
+        );
     }
+}
+
+/// The `ErrorInfo` reason of `status`, if it carries one.
+pub fn error_reason(status: &Status) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+}
+
+/// The fields named by the `BadRequest` detail of `status`.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// Seconds since the Unix epoch, as a float (to compare with timestamps).
@@ -47,37 +91,4 @@ macro_rules! seconds {
         let ts = $timestamp.as_ref().expect("timestamp is set");
         ts.seconds as f64 + f64::from(ts.nanos) / 1e9
     }};
-}
-
-/// MintTicket for (`user_id`, `github`) with `purpose` and `ttl_seconds`;
-/// the ticket.
-pub async fn mint_ticket(
-    client: &mut Client,
-    user_id: &str,
-    purpose: &str,
-    ttl_seconds: u32,
-) -> Result<String, Status> {
-    let request = pb::MintTicketRequest {
-        user_id: user_id.to_owned(),
-        provider: "github".to_owned(),
-        purpose: purpose.to_owned(),
-        ttl_seconds,
-    };
-    Ok(client.mint_ticket(request).await?.into_inner().ticket)
-}
-
-/// ConsumeTicket; the identity of a successful call.
-pub async fn consume_ticket(
-    client: &mut Client,
-    ticket: &str,
-    purpose: &str,
-) -> Result<pb::TicketIdentity, Status> {
-    let request = pb::ConsumeTicketRequest {
-        ticket: ticket.to_owned(),
-        purpose: purpose.to_owned(),
-    };
-    let response = client.consume_ticket(request).await?.into_inner();
-    Ok(response
-        .identity
-        .expect("identity in a successful response"))
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use tessera_client::pb;
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, binary};
+use tessera_tests::grpc::verify_as;
+use tessera_tests::{ServerOptions, TestDatabase, TestServer, binary, run_tessera};
 
 const SCHEDULER: &str = "TESSERA_SERVICE_TOKEN_SCHEDULER";
 
@@ -82,18 +83,11 @@ fn assert_no_secret_printed(output: &Output, secrets: &[&str]) {
     }
 }
 
+/// VerifyBearer of `bearer` as itself; a failure as `code: message`.
 async fn verify(server: &TestServer, bearer: &str) -> Result<pb::Principal, String> {
-    let mut client = server.client(Some(bearer)).await;
-    let request = pb::VerifyBearerRequest {
-        token: bearer.to_owned(),
-    };
-    match client.verify_bearer(request).await {
-        Ok(response) => response
-            .into_inner()
-            .principal
-            .ok_or_else(|| "no principal".to_owned()),
-        Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
-    }
+    verify_as(server, bearer, bearer)
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
 }
 
 /// Every line of the .env in the server's environment, as compose's
@@ -210,17 +204,8 @@ fn first_boot_tightens_a_readable_file_and_refuses_bad_names() {
 
 /// `tessera health …` with a clean environment (plus `env`).
 fn health(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(binary());
-    command
-        .arg("health")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run tessera health")
+    let args: Vec<&str> = ["health"].iter().chain(args).copied().collect();
+    run_tessera(&args, env)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use tessera_client::pb;
+use tessera_tests::grpc::{consume_ticket, mint_ticket, verify_as};
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
 
 /// The address of the metrics endpoint, from the server's JSON logs.
@@ -74,29 +74,12 @@ async fn counters_move_with_traffic() {
 
     let mut client = server.client(Some(&secret)).await;
     for _ in 0..3 {
-        let ticket = client
-            .mint_ticket(pb::MintTicketRequest {
-                user_id: "u".into(),
-                provider: "p".into(),
-                purpose: String::new(),
-                ttl_seconds: 0,
-            })
-            .await
-            .expect("mint")
-            .into_inner()
-            .ticket;
+        let ticket = mint_ticket(&mut client, "u", "", 0).await.expect("mint");
         for _ in 0..2 {
-            let request = pb::ConsumeTicketRequest {
-                ticket: ticket.clone(),
-                purpose: String::new(),
-            };
-            let _ = client.consume_ticket(request).await;
+            let _ = consume_ticket(&mut client, &ticket, "").await;
         }
     }
-    let mut stranger = server.client(Some("not-a-secret")).await;
-    let _ = stranger
-        .verify_bearer(pb::VerifyBearerRequest { token: "x".into() })
-        .await;
+    let _ = verify_as(&server, "not-a-secret", "x").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let after = scrape(addr);
@@ -147,9 +130,7 @@ async fn concurrent_writes_are_committed_together() {
     let calls: Vec<_> = (0..CALLS)
         .map(|i| {
             let mut client = clients[i % clients.len()].clone();
-            tokio::spawn(async move {
-                tessera_tests::mint_ticket(&mut client, &format!("u{i}"), "", 0).await
-            })
+            tokio::spawn(async move { mint_ticket(&mut client, &format!("u{i}"), "", 0).await })
         })
         .collect();
     for call in calls {

@@ -2,15 +2,13 @@
 
 use tessera_client::pb;
 use tessera_client::tonic::Code;
+use tessera_tests::grpc::{consume_ticket, provision_workspace, verify_as};
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
 use tonic_types::StatusExt;
 
+/// VerifyBearer of `caller`'s own bearer, as `caller`.
 async fn verify(server: &TestServer, caller: &str) -> Result<(), tessera_client::tonic::Status> {
-    let mut client = server.client(Some(caller)).await;
-    let request = pb::VerifyBearerRequest {
-        token: caller.to_owned(),
-    };
-    client.verify_bearer(request).await.map(|_| ())
+    verify_as(server, caller, caller).await.map(|_| ())
 }
 
 #[tokio::test]
@@ -58,21 +56,14 @@ async fn a_failing_runtime_is_refused_but_relayed_bad_tokens_do_not_count() {
         .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2");
     let server = TestServer::start(&db, options).await;
     let mut admin = server.client(Some(&secret)).await;
-    let provisioned = admin
-        .provision_workspace(pb::ProvisionWorkspaceRequest {
-            workspace_id: "ws".into(),
-            name: String::new(),
-        })
+    let provisioned = provision_workspace(&mut admin, "ws", "")
         .await
-        .expect("provision")
-        .into_inner();
+        .expect("provision");
     // Relayed bad tokens do not count against the service that relays them.
     for _ in 0..5 {
-        let request = pb::ConsumeTicketRequest {
-            ticket: "garbage".into(),
-            purpose: String::new(),
-        };
-        let status = admin.consume_ticket(request).await.expect_err("bad ticket");
+        let status = consume_ticket(&mut admin, "garbage", "")
+            .await
+            .expect_err("bad ticket");
         assert_status(&status, Code::Unauthenticated, Some("TICKET_MALFORMED"));
     }
     let unknown = tessera_client::token::generate(tessera_client::token::TokenKind::WorkspaceAuth);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tessera_client::pb;
 use tessera_client::{Client, ClientTls, Secret};
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
+use tessera_tests::{ServerOptions, TestDatabase, TestServer, run_tessera, service_secret};
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client
 /// certificate, as PEM.
@@ -193,11 +193,11 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let probe = |extra: &[&str]| {
         let mut args = vec!["health", "--addr", addr.as_str(), "--tls-ca", ca.as_str()];
         args.extend_from_slice(extra);
-        tessera_tests::run_tessera(&args, &[]).status.code()
+        run_tessera(&args, &[]).status.code()
     };
     assert_eq!(probe(&["--tls-cert", &cert, "--tls-key", &key]), Some(0));
     assert_ne!(probe(&[]), Some(0), "no client certificate: not healthy");
-    let plain = tessera_tests::run_tessera(&["health", "--addr", &addr], &[]);
+    let plain = run_tessera(&["health", "--addr", &addr], &[]);
     assert_ne!(
         plain.status.code(),
         Some(0),
@@ -209,7 +209,7 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 async fn half_a_tls_configuration_does_not_start() {
     let dir = tempfile::tempdir().expect("dir");
     let cert = dir.path().join("missing.pem");
-    let out = tessera_tests::run_tessera(
+    let out = run_tessera(
         &["serve", "--listen", "127.0.0.1:0"],
         &[
             (
@@ -223,7 +223,7 @@ async fn half_a_tls_configuration_does_not_start() {
         !out.status.success(),
         "a certificate without a key is refused"
     );
-    let out = tessera_tests::run_tessera(
+    let out = run_tessera(
         &["serve", "--listen", "127.0.0.1:0"],
         &[
             (

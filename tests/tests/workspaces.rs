@@ -1,10 +1,14 @@
-//! Workspaces end to end: provision, register, rotate, read the secret back.
+//! Workspaces end to end: provision, register, rotate the auth token,
+//! read the inbound secret back; tokens bound to their workspace; legacy
+//! workspaces without a secret; concurrent first registrations.
 
 use sea_orm::{ConnectionTrait, Statement};
 use tessera_client::Client;
 use tessera_client::pb::{self, PrincipalKind};
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::Code;
+use tessera_tests::audit::audit_rows;
+use tessera_tests::grpc::{provision_workspace, register_workspace, verify_bearer};
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
 
 async fn admin_server(db: &TestDatabase) -> (TestServer, Client) {
@@ -14,48 +18,11 @@ async fn admin_server(db: &TestDatabase) -> (TestServer, Client) {
     (server, client)
 }
 
+/// Provisions `id`, which must succeed.
 async fn provision(admin: &mut Client, id: &str) -> pb::ProvisionWorkspaceResponse {
-    let request = pb::ProvisionWorkspaceRequest {
-        workspace_id: id.to_owned(),
-        name: format!("Workspace {id}"),
-    };
-    admin
-        .provision_workspace(request)
+    provision_workspace(admin, id, &format!("Workspace {id}"))
         .await
         .expect("provision")
-        .into_inner()
-}
-
-async fn register(
-    server: &TestServer,
-    bearer: &str,
-    id: &str,
-    reissue: bool,
-) -> Result<pb::RegisterWorkspaceResponse, tessera_client::tonic::Status> {
-    let mut runtime = server.client(Some(bearer)).await;
-    let request = pb::RegisterWorkspaceRequest {
-        workspace_id: id.to_owned(),
-        reissue_auth_token: reissue,
-    };
-    runtime
-        .register_workspace(request)
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn verify(
-    admin: &mut Client,
-    token: &str,
-) -> Result<pb::Principal, tessera_client::tonic::Status> {
-    let request = pb::VerifyBearerRequest {
-        token: token.to_owned(),
-    };
-    Ok(admin
-        .verify_bearer(request)
-        .await?
-        .into_inner()
-        .principal
-        .expect("principal"))
 }
 
 #[tokio::test]
@@ -67,7 +34,7 @@ async fn register_returns_the_secret_every_time_and_the_auth_token_once() {
     assert!(provisioned.platform_inbound_secret.starts_with("tsr_wsi_"));
     let registration = provisioned.registration_token.as_str();
 
-    let first = register(&server, registration, "ws-1", false)
+    let first = register_workspace(&server, registration, "ws-1", false)
         .await
         .expect("first");
     let auth = first
@@ -83,20 +50,20 @@ async fn register_returns_the_secret_every_time_and_the_auth_token_once() {
 
     // Again, with the registration token or the auth token: same secret, no new token.
     for bearer in [registration, auth.as_str()] {
-        let again = register(&server, bearer, "ws-1", false)
+        let again = register_workspace(&server, bearer, "ws-1", false)
             .await
             .expect("again");
         assert_eq!(again.auth_token, None);
         assert_eq!(again.platform_inbound_secret, first.platform_inbound_secret);
     }
-    let principal = verify(&mut admin, &auth)
+    let principal = verify_bearer(&mut admin, &auth)
         .await
         .expect("auth token verifies");
     assert_eq!(principal.kind(), PrincipalKind::Workspace);
     assert_eq!(principal.subject, "ws-1");
     // Registration tokens and inbound secrets are not bearers.
     for not_bearer in [registration, provisioned.platform_inbound_secret.as_str()] {
-        let status = verify(&mut admin, not_bearer)
+        let status = verify_bearer(&mut admin, not_bearer)
             .await
             .expect_err("not a bearer");
         assert_status(&status, Code::Unauthenticated, None);
@@ -121,29 +88,32 @@ async fn reissue_rotates_the_auth_token_and_recovers_an_empty_runtime() {
     let (server, mut admin) = admin_server(&db).await;
     let provisioned = provision(&mut admin, "ws-r").await;
     let registration = provisioned.registration_token.as_str();
-    let old = register(&server, registration, "ws-r", false)
+    let old = register_workspace(&server, registration, "ws-r", false)
         .await
         .expect("first")
         .auth_token
         .expect("token");
 
     // A runtime whose config directory came back empty: registration token + reissue.
-    let rotated = register(&server, registration, "ws-r", true)
+    let rotated = register_workspace(&server, registration, "ws-r", true)
         .await
         .expect("reissue");
     let new = rotated.auth_token.expect("a new auth token");
     assert_ne!(new, old);
     assert!(rotated.platform_inbound_secret.is_some());
-    let status = verify(&mut admin, &old)
+    let status = verify_bearer(&mut admin, &old)
         .await
         .expect_err("old token revoked at once");
     assert_status(&status, Code::Unauthenticated, None);
-    let status = register(&server, &old, "ws-r", false)
+    let status = register_workspace(&server, &old, "ws-r", false)
         .await
         .expect_err("old token cannot register");
     assert_status(&status, Code::Unauthenticated, None);
     assert_eq!(
-        verify(&mut admin, &new).await.expect("new token").subject,
+        verify_bearer(&mut admin, &new)
+            .await
+            .expect("new token")
+            .subject,
         "ws-r"
     );
 
@@ -166,26 +136,26 @@ async fn tokens_of_one_workspace_do_not_register_another() {
     let (server, mut admin) = admin_server(&db).await;
     let a = provision(&mut admin, "ws-a").await;
     provision(&mut admin, "ws-b").await;
-    let a_auth = register(&server, &a.registration_token, "ws-a", false)
+    let a_auth = register_workspace(&server, &a.registration_token, "ws-a", false)
         .await
         .expect("a")
         .auth_token
         .expect("token");
     for bearer in [a.registration_token.as_str(), a_auth.as_str()] {
-        let status = register(&server, bearer, "ws-b", true)
+        let status = register_workspace(&server, bearer, "ws-b", true)
             .await
             .expect_err("cross-workspace");
         assert_status(&status, Code::PermissionDenied, None);
     }
     // Neither a service secret nor garbage registers a workspace.
     for bearer in [service_secret("platform"), "garbage".to_owned()] {
-        let status = register(&server, &bearer, "ws-a", false)
+        let status = register_workspace(&server, &bearer, "ws-a", false)
             .await
             .expect_err("not a workspace token");
         assert_status(&status, Code::Unauthenticated, None);
     }
     // ws-a's token still works after the refused attempts.
-    register(&server, &a_auth, "ws-a", false)
+    register_workspace(&server, &a_auth, "ws-a", false)
         .await
         .expect("still valid");
 }
@@ -258,7 +228,7 @@ async fn legacy_workspace_without_secret_registers_with_the_field_absent() {
     .await
     .expect("seed legacy row");
 
-    let response = register(&server, registration.expose(), "legacy", false)
+    let response = register_workspace(&server, registration.expose(), "legacy", false)
         .await
         .expect("registers");
     assert_eq!(response.platform_inbound_secret, None, "absent, not empty");
@@ -302,7 +272,7 @@ async fn concurrent_first_registrations_issue_one_valid_token_on_postgres() {
         tokens.extend(response.auth_token);
     }
     assert_eq!(tokens.len(), 1, "the auth token is issued once");
-    verify(&mut admin, &tokens[0])
+    verify_bearer(&mut admin, &tokens[0])
         .await
         .expect("and it verifies");
 }
@@ -312,12 +282,12 @@ async fn secrets_stay_out_of_logs() {
     let db = TestDatabase::sqlite();
     let (server, mut admin) = admin_server(&db).await;
     let p = provision(&mut admin, "ws-log").await;
-    let auth = register(&server, &p.registration_token, "ws-log", true)
+    let auth = register_workspace(&server, &p.registration_token, "ws-log", true)
         .await
         .expect("register")
         .auth_token
         .expect("token");
-    let _ = register(&server, &p.registration_token, "other", false).await;
+    let _ = register_workspace(&server, &p.registration_token, "other", false).await;
     let logs = format!("{}{}", server.stderr(), server.stdout());
     for secret in [&p.registration_token, &p.platform_inbound_secret, &auth] {
         assert!(
@@ -330,15 +300,6 @@ async fn secrets_stay_out_of_logs() {
 }
 
 async fn audit_actions(db: &TestDatabase) -> Vec<String> {
-    let conn = db.connect().await;
-    let rows = conn
-        .query_all_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "SELECT action FROM audit_log ORDER BY id",
-        ))
-        .await
-        .expect("audit");
-    rows.iter()
-        .map(|row| row.try_get_by_index::<String>(0).expect("action"))
-        .collect()
+    let rows = audit_rows(&db.connect().await).await;
+    rows.into_iter().map(|row| row.action).collect()
 }
