@@ -19,7 +19,7 @@ pub mod tickets;
 
 pub use database::TestDatabase;
 pub use process::{
-    ServerOptions, ServerProcess, binary, run_tessera, run_tessera_async, strip_ansi,
+    ServerOptions, ServerProcess, binary, migrate, run_tessera, run_tessera_async, strip_ansi,
 };
 pub use server::{TestServer, health_at};
 

@@ -338,6 +338,18 @@ pub fn run_tessera(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run tessera")
 }
 
+/// Runs `tessera migrate` on `database_url`; panics, with its stderr, when
+/// it fails.
+#[track_caller]
+pub fn migrate(database_url: &str) {
+    let out = run_tessera(&["migrate"], &[("DATABASE_URL", database_url)]);
+    assert!(
+        out.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The `tessera` binary built next to this test executable.
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TESSERA_BIN") {

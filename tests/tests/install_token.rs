@@ -21,8 +21,8 @@ use tessera_tests::install::{
 };
 use tessera_tests::secrets::assert_no_fragment;
 use tessera_tests::{
-    TestDatabase, TestServer, assert_status, now_seconds, run_tessera, run_tessera_async,
-    scheduler_secret, seconds,
+    TestDatabase, TestServer, assert_status, now_seconds, run_tessera_async, scheduler_secret,
+    seconds,
 };
 use tonic_types::StatusExt;
 
@@ -178,12 +178,7 @@ async fn status_moves_from_pending_to_consumed_postgres() {
 #[tokio::test]
 async fn not_issued_when_a_human_exists_before_first_boot() {
     let db = TestDatabase::sqlite();
-    let out = run_tessera(&["migrate"], &[("DATABASE_URL", db.url())]);
-    assert!(
-        out.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tessera_tests::migrate(db.url());
     assert_eq!(cli_state(db.url()).await, "NOT_ISSUED");
     let conn = db.connect().await;
     conn.execute_unprepared(

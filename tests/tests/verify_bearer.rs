@@ -14,8 +14,7 @@ use tessera_tests::grpc::{internal_credential, verify_as};
 use tessera_tests::raw::{RawCall, frame};
 use tessera_tests::sql::count;
 use tessera_tests::{
-    ServerOptions, TestDatabase, TestServer, assert_status, run_tessera, scheduler_secret,
-    service_secret,
+    ServerOptions, TestDatabase, TestServer, assert_status, scheduler_secret, service_secret,
 };
 
 #[tokio::test]
@@ -133,12 +132,7 @@ async fn callers_need_a_service_bearer() {
 #[tokio::test]
 async fn seeding_failure_is_unauthenticated_and_recovers() {
     let db = TestDatabase::sqlite();
-    let out = run_tessera(&["migrate"], &[("DATABASE_URL", db.url())]);
-    assert!(
-        out.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tessera_tests::migrate(db.url());
     let conn = db.connect().await;
     conn.execute_unprepared(
         "CREATE TRIGGER refuse_users BEFORE INSERT ON users BEGIN SELECT RAISE(ABORT, 'refused'); END;",
