@@ -2,7 +2,10 @@
 
 use tessera_client::pb;
 use tessera_client::tonic::Code;
-use tessera_tests::grpc::{consume_ticket, provision_workspace, verify_as};
+use std::time::{Duration, Instant};
+
+use tessera_tests::grpc::{consume_ticket, mint_ticket, provision_workspace, verify_as};
+use tessera_tests::install::bootstrap_admin;
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
 use tonic_types::StatusExt;
 
@@ -129,4 +132,42 @@ async fn wrong_install_tokens_are_charged_to_the_failure_budget() {
     }
     let status = consume().await.expect_err("over the failure budget");
     assert_status(&status, Code::ResourceExhausted, None);
+}
+
+/// A credential that cannot be checked because the database is away has
+/// not failed: nothing is charged, so once the database is back the caller,
+/// and a service calling from the same address, are served at once.
+#[tokio::test]
+async fn an_outage_during_authentication_is_not_charged() {
+    let db = TestDatabase::postgres_required().await;
+    let secret = service_secret("platform");
+    let options = ServerOptions::new()
+        .service("PLATFORM", &secret)
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "3");
+    let server = TestServer::start(&db, options).await;
+    let first = bootstrap_admin(&server).await;
+    let user_id = first.admin.expect("admin principal").subject;
+    let mut user = server.client(Some(&first.admin_token)).await;
+
+    db.refuse_connections().await;
+    for _ in 0..5 {
+        let status = mint_ticket(&mut user, &user_id, "", 0)
+            .await
+            .expect_err("the database is away");
+        assert_status(&status, Code::Unavailable, None);
+    }
+    db.allow_connections().await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match mint_ticket(&mut user, &user_id, "", 0).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_ne!(status.code(), Code::ResourceExhausted, "charged: {status:?}");
+                assert!(Instant::now() < deadline, "not served again: {status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    verify(&server, &secret).await.expect("a service at the same address");
 }

@@ -14,6 +14,9 @@ use crate::domain::{Auditor, Caller, Error, Event};
 pub(crate) enum Refusal {
     /// The caller's own credential failed (charged to the failure throttle).
     Unauthenticated(Error),
+    /// The credential could not be checked (the database is unavailable,
+    /// say): the caller did nothing wrong, so nothing is charged.
+    Unverified(Error),
     /// The caller is known but may not call this RPC.
     PermissionDenied,
 }
@@ -47,7 +50,10 @@ impl Authenticator {
             Ok(principal) => principal,
             Err(err) => {
                 self.audit_failure(path, bearer, &peer, &err).await;
-                return Err(Refusal::Unauthenticated(err));
+                return Err(match err {
+                    Error::Unauthenticated(_) => Refusal::Unauthenticated(err),
+                    err => Refusal::Unverified(err),
+                });
             }
         };
         let caller = Caller { principal, peer };

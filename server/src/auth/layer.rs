@@ -134,6 +134,7 @@ where
                         failures.record(&keys);
                         Status::from(err).into_http()
                     }
+                    Err(Refusal::Unverified(err)) => Status::from(err).into_http(),
                     Err(Refusal::PermissionDenied) => {
                         Status::permission_denied("caller may not call this method").into_http()
                     }
