@@ -1,8 +1,8 @@
 //! Throttling of failed authentication.
 
+use std::time::{Duration, Instant};
 use tessera_client::pb;
 use tessera_client::tonic::Code;
-use std::time::{Duration, Instant};
 
 use tessera_tests::grpc::{consume_ticket, mint_ticket, provision_workspace, verify_as};
 use tessera_tests::install::bootstrap_admin;
@@ -93,19 +93,23 @@ async fn a_failing_runtime_is_refused_but_relayed_bad_tokens_do_not_count() {
             Code::ResourceExhausted
         ]
     );
-    // The workspace's real registration token is unaffected by the
-    // credential key, but this peer is now refused as a whole.
-    let mut real = server.client(Some(&provisioned.registration_token)).await;
-    let status = real
-        .register_workspace(register)
+    // This peer is now refused on every call that fails again, but a valid
+    // credential from it is still served: the workspace's real
+    // registration token registers.
+    let status = runtime
+        .register_workspace(register.clone())
         .await
-        .expect_err("peer refused");
+        .expect_err("the failing credential, again");
     assert_status(&status, Code::ResourceExhausted, None);
+    let mut real = server.client(Some(&provisioned.registration_token)).await;
+    real.register_workspace(register)
+        .await
+        .expect("a valid credential from a refused peer");
 }
 
 /// ConsumeInstallToken needs no caller credential, so its handler judges
 /// the install token itself; a wrong one still counts against the failure
-/// budget, and the call past the budget is refused before the handler.
+/// budget, and a wrong one past the budget is refused as throttled.
 #[tokio::test]
 async fn wrong_install_tokens_are_charged_to_the_failure_budget() {
     let db = TestDatabase::sqlite();
@@ -163,11 +167,93 @@ async fn an_outage_during_authentication_is_not_charged() {
         match mint_ticket(&mut user, &user_id, "", 0).await {
             Ok(_) => break,
             Err(status) => {
-                assert_ne!(status.code(), Code::ResourceExhausted, "charged: {status:?}");
+                assert_ne!(
+                    status.code(),
+                    Code::ResourceExhausted,
+                    "charged: {status:?}"
+                );
                 assert!(Instant::now() < deadline, "not served again: {status:?}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
-    verify(&server, &secret).await.expect("a service at the same address");
+    verify(&server, &secret)
+        .await
+        .expect("a service at the same address");
+}
+
+/// Junk bearers from one address refuse that address's failing calls, never
+/// a valid credential from it: a service secret and a user access token
+/// sent from the same address are served.
+#[tokio::test]
+async fn a_valid_credential_is_served_from_a_peer_that_keeps_failing() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("platform");
+    let options = ServerOptions::new()
+        .service("PLATFORM", &secret)
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "3");
+    let server = TestServer::start(&db, options).await;
+    let first = bootstrap_admin(&server).await;
+    let user_id = first.admin.expect("admin principal").subject;
+    for attempt in 0..5 {
+        let status = verify(&server, &format!("junk-{attempt}"))
+            .await
+            .expect_err("junk bearer");
+        let expected = if attempt < 3 {
+            Code::Unauthenticated
+        } else {
+            Code::ResourceExhausted
+        };
+        assert_status(&status, expected, None);
+    }
+    verify(&server, &secret)
+        .await
+        .expect("the service is served");
+    let mut user = server.client(Some(&first.admin_token)).await;
+    mint_ticket(&mut user, &user_id, "", 0)
+        .await
+        .expect("the user is served");
+    let status = verify(&server, "junk-again").await.expect_err("junk again");
+    assert_status(&status, Code::ResourceExhausted, None);
+}
+
+/// The bearer sent along with an anonymous call belongs to whoever relays
+/// it; wrong install tokens in the message charge the address, not it.
+#[tokio::test]
+async fn wrong_install_tokens_do_not_charge_the_relaying_bearer() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("platform");
+    let options = ServerOptions::new()
+        .service("PLATFORM", &secret)
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2")
+        .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "1000");
+    let server = TestServer::start(&db, options).await;
+    let mut admin = server.client(Some(&secret)).await;
+    let provisioned = provision_workspace(&mut admin, "ws", "")
+        .await
+        .expect("provision");
+    let mut relay = server.client(Some(&provisioned.registration_token)).await;
+    for _ in 0..3 {
+        let request = pb::ConsumeInstallTokenRequest {
+            install_token: tessera_client::token::generate(
+                tessera_client::token::TokenKind::Install,
+            )
+            .expose()
+            .to_owned(),
+            admin_email: "ada@example.com".to_owned(),
+            admin_name: "Ada".to_owned(),
+        };
+        relay
+            .consume_install_token(request)
+            .await
+            .expect_err("a wrong install token");
+    }
+    let register = pb::RegisterWorkspaceRequest {
+        workspace_id: "ws".into(),
+        reissue_auth_token: false,
+    };
+    relay
+        .register_workspace(register)
+        .await
+        .expect("the relaying bearer was not charged");
 }

@@ -40,16 +40,29 @@ impl FailureKeys {
         &self.bearer
     }
 
-    fn resolve(&self) -> Vec<String> {
+    fn resolve(&self, scope: Scope) -> Vec<String> {
         let mut keys = Vec::with_capacity(2);
-        if let Some(ip) = self.peer {
+        if let Some(ip) = self.peer.filter(|_| scope != Scope::Credential) {
             keys.push(format!("peer:{ip}"));
         }
-        if let Some(id) = token::credential_id_of(self.bearer.expose()) {
+        if scope != Scope::Peer
+            && let Some(id) = token::credential_id_of(self.bearer.expose())
+        {
             keys.push(format!("credential:{id}"));
         }
         keys
     }
+}
+
+/// Which of a call's keys a check or a charge concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The peer's address only.
+    Peer,
+    /// The presented credential only.
+    Credential,
+    /// Both.
+    Both,
 }
 
 /// A budget of authentication failures per key.
@@ -77,28 +90,29 @@ impl FailureThrottle {
         }
     }
 
-    /// How long the caller must wait, if any of its keys is refused now.
-    pub(crate) fn blocked(&self, keys: &FailureKeys) -> Option<Duration> {
+    /// How long the caller must wait, if any of its keys in `scope` is
+    /// refused now.
+    pub(crate) fn blocked(&self, keys: &FailureKeys, scope: Scope) -> Option<Duration> {
         let blocked = self.blocked.lock().ok()?;
         if blocked.is_empty() {
             return None;
         }
         let now = Instant::now();
-        keys.resolve()
+        keys.resolve(scope)
             .iter()
             .filter_map(|key| blocked.get(key))
             .filter_map(|until| until.checked_duration_since(now))
             .max()
     }
 
-    /// Charges one failure to each key; a key over budget is refused until
-    /// its budget allows another failure.
-    pub(crate) fn record(&self, keys: &FailureKeys) {
+    /// Charges one failure to each key in `scope`; a key over budget is
+    /// refused until its budget allows another failure.
+    pub(crate) fn record(&self, keys: &FailureKeys, scope: Scope) {
         if self.limiter.len() > MAX_TRACKED {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        for key in &keys.resolve() {
+        for key in &keys.resolve(scope) {
             // The failure that spends the last of the budget starts the
             // refusal, so the next attempt is already refused.
             match self.limiter.check_key(key) {
@@ -137,26 +151,28 @@ mod tests {
         let throttle = FailureThrottle::per_minute(NonZeroU32::MIN.saturating_add(1));
         let a = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), Secret::default());
         let b = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 2])), Secret::default());
-        throttle.record(&a);
-        assert_eq!(throttle.blocked(&a), None, "within budget");
-        throttle.record(&a);
-        let wait = throttle.blocked(&a).expect("over budget");
+        throttle.record(&a, Scope::Both);
+        assert_eq!(throttle.blocked(&a, Scope::Both), None, "within budget");
+        throttle.record(&a, Scope::Both);
+        let wait = throttle.blocked(&a, Scope::Both).expect("over budget");
         assert!(wait <= Duration::from_secs(60));
-        assert_eq!(throttle.blocked(&b), None, "another peer is unaffected");
+        assert_eq!(
+            throttle.blocked(&b, Scope::Both),
+            None,
+            "another peer is unaffected"
+        );
     }
 
     #[test]
     fn a_credential_is_blocked_across_peers() {
         let throttle = FailureThrottle::per_minute(NonZeroU32::MIN);
         let revoked = token::generate(token::TokenKind::WorkspaceAuth);
-        throttle.record(&FailureKeys::new(
-            Some(IpAddr::from([10, 0, 0, 1])),
-            revoked.clone(),
-        ));
+        let first_peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), revoked.clone());
+        throttle.record(&first_peer, Scope::Both);
         let third_peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 3])), revoked);
-        assert!(throttle.blocked(&third_peer).is_some());
+        assert!(throttle.blocked(&third_peer, Scope::Credential).is_some());
         // Garbage has no credential id: only its peer is charged.
         let garbage = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 4])), Secret::new("x"));
-        assert!(throttle.blocked(&garbage).is_none());
+        assert!(throttle.blocked(&garbage, Scope::Both).is_none());
     }
 }

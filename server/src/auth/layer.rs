@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 
 use super::Throttle;
 use super::authenticate::{Authenticator, Refusal};
-use super::failures::{FailureKeys, FailureThrottle};
+use super::failures::{FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
 use crate::grpc::CredentialRejected;
@@ -97,7 +97,11 @@ where
         let addr = remote_addr(&request);
         let bearer = Secret::new(bearer_of(&request).unwrap_or_default());
         let keys = FailureKeys::new(addr.map(|a| a.ip()), bearer);
-        let refusal = match self.failures.blocked(&keys) {
+        // A credential that keeps failing is refused wherever it comes from.
+        // A peer that keeps failing is refused only on the calls that fail
+        // again (below): a valid credential is never refused for what others
+        // behind the same address did.
+        let refusal = match self.failures.blocked(&keys, Scope::Credential) {
             Some(wait) => Some(wait),
             None if rule == Rule::Anonymous => self.throttle.check(addr.map(|a| a.ip())).err(),
             None => None,
@@ -105,6 +109,7 @@ where
         if let Some(wait) = refusal {
             return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
+        let peer_blocked = self.failures.blocked(&keys, Scope::Peer);
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -112,17 +117,24 @@ where
         let path = request.uri().path().to_owned();
         let peer = addr.map(|a| a.to_string()).unwrap_or_default();
         Box::pin(async move {
-            // Failures are charged when the caller's own credential fails:
-            // caller authentication, or the token an anonymous RPC carries.
+            // A failure is charged when the caller's own credential fails.
             // Bad tokens that an authenticated service relays (VerifyBearer,
             // ConsumeTicket) are not: blocking the relay would let anyone who
             // can make a service present garbage lock that service out.
-            let response = if rule == Rule::Anonymous {
-                let response = inner.call(request).await?;
-                if credential_rejected(&response) {
-                    failures.record(&keys);
+            let failed = |scope| match peer_blocked {
+                Some(wait) => Some(throttled(wait).into_http()),
+                None => {
+                    failures.record(&keys, scope);
+                    None
                 }
-                response
+            };
+            let response = if rule == Rule::Anonymous {
+                // The credential is in the message (an install token); the
+                // bearer header, if any, belongs to whoever relays the call
+                // and is not charged.
+                let response = inner.call(request).await?;
+                let refused = credential_rejected(&response).then(|| failed(Scope::Peer));
+                refused.flatten().unwrap_or(response)
             } else {
                 let bearer = keys.bearer().expose();
                 match auth.caller(rule, bearer, &path, peer).await {
@@ -131,8 +143,7 @@ where
                         inner.call(request).await?
                     }
                     Err(Refusal::Unauthenticated(err)) => {
-                        failures.record(&keys);
-                        Status::from(err).into_http()
+                        failed(Scope::Both).unwrap_or_else(|| Status::from(err).into_http())
                     }
                     Err(Refusal::Unverified(err)) => Status::from(err).into_http(),
                     Err(Refusal::PermissionDenied) => {
