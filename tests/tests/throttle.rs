@@ -9,6 +9,33 @@ use tessera_tests::install::bootstrap_admin;
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
 use tonic_types::StatusExt;
 
+/// A server whose service `PLATFORM` has `secret`, allowing `failures`
+/// failed authentications a minute per key, with `env` besides.
+async fn start(
+    db: &TestDatabase,
+    secret: &str,
+    failures: &str,
+    env: &[(&str, &str)],
+) -> TestServer {
+    let options = ServerOptions::new()
+        .service("PLATFORM", secret)
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", failures)
+        .envs(env);
+    TestServer::start(db, options).await
+}
+
+/// ConsumeInstallToken of a well-formed install token that is not the one
+/// on file.
+fn wrong_install_token() -> pb::ConsumeInstallTokenRequest {
+    pb::ConsumeInstallTokenRequest {
+        install_token: tessera_client::token::generate(tessera_client::token::TokenKind::Install)
+            .expose()
+            .to_owned(),
+        admin_email: "ada@example.com".to_owned(),
+        admin_name: "Ada".to_owned(),
+    }
+}
+
 /// VerifyBearer of `caller`'s own bearer, as `caller`.
 async fn verify(server: &TestServer, caller: &str) -> Result<(), tessera_client::tonic::Status> {
     verify_as(server, caller, caller).await.map(|_| ())
@@ -54,10 +81,7 @@ async fn a_peer_that_keeps_failing_is_refused_with_retry_info() {
 async fn a_failing_runtime_is_refused_but_relayed_bad_tokens_do_not_count() {
     let db = TestDatabase::sqlite();
     let secret = service_secret("platform");
-    let options = ServerOptions::new()
-        .service("PLATFORM", &secret)
-        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2");
-    let server = TestServer::start(&db, options).await;
+    let server = start(&db, &secret, "2", &[]).await;
     let mut admin = server.client(Some(&secret)).await;
     let provisioned = provision_workspace(&mut admin, "ws", "")
         .await
@@ -119,15 +143,7 @@ async fn wrong_install_tokens_are_charged_to_the_failure_budget() {
     let server = TestServer::start(&db, options).await;
     let mut anonymous = server.client(None).await;
     let mut consume = async || {
-        let request = pb::ConsumeInstallTokenRequest {
-            install_token: tessera_client::token::generate(
-                tessera_client::token::TokenKind::Install,
-            )
-            .expose()
-            .to_owned(),
-            admin_email: "ada@example.com".to_owned(),
-            admin_name: "Ada".to_owned(),
-        };
+        let request = wrong_install_token();
         anonymous.consume_install_token(request).await.map(|_| ())
     };
     for _ in 0..2 {
@@ -145,10 +161,7 @@ async fn wrong_install_tokens_are_charged_to_the_failure_budget() {
 async fn an_outage_during_authentication_is_not_charged() {
     let db = TestDatabase::postgres_required().await;
     let secret = service_secret("platform");
-    let options = ServerOptions::new()
-        .service("PLATFORM", &secret)
-        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "3");
-    let server = TestServer::start(&db, options).await;
+    let server = start(&db, &secret, "3", &[]).await;
     let first = bootstrap_admin(&server).await;
     let user_id = first.admin.expect("admin principal").subject;
     let mut user = server.client(Some(&first.admin_token)).await;
@@ -189,10 +202,7 @@ async fn an_outage_during_authentication_is_not_charged() {
 async fn a_valid_credential_is_served_from_a_peer_that_keeps_failing() {
     let db = TestDatabase::sqlite();
     let secret = service_secret("platform");
-    let options = ServerOptions::new()
-        .service("PLATFORM", &secret)
-        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "3");
-    let server = TestServer::start(&db, options).await;
+    let server = start(&db, &secret, "3", &[]).await;
     let first = bootstrap_admin(&server).await;
     let user_id = first.admin.expect("admin principal").subject;
     for attempt in 0..5 {
@@ -223,26 +233,15 @@ async fn a_valid_credential_is_served_from_a_peer_that_keeps_failing() {
 async fn wrong_install_tokens_do_not_charge_the_relaying_bearer() {
     let db = TestDatabase::sqlite();
     let secret = service_secret("platform");
-    let options = ServerOptions::new()
-        .service("PLATFORM", &secret)
-        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2")
-        .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "1000");
-    let server = TestServer::start(&db, options).await;
+    let anonymous_rate = [("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "1000")];
+    let server = start(&db, &secret, "2", &anonymous_rate).await;
     let mut admin = server.client(Some(&secret)).await;
     let provisioned = provision_workspace(&mut admin, "ws", "")
         .await
         .expect("provision");
     let mut relay = server.client(Some(&provisioned.registration_token)).await;
     for _ in 0..3 {
-        let request = pb::ConsumeInstallTokenRequest {
-            install_token: tessera_client::token::generate(
-                tessera_client::token::TokenKind::Install,
-            )
-            .expose()
-            .to_owned(),
-            admin_email: "ada@example.com".to_owned(),
-            admin_name: "Ada".to_owned(),
-        };
+        let request = wrong_install_token();
         relay
             .consume_install_token(request)
             .await
