@@ -1,7 +1,14 @@
 //! Throttling of failed authentication: a peer address, or a presented
 //! credential, that keeps failing is refused for a while with
-//! `RESOURCE_EXHAUSTED`. Callers that do not fail are never slowed: they
-//! cost one map lookup.
+//! `RESOURCE_EXHAUSTED` (how the layer applies each, in `layer.rs`).
+//! Callers that do not fail are never slowed: they cost one map lookup.
+//!
+//! Both maps are bounded. Past [`MAX_TRACKED`] keys they are swept of stale
+//! entries at most once a second (see [`Sweeper`]). A map of refusals that
+//! is still full of live ones fails open: a new refusal is logged and not
+//! recorded, so that key is not refused. Failing closed would let whoever
+//! fills the map with made-up credentials have everyone refused; failing
+//! open only gives extra guesses at 256-bit secrets.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,9 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tessera_client::Secret;
 use tessera_client::token;
 
-/// Keys tracked before stale ones are dropped, bounding memory under a
-/// flood of distinct peers or made-up credentials.
-const MAX_TRACKED: usize = 65_536;
+use super::throttle::{MAX_TRACKED, Sweeper};
 
 /// What a failure is charged to: the peer's address and, when the caller
 /// presented a well-formed credential, its public id. The keys are worked
@@ -70,6 +75,8 @@ pub(crate) struct FailureThrottle {
     limiter: Limiter,
     blocked: Mutex<HashMap<String, Instant>>,
     clock: DefaultClock,
+    limiter_sweeper: Sweeper,
+    blocked_sweeper: Sweeper,
     /// Time for one failure of budget to come back.
     refill: Duration,
 }
@@ -86,6 +93,8 @@ impl FailureThrottle {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             blocked: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
+            limiter_sweeper: Sweeper::new(),
+            blocked_sweeper: Sweeper::new(),
             refill: quota.replenish_interval(),
         }
     }
@@ -108,7 +117,7 @@ impl FailureThrottle {
     /// Charges one failure to each key in `scope`; a key over budget is
     /// refused until its budget allows another failure.
     pub(crate) fn record(&self, keys: &FailureKeys, scope: Scope) {
-        if self.limiter.len() > MAX_TRACKED {
+        if self.limiter_sweeper.due(self.limiter.len()) {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
@@ -128,17 +137,19 @@ impl FailureThrottle {
             return;
         };
         let now = Instant::now();
-        if blocked.len() >= MAX_TRACKED {
+        if self.blocked_sweeper.due(blocked.len() + 1) {
             blocked.retain(|_, until| *until > now);
         }
-        if blocked.len() < MAX_TRACKED {
-            tracing::warn!(
-                key,
-                retry_after_ms = super::throttle::millis(wait),
-                "too many failed authentications; refusing for a while"
-            );
-            blocked.insert(key.to_owned(), now + wait);
+        if blocked.len() >= MAX_TRACKED && !blocked.contains_key(key) {
+            tracing::warn!(key, "too many refusals on file; this one is not recorded");
+            return;
         }
+        tracing::warn!(
+            key,
+            retry_after_ms = super::throttle::millis(wait),
+            "too many failed authentications; refusing for a while"
+        );
+        blocked.insert(key.to_owned(), now + wait);
     }
 }
 

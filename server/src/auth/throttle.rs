@@ -2,19 +2,64 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// Peers tracked before idle ones are forgotten, so a flood of distinct
-/// addresses cannot grow the limiter without bound.
-const MAX_TRACKED_PEERS: usize = 65_536;
+/// Keys a throttle tracks before it sweeps out the stale ones, so a flood
+/// of distinct addresses or made-up credentials cannot grow it without
+/// bound.
+pub(super) const MAX_TRACKED: usize = 65_536;
+/// Shortest time between two sweeps of one map: a flood of fresh keys costs
+/// one pass over the map per interval, never one per call.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Decides when a map of keys is swept: only once it holds more than its
+/// bound, and at most once per interval.
+pub(super) struct Sweeper {
+    bound: usize,
+    every: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Sweeper {
+    /// Sweeps past [`MAX_TRACKED`] keys, at most once a second.
+    pub(super) fn new() -> Self {
+        Self::with(MAX_TRACKED, SWEEP_EVERY)
+    }
+
+    fn with(bound: usize, every: Duration) -> Self {
+        Self {
+            bound,
+            every,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// True when a map now holding `len` keys should be swept (and counts
+    /// the sweep as done now).
+    pub(super) fn due(&self, len: usize) -> bool {
+        if len <= self.bound {
+            return false;
+        }
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| at.elapsed() < self.every) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+}
 
 /// A request budget per peer address.
 pub(crate) struct Throttle {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
+    sweeper: Sweeper,
 }
 
 impl Throttle {
@@ -23,13 +68,14 @@ impl Throttle {
         Self {
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
             clock: DefaultClock::default(),
+            sweeper: Sweeper::new(),
         }
     }
 
     /// Spends one call of `peer`'s budget; `Err` carries how long until the
     /// next call is allowed. Callers without an address share one budget.
     pub(crate) fn check(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
-        if self.limiter.len() > MAX_TRACKED_PEERS {
+        if self.sweeper.due(self.limiter.len()) {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
@@ -59,5 +105,15 @@ mod tests {
         let wait = throttle.check(a).expect_err("third call in a minute");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60));
         assert!(throttle.check(b).is_ok(), "another peer is not affected");
+    }
+
+    #[test]
+    fn a_full_map_is_swept_at_most_once_per_interval() {
+        let sweeper = Sweeper::with(2, Duration::from_secs(60));
+        assert!(!sweeper.due(2), "within the bound");
+        assert!(sweeper.due(3), "past the bound");
+        assert!(!sweeper.due(1_000), "swept a moment ago");
+        let eager = Sweeper::with(2, Duration::ZERO);
+        assert!(eager.due(3) && eager.due(3), "the interval has passed");
     }
 }
