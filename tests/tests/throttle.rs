@@ -6,6 +6,7 @@ use tessera_client::tonic::Code;
 
 use tessera_tests::grpc::{consume_ticket, mint_ticket, provision_workspace, verify_as};
 use tessera_tests::install::bootstrap_admin;
+use tessera_tests::sql::count;
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, assert_status, service_secret};
 use tonic_types::StatusExt;
 
@@ -255,4 +256,34 @@ async fn wrong_install_tokens_do_not_charge_the_relaying_bearer() {
         .register_workspace(register)
         .await
         .expect("the relaying bearer was not charged");
+}
+
+/// A refused peer may still try to authenticate ten times its failure
+/// budget a minute; past that its calls are refused before any
+/// verification, so a flood from one address costs bounded work and
+/// writes a bounded number of audit entries.
+#[tokio::test]
+async fn a_refused_peer_has_a_bounded_number_of_attempts() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("platform");
+    let server = start(&db, &secret, "1", &[]).await;
+    let status = verify(&server, "junk").await.expect_err("junk bearer");
+    assert_status(&status, Code::Unauthenticated, None);
+    for attempt in 0..30 {
+        let status = verify(&server, &format!("junk-{attempt}"))
+            .await
+            .expect_err("junk from a refused peer");
+        assert_status(&status, Code::ResourceExhausted, None);
+    }
+    let status = verify(&server, &secret)
+        .await
+        .expect_err("past the attempts, even a valid secret waits");
+    assert_status(&status, Code::ResourceExhausted, None);
+    let conn = db.connect().await;
+    let audited = count(
+        &conn,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'",
+    )
+    .await;
+    assert_eq!(audited, 11, "the first failure and ten attempts");
 }

@@ -77,9 +77,19 @@ pub(crate) struct FailureThrottle {
     clock: DefaultClock,
     limiter_sweeper: Sweeper,
     blocked_sweeper: Sweeper,
+    /// Authentication attempts a refused peer may still make, per peer.
+    attempts: DefaultKeyedRateLimiter<IpAddr>,
+    attempts_sweeper: Sweeper,
     /// Time for one failure of budget to come back.
     refill: Duration,
 }
+
+/// How many times its failure budget a refused peer may still try to
+/// authenticate a minute (valid credentials included), so that its calls,
+/// each a verification and perhaps a lookup and an audit entry, stay
+/// bounded. Callers sharing an address are refused only while that address
+/// keeps up this many calls.
+const REFUSED_PEER_ATTEMPTS: NonZeroU32 = NonZeroU32::new(10).unwrap();
 
 /// A keyed limiter that reports the budget left after each failure.
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
@@ -95,6 +105,10 @@ impl FailureThrottle {
             clock: DefaultClock::default(),
             limiter_sweeper: Sweeper::new(),
             blocked_sweeper: Sweeper::new(),
+            attempts: RateLimiter::keyed(Quota::per_minute(
+                per_minute.saturating_mul(REFUSED_PEER_ATTEMPTS),
+            )),
+            attempts_sweeper: Sweeper::new(),
             refill: quota.replenish_interval(),
         }
     }
@@ -112,6 +126,21 @@ impl FailureThrottle {
             .filter_map(|key| blocked.get(key))
             .filter_map(|until| until.checked_duration_since(now))
             .max()
+    }
+
+    /// Spends one of the attempts a refused peer may still make; `Err`
+    /// carries how long until the next is allowed.
+    pub(crate) fn attempt_from_refused_peer(&self, keys: &FailureKeys) -> Result<(), Duration> {
+        let Some(peer) = keys.peer else {
+            return Ok(());
+        };
+        if self.attempts_sweeper.due(self.attempts.len()) {
+            self.attempts.retain_recent();
+            self.attempts.shrink_to_fit();
+        }
+        self.attempts
+            .check_key(&peer)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Charges one failure to each key in `scope`; a key over budget is
@@ -185,5 +214,22 @@ mod tests {
         // Garbage has no credential id: only its peer is charged.
         let garbage = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 4])), Secret::new("x"));
         assert!(throttle.blocked(&garbage, Scope::Both).is_none());
+    }
+}
+
+#[cfg(test)]
+mod refused_peer_tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_peer_has_a_bounded_number_of_attempts() {
+        let throttle = FailureThrottle::per_minute(NonZeroU32::MIN);
+        let peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), Secret::default());
+        let allowed = (0..100)
+            .filter(|_| throttle.attempt_from_refused_peer(&peer).is_ok())
+            .count();
+        assert_eq!(allowed, 10, "ten times the failure budget");
+        let other = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 2])), Secret::default());
+        assert!(throttle.attempt_from_refused_peer(&other).is_ok());
     }
 }

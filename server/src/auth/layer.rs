@@ -100,7 +100,8 @@ where
         // A credential that keeps failing is refused wherever it comes from.
         // A peer that keeps failing is refused only on the calls that fail
         // again (below): a valid credential is never refused for what others
-        // behind the same address did.
+        // behind the same address did, unless that address also exhausts the
+        // attempts a refused peer may still make.
         let refusal = match self.failures.blocked(&keys, Scope::Credential) {
             Some(wait) => Some(wait),
             None if rule == Rule::Anonymous => self.throttle.check(addr.map(|a| a.ip())).err(),
@@ -110,6 +111,11 @@ where
             return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
         let peer_blocked = self.failures.blocked(&keys, Scope::Peer);
+        if peer_blocked.is_some()
+            && let Err(wait) = self.failures.attempt_from_refused_peer(&keys)
+        {
+            return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
+        }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
