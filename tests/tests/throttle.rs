@@ -287,3 +287,28 @@ async fn a_refused_peer_has_a_bounded_number_of_attempts() {
     .await;
     assert_eq!(audited, 11, "the first failure and ten attempts");
 }
+
+/// A failing credential is charged even when its address is already
+/// refused: presented again, it is refused before verification (no audit
+/// entry, no attempt spent).
+#[tokio::test]
+async fn a_failing_credential_from_a_refused_peer_is_charged() {
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("platform");
+    let server = start(&db, &secret, "1", &[]).await;
+    verify(&server, "junk").await.expect_err("junk bearer");
+    let forged = tessera_client::token::generate(tessera_client::token::TokenKind::UserAccess);
+    for _ in 0..6 {
+        let status = verify(&server, forged.expose())
+            .await
+            .expect_err("an unknown token from a refused peer");
+        assert_status(&status, Code::ResourceExhausted, None);
+    }
+    let conn = db.connect().await;
+    let audited = count(
+        &conn,
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'",
+    )
+    .await;
+    assert_eq!(audited, 2, "the junk and the forged token's first try");
+}

@@ -127,12 +127,9 @@ where
             // Bad tokens that an authenticated service relays (VerifyBearer,
             // ConsumeTicket) are not: blocking the relay would let anyone who
             // can make a service present garbage lock that service out.
-            let failed = |scope| match peer_blocked {
-                Some(wait) => Some(throttled(wait).into_http()),
-                None => {
-                    failures.record(&keys, scope);
-                    None
-                }
+            let failed = |scope| {
+                failures.record(&keys, scope);
+                peer_blocked.map(|wait| throttled(wait).into_http())
             };
             let response = if rule == Rule::Anonymous {
                 // The credential is in the message (an install token); the
