@@ -37,6 +37,12 @@ fn wrong_install_token() -> pb::ConsumeInstallTokenRequest {
     }
 }
 
+/// Audit entries of failed caller authentication.
+async fn failed_authentications(db: &TestDatabase) -> i64 {
+    let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'";
+    count(&db.connect().await, sql).await
+}
+
 /// VerifyBearer of `caller`'s own bearer, as `caller`.
 async fn verify(server: &TestServer, caller: &str) -> Result<(), tessera_client::tonic::Status> {
     verify_as(server, caller, caller).await.map(|_| ())
@@ -279,12 +285,7 @@ async fn a_refused_peer_has_a_bounded_number_of_attempts() {
         .await
         .expect_err("past the attempts, even a valid secret waits");
     assert_status(&status, Code::ResourceExhausted, None);
-    let conn = db.connect().await;
-    let audited = count(
-        &conn,
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'",
-    )
-    .await;
+    let audited = failed_authentications(&db).await;
     assert_eq!(audited, 11, "the first failure and ten attempts");
 }
 
@@ -304,11 +305,6 @@ async fn a_failing_credential_from_a_refused_peer_is_charged() {
             .expect_err("an unknown token from a refused peer");
         assert_status(&status, Code::ResourceExhausted, None);
     }
-    let conn = db.connect().await;
-    let audited = count(
-        &conn,
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'",
-    )
-    .await;
+    let audited = failed_authentications(&db).await;
     assert_eq!(audited, 2, "the junk and the forged token's first try");
 }
