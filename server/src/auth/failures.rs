@@ -22,7 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tessera_client::Secret;
 use tessera_client::token;
 
-use super::throttle::{MAX_TRACKED, Sweeper};
+use super::throttle::{MAX_TRACKED, Sweeper, Throttle};
 
 /// What a failure is charged to: the peer's address and, when the caller
 /// presented a well-formed credential, its public id. The keys are worked
@@ -78,18 +78,17 @@ pub(crate) struct FailureThrottle {
     limiter_sweeper: Sweeper,
     blocked_sweeper: Sweeper,
     /// Authentication attempts a refused peer may still make, per peer.
-    attempts: DefaultKeyedRateLimiter<IpAddr>,
-    attempts_sweeper: Sweeper,
+    attempts: Throttle,
     /// Time for one failure of budget to come back.
     refill: Duration,
 }
 
-/// How many times its failure budget a refused peer may still try to
+/// Ten: how many times its failure budget a refused peer may still try to
 /// authenticate a minute (valid credentials included), so that its calls,
 /// each a verification and perhaps a lookup and an audit entry, stay
 /// bounded. Callers sharing an address are refused only while that address
 /// keeps up this many calls.
-const REFUSED_PEER_ATTEMPTS: NonZeroU32 = NonZeroU32::new(10).unwrap();
+const REFUSED_PEER_ATTEMPTS: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
 
 /// A keyed limiter that reports the budget left after each failure.
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
@@ -105,10 +104,7 @@ impl FailureThrottle {
             clock: DefaultClock::default(),
             limiter_sweeper: Sweeper::new(),
             blocked_sweeper: Sweeper::new(),
-            attempts: RateLimiter::keyed(Quota::per_minute(
-                per_minute.saturating_mul(REFUSED_PEER_ATTEMPTS),
-            )),
-            attempts_sweeper: Sweeper::new(),
+            attempts: Throttle::per_minute(per_minute.saturating_mul(REFUSED_PEER_ATTEMPTS)),
             refill: quota.replenish_interval(),
         }
     }
@@ -131,16 +127,7 @@ impl FailureThrottle {
     /// Spends one of the attempts a refused peer may still make; `Err`
     /// carries how long until the next is allowed.
     pub(crate) fn attempt_from_refused_peer(&self, keys: &FailureKeys) -> Result<(), Duration> {
-        let Some(peer) = keys.peer else {
-            return Ok(());
-        };
-        if self.attempts_sweeper.due(self.attempts.len()) {
-            self.attempts.retain_recent();
-            self.attempts.shrink_to_fit();
-        }
-        self.attempts
-            .check_key(&peer)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.attempts.check(keys.peer)
     }
 
     /// Charges one failure to each key in `scope`; a key over budget is

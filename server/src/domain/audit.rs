@@ -61,7 +61,7 @@ impl Auditor {
             .await;
     }
 
-    /// Writes an entry made with [`entry_by`].
+    /// Writes a finished entry (see [`entry_by`] and [`AuditDraft::with_outcome`]).
     pub(crate) async fn store_entry(&self, record: AuditRecord) {
         if let Err(err) = self.store.append_audit(&record).await {
             tracing::error!(error = %err, action = record.action, "audit write failed");

@@ -217,7 +217,7 @@ pub struct NewAdmin {
     pub token_hash: String,
 }
 
-/// What [`Store::consume_install_token`] did.
+/// What [`Store::consume_install_token`](super::Store::consume_install_token) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InstallOutcome {
     /// The token was pending with this hash; the admin now exists.
