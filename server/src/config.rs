@@ -58,8 +58,9 @@ pub(crate) struct ServeArgs {
     /// replica refuses it after three missed heartbeats.
     #[arg(long, env = "TESSERA_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000)]
     pub heartbeat_interval_ms: u64,
-    /// Calls a minute each peer may make to the RPCs that need no
-    /// credentials (GetInstallTokenStatus, ConsumeInstallToken).
+    /// Calls a minute each peer may make to GetInstallTokenStatus, which
+    /// needs no credentials. (ConsumeInstallToken is limited by its
+    /// refusals, through the failure budget.)
     #[arg(long, env = "TESSERA_ANONYMOUS_RATE_PER_MINUTE", default_value_t = NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN))]
     pub anonymous_rate_per_minute: NonZeroU32,
     /// Largest request message accepted, in bytes.

@@ -117,8 +117,10 @@ def test_a_workspace_token_cannot_register_another_workspace(server, caller, pla
             workspace_id="ws-b",
             reissue_auth_token=True,
         )
-    # Neither a service secret nor garbage registers a workspace.
-    for token in (SCHEDULER, "garbage", None):
+    # Neither a service secret (a known caller without the right) nor
+    # garbage registers a workspace.
+    refused(PERMISSION_DENIED, caller(server, SCHEDULER).RegisterWorkspace, workspace_id="ws-a")
+    for token in ("garbage", None):
         refused(UNAUTHENTICATED, caller(server, token).RegisterWorkspace, workspace_id="ws-a")
 
 

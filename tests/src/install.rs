@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tessera_client::pb;
 use tessera_client::token::{self, TokenKind};
 
@@ -175,4 +175,16 @@ pub async fn humans(conn: &DatabaseConnection) -> i64 {
 /// How many user access tokens are stored.
 pub async fn user_tokens(conn: &DatabaseConnection) -> i64 {
     crate::sql::count(conn, "SELECT COUNT(*) FROM user_tokens").await
+}
+
+/// Inserts a human user `id` with `email` straight into the database (a
+/// row made before Tessera, or by hand).
+pub async fn insert_human(conn: &DatabaseConnection, id: &str, email: &str) {
+    let sql = format!(
+        "INSERT INTO users (id, email, display_name, kind, created_at) \
+         VALUES ('{id}', '{email}', 'Someone', 'human', 0)"
+    );
+    conn.execute_unprepared(&sql)
+        .await
+        .expect("insert a human user");
 }

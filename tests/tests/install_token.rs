@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tessera_client::pb::{self, InstallTokenState};
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::Code;
 use tessera_tests::audit::{assert_not_in_audit, audit_rows};
-use tessera_tests::grpc::{consume_install_token, verify_as, verify_bearer};
+use tessera_tests::grpc::{verify_as, verify_bearer};
 use tessera_tests::install::{
-    ADA_EMAIL, ADA_NAME, BANNER_PREFIX, banner_lines, boot_token, cli_state, consume_as_ada,
-    humans, install_rows, install_status, issue_install_token, minted_events, token_in_banner,
-    user_tokens, wait_for_banners,
+    ADA_EMAIL, BANNER_PREFIX, banner_lines, boot_token, cli_state, consume_as_ada, humans,
+    insert_human, install_rows, install_status, issue_install_token, minted_events,
+    token_in_banner, user_tokens, wait_for_banners,
 };
 use tessera_tests::secrets::assert_no_fragment;
 use tessera_tests::{
@@ -181,12 +181,7 @@ async fn not_issued_when_a_human_exists_before_first_boot() {
     tessera_tests::migrate(db.url());
     assert_eq!(cli_state(db.url()).await, "NOT_ISSUED");
     let conn = db.connect().await;
-    conn.execute_unprepared(
-        "INSERT INTO users (id, email, display_name, kind, created_at) \
-         VALUES ('preexisting', 'grace@example.com', 'Grace', 'human', 0)",
-    )
-    .await
-    .expect("insert a human user");
+    insert_human(&conn, "preexisting", "grace@example.com").await;
 
     let server = TestServer::start_scheduler(&db, &[]).await;
     assert_no_banner(&server).await;
@@ -432,12 +427,12 @@ async fn anonymous_calls_are_throttled_per_peer() {
         "retry delay {delay:?}"
     );
 
-    // The budget is per peer, not per connection, and covers
-    // ConsumeInstallToken: a throttled consume does not use the token.
+    // The budget is per peer, not per connection.
     let mut again = server.client(None).await;
-    let err = consume_install_token(&mut again, &token, ADA_EMAIL, ADA_NAME)
+    let err = again
+        .get_install_token_status(pb::GetInstallTokenStatusRequest {})
         .await
-        .expect_err("throttled");
+        .expect_err("throttled on a new connection");
     assert_status(&err, Code::ResourceExhausted, None);
     let conn = db.connect().await;
     assert_eq!(

@@ -161,6 +161,29 @@ async fn wrong_install_tokens_are_charged_to_the_failure_budget() {
     assert_status(&status, Code::ResourceExhausted, None);
 }
 
+/// Once the first admin exists every ConsumeInstallToken is refused
+/// (FAILED_PRECONDITION) and audited; those refusals are charged like wrong
+/// tokens, so a flood of them from one address is bounded.
+#[tokio::test]
+async fn refused_redemptions_after_the_first_admin_are_charged() {
+    let db = TestDatabase::sqlite();
+    let options = ServerOptions::new()
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "2")
+        .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "1000");
+    let server = TestServer::start(&db, options).await;
+    bootstrap_admin(&server).await;
+    let mut anonymous = server.client(None).await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let request = wrong_install_token();
+        let status = anonymous.consume_install_token(request).await;
+        codes.push(status.expect_err("the first admin exists").code());
+    }
+    let refused = Code::FailedPrecondition;
+    let throttled = Code::ResourceExhausted;
+    assert_eq!(codes, [refused, refused, throttled, throttled]);
+}
+
 /// A credential that cannot be checked because the database is away has
 /// not failed: nothing is charged, so once the database is back the caller,
 /// and a service calling from the same address, are served at once.

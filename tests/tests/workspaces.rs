@@ -147,12 +147,17 @@ async fn tokens_of_one_workspace_do_not_register_another() {
             .expect_err("cross-workspace");
         assert_status(&status, Code::PermissionDenied, None);
     }
-    // Neither a service secret nor garbage registers a workspace.
-    for bearer in [service_secret("platform"), "garbage".to_owned()] {
+    // Neither a service secret (a known caller without the right) nor
+    // garbage registers a workspace.
+    let refusals = [
+        (service_secret("platform"), Code::PermissionDenied),
+        ("garbage".to_owned(), Code::Unauthenticated),
+    ];
+    for (bearer, code) in refusals {
         let status = register_workspace(&server, &bearer, "ws-a", false)
             .await
             .expect_err("not a workspace token");
-        assert_status(&status, Code::Unauthenticated, None);
+        assert_status(&status, code, None);
     }
     // ws-a's token still works after the refused attempts.
     register_workspace(&server, &a_auth, "ws-a", false)
@@ -211,7 +216,7 @@ async fn provisioning_validates_and_refuses_duplicates() {
         .provision_workspace(request)
         .await
         .expect_err("not admin");
-    assert_status(&status, Code::Unauthenticated, None);
+    assert_status(&status, Code::PermissionDenied, None);
 }
 
 #[tokio::test]

@@ -41,12 +41,7 @@ impl Authenticator {
         path: &str,
         peer: String,
     ) -> Result<Caller, Refusal> {
-        let verified = if rule == Rule::Workspace {
-            self.verifier.registrant(bearer).await
-        } else {
-            self.verifier.verify(bearer).await
-        };
-        let principal = match verified {
+        let principal = match self.verifier.caller(bearer).await {
             Ok(principal) => principal,
             Err(err) => {
                 self.audit_failure(path, bearer, &peer, &err).await;

@@ -21,7 +21,7 @@ use super::authenticate::{Authenticator, Refusal};
 use super::failures::{FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
-use crate::grpc::CredentialRejected;
+use crate::grpc::CallerAtFault;
 
 /// Adds caller authentication and the policy table to a tonic server.
 #[derive(Clone)]
@@ -131,12 +131,14 @@ where
                 failures.record(&keys, scope);
                 peer_blocked.map(|wait| throttled(wait).into_http())
             };
-            let response = if rule == Rule::Anonymous {
-                // The credential is in the message (an install token); the
-                // bearer header, if any, belongs to whoever relays the call
-                // and is not charged.
+            let response = if matches!(rule, Rule::Anonymous | Rule::Redeem) {
+                // The credential is in the message (an install token): a
+                // call refused for what its caller sent (a wrong token, or
+                // any token once the first admin exists) is charged to the
+                // peer, so a flood of them is bounded. The bearer header, if
+                // any, belongs to whoever relays the call and is not charged.
                 let response = inner.call(request).await?;
-                let refused = credential_rejected(&response).then(|| failed(Scope::Peer));
+                let refused = refused_for_the_caller(&response).then(|| failed(Scope::Peer));
                 refused.flatten().unwrap_or(response)
             } else {
                 let bearer = keys.bearer().expose();
@@ -159,12 +161,12 @@ where
     }
 }
 
-/// True when the handler refused the credential the caller presented: the
-/// status it returned carries [`CredentialRejected`] as its source.
-fn credential_rejected<B>(response: &http::Response<B>) -> bool {
+/// True when the handler refused the call for what its caller sent: the
+/// status it returned carries [`CallerAtFault`] as its source.
+fn refused_for_the_caller<B>(response: &http::Response<B>) -> bool {
     let status = response.extensions().get::<Status>();
     let source = status.and_then(|status| std::error::Error::source(status));
-    source.is_some_and(<dyn std::error::Error>::is::<CredentialRejected>)
+    source.is_some_and(<dyn std::error::Error>::is::<CallerAtFault>)
 }
 
 /// The caller's address, when the transport recorded it.

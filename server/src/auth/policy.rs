@@ -11,6 +11,11 @@ pub(crate) enum Rule {
     Public,
     /// Anyone, without credentials, within a per-peer rate.
     Anonymous,
+    /// Anyone presenting a one-shot credential in the message (an install
+    /// token): the handler judges it, and only its failures are charged and
+    /// refused, so others polling from the same address never keep the
+    /// right one out.
+    Redeem,
     /// `SERVICE` principals.
     Service,
     /// `SERVICE` principals, or a `USER` (the handler restricts it to itself).
@@ -35,7 +40,8 @@ pub(super) fn rule_for(path: &str) -> Rule {
         return Rule::Authenticated;
     };
     match method {
-        "GetInstallTokenStatus" | "ConsumeInstallToken" => Rule::Anonymous,
+        "GetInstallTokenStatus" => Rule::Anonymous,
+        "ConsumeInstallToken" => Rule::Redeem,
         "VerifyBearer" | "ConsumeTicket" | "GetInternalCredential" => Rule::Service,
         "MintTicket" => Rule::ServiceOrUser,
         "IssueInstallToken" | "ProvisionWorkspace" | "GetInboundSecret" => Rule::Admin,
@@ -48,7 +54,7 @@ pub(super) fn rule_for(path: &str) -> Rule {
 pub(super) fn allows(rule: Rule, principal: &Principal) -> bool {
     let kind = principal.kind;
     match rule {
-        Rule::Public | Rule::Anonymous | Rule::Authenticated => true,
+        Rule::Public | Rule::Anonymous | Rule::Redeem | Rule::Authenticated => true,
         Rule::Service => kind == PrincipalKind::Service,
         Rule::ServiceOrUser => matches!(kind, PrincipalKind::Service | PrincipalKind::User),
         Rule::Admin => {
@@ -89,7 +95,7 @@ mod tests {
         assert_eq!(rpc("ProvisionWorkspace"), Rule::Admin);
         assert_eq!(rpc("GetInboundSecret"), Rule::Admin);
         assert_eq!(rpc("GetInstallTokenStatus"), Rule::Anonymous);
-        assert_eq!(rpc("ConsumeInstallToken"), Rule::Anonymous);
+        assert_eq!(rpc("ConsumeInstallToken"), Rule::Redeem);
         assert_eq!(rpc("RegisterWorkspace"), Rule::Workspace);
         assert_eq!(rpc("Unknown"), Rule::Authenticated);
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);

@@ -10,6 +10,11 @@ pub enum Error {
     /// A bearer was missing, malformed, unknown or revoked.
     #[error("unauthenticated: {0}")]
     Unauthenticated(&'static str),
+    /// A valid credential whose principal cannot be resolved now (its
+    /// service user cannot be seeded). Refused as unauthenticated, but the
+    /// caller did nothing wrong, so nothing is charged to its budget.
+    #[error("principal unavailable: {0}")]
+    PrincipalUnavailable(&'static str),
     /// A ticket was refused.
     #[error("ticket {ticket} refused: {}", reason.outcome())]
     Ticket {
@@ -50,6 +55,16 @@ pub enum Error {
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// True when the call was refused for what its caller sent, false when
+    /// the server could not answer it (storage, entropy, a principal that
+    /// cannot be resolved now).
+    pub fn is_callers_fault(&self) -> bool {
+        !matches!(
+            self,
+            Error::PrincipalUnavailable(_) | Error::Entropy(_) | Error::Store(_)
+        )
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(field: &'static str, description: impl Into<String>) -> Self {
         Error::InvalidArgument {

@@ -232,9 +232,16 @@ impl Install {
         validate::display_name("admin_name", name)?;
         let hash = token::sha256_hex(presented);
         let on_file = self.store.install_token().await?;
-        let pending = on_file.filter(|record| record.consumed_at.is_none());
+        // Consumed since the check above: the first admin exists now (a
+        // token is consumed only together with making it).
+        if on_file
+            .as_ref()
+            .is_some_and(|record| record.consumed_at.is_some())
+        {
+            return Err(first_admin_exists());
+        }
         let matches =
-            pending.is_some_and(|record| bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())));
+            on_file.is_some_and(|record| bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())));
         if !matches {
             return Err(Error::Unauthenticated("wrong install token"));
         }

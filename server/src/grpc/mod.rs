@@ -6,4 +6,4 @@ mod credentials;
 mod status;
 
 pub(crate) use credentials::CredentialsApi;
-pub(crate) use status::CredentialRejected;
+pub(crate) use status::CallerAtFault;

@@ -23,56 +23,72 @@ fn error_info_reason(rejection: TicketRejection) -> &'static str {
     }
 }
 
-/// The source of every status that refused the credential a caller
-/// presented: the auth layer charges such a failure to the caller's
-/// failure budget (for the RPCs anyone may call, whose handler checks the
-/// credential itself).
+/// The source of every status that refused a call for what its caller
+/// sent (a wrong or spent credential, a bad field, a state that does not
+/// allow it), as opposed to a server that could not answer. For the RPCs
+/// anyone may call, whose handler judges the credential in the message, the
+/// auth layer charges such a refusal to the caller's failure budget.
 #[derive(Debug, thiserror::Error)]
-#[error("the presented credential was refused")]
-pub(crate) struct CredentialRejected;
+#[error("the call was refused for what its caller sent")]
+pub(crate) struct CallerAtFault;
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
-        match err {
-            Error::Unauthenticated(reason) => {
-                tracing::info!(reason, "authentication failed");
-                let mut status = Status::unauthenticated("invalid or missing credentials");
-                status.set_source(Arc::new(CredentialRejected));
-                status
-            }
-            Error::Ticket { reason, ticket } => {
-                let reason = error_info_reason(reason);
-                tracing::info!(reason, ticket = %ticket, "ticket refused");
-                Status::with_error_details(
-                    Code::Unauthenticated,
-                    format!("ticket {ticket} refused"),
-                    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
-                )
-            }
-            Error::PermissionDenied(what) => {
-                tracing::info!(what = %what, "permission denied");
-                Status::permission_denied(what)
-            }
-            Error::InvalidArgument { field, description } => Status::with_error_details(
-                Code::InvalidArgument,
-                format!("invalid {field}: {description}"),
-                ErrorDetails::with_bad_request_violation(field, description),
-            ),
-            Error::NotFound(what) => Status::not_found(format!("{what} not found")),
-            Error::AlreadyExists(what) => Status::already_exists(format!("{what} exists already")),
-            Error::FailedPrecondition(what) => Status::failed_precondition(what),
-            Error::Entropy(cause) => {
-                tracing::error!(error = %cause, "cannot mint a credential");
-                Status::internal("internal error")
-            }
-            Error::Store(StoreError::Unavailable(cause)) => {
-                tracing::error!(error = %cause, "database unavailable");
-                Status::unavailable("database unavailable")
-            }
-            Error::Store(StoreError::Db(cause)) => {
-                tracing::error!(error = %cause, "database error");
-                Status::internal("internal error")
-            }
+        let at_fault = err.is_callers_fault();
+        let mut status = status_of(err);
+        if at_fault {
+            status.set_source(Arc::new(CallerAtFault));
+        }
+        status
+    }
+}
+
+/// The status of `err`; its cause is logged here, once.
+fn status_of(err: Error) -> Status {
+    match err {
+        Error::Unauthenticated(reason) => {
+            tracing::info!(reason, "authentication failed");
+            Status::unauthenticated("invalid or missing credentials")
+        }
+        Error::PrincipalUnavailable(reason) => {
+            tracing::warn!(
+                reason,
+                "valid credential refused: its principal is unavailable"
+            );
+            Status::unauthenticated("invalid or missing credentials")
+        }
+        Error::Ticket { reason, ticket } => {
+            let reason = error_info_reason(reason);
+            tracing::info!(reason, ticket = %ticket, "ticket refused");
+            Status::with_error_details(
+                Code::Unauthenticated,
+                format!("ticket {ticket} refused"),
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
+            )
+        }
+        Error::PermissionDenied(what) => {
+            tracing::info!(what = %what, "permission denied");
+            Status::permission_denied(what)
+        }
+        Error::InvalidArgument { field, description } => Status::with_error_details(
+            Code::InvalidArgument,
+            format!("invalid {field}: {description}"),
+            ErrorDetails::with_bad_request_violation(field, description),
+        ),
+        Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+        Error::AlreadyExists(what) => Status::already_exists(format!("{what} exists already")),
+        Error::FailedPrecondition(what) => Status::failed_precondition(what),
+        Error::Entropy(cause) => {
+            tracing::error!(error = %cause, "cannot mint a credential");
+            Status::internal("internal error")
+        }
+        Error::Store(StoreError::Unavailable(cause)) => {
+            tracing::error!(error = %cause, "database unavailable");
+            Status::unavailable("database unavailable")
+        }
+        Error::Store(StoreError::Db(cause)) => {
+            tracing::error!(error = %cause, "database error");
+            Status::internal("internal error")
         }
     }
 }

@@ -36,8 +36,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     /// Creates `user` unless a user with its e-mail exists, adds that user
-    /// to `groups`, and returns it. Idempotent and safe to race.
-    async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<UserRecord>;
+    /// to `groups`, and returns it. Idempotent and safe to race. `None`
+    /// when the e-mail belongs to a user of another kind, which is left
+    /// untouched.
+    async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<Option<UserRecord>>;
 
     /// Stores a new ticket and, in the same transaction, its audit entry.
     async fn insert_ticket(&self, ticket: &TicketRecord, audit: Option<&AuditRecord>)
@@ -87,7 +89,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction: marks the pending install token with `hash`
     /// consumed and creates `admin` in `groups` with its access token. Of
-    /// concurrent callers at most one gets [`InstallOutcome::Created`].
+    /// concurrent callers at most one gets [`InstallOutcome::Created`]; the
+    /// others get [`InstallOutcome::HumanExists`].
     async fn consume_install_token(
         &self,
         hash: &str,

@@ -222,9 +222,10 @@ pub struct NewAdmin {
 pub enum InstallOutcome {
     /// The token was pending with this hash; the admin now exists.
     Created(UserRecord),
-    /// No pending token with this hash (wrong, replaced or already used).
+    /// No pending token with this hash (wrong or replaced), and no human.
     NotPending,
-    /// A human user exists already; nothing was changed.
+    /// A human user exists already (made with this token or otherwise);
+    /// nothing was changed.
     HumanExists,
 }
 

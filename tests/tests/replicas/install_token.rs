@@ -68,13 +68,10 @@ async fn race_consumes(
     .await
 }
 
-/// A loser of a consume race: the token was spent (FAILED_PRECONDITION, a
-/// human exists) or is no longer on file (UNAUTHENTICATED).
+/// A loser of a consume race with the right token: the first admin exists
+/// (FAILED_PRECONDITION), never "wrong token".
 fn is_refused_consume(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::FailedPrecondition | Code::Unauthenticated
-    )
+    status.code() == Code::FailedPrecondition
 }
 
 /// After the race: one human stored, the token consumed, every replica

@@ -4,8 +4,9 @@
 //! Every kind of bearer is handled here: service secrets (in memory, in
 //! constant time), user access tokens and workspace auth tokens (by hash in
 //! the store), the internal credential (see
-//! `domain/internal_credential.rs`), and, for RegisterWorkspace only, a
-//! workspace's registration token.
+//! `domain/internal_credential.rs`), and, as a caller's credential only
+//! (the policy table admits it on RegisterWorkspace alone), a workspace's
+//! registration token.
 
 mod service_secrets;
 mod service_users;
@@ -46,8 +47,21 @@ impl Verifier {
         self.services.seed_all().await;
     }
 
-    /// The principal `bearer` authenticates.
+    /// The principal `bearer` authenticates: what VerifyBearer answers.
+    /// Registration tokens are not bearers and are refused.
     pub(crate) async fn verify(&self, bearer: &str) -> Result<Principal> {
+        self.resolve(bearer, false).await
+    }
+
+    /// The principal of a caller's own credential: any bearer, and also a
+    /// workspace's registration token, so that a valid credential on an
+    /// RPC that does not take its kind is told apart from a bad one (the
+    /// policy table refuses it as `PERMISSION_DENIED`, uncharged).
+    pub(crate) async fn caller(&self, bearer: &str) -> Result<Principal> {
+        self.resolve(bearer, true).await
+    }
+
+    async fn resolve(&self, bearer: &str, registration: bool) -> Result<Principal> {
         if bearer.is_empty() {
             return Err(Error::Unauthenticated("empty bearer"));
         }
@@ -56,52 +70,36 @@ impl Verifier {
         if let Some(found) = self.services.find(bearer) {
             return self.services.principal(found).await;
         }
-        match token::parse(bearer) {
-            Err(_) => Err(Error::Unauthenticated("malformed bearer")),
-            Ok(TokenKind::Internal) => match self.internal.check(bearer).await? {
+        let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;
+        let hash = token::sha256_hex(bearer);
+        match kind {
+            TokenKind::Internal => match self.internal.check(bearer).await? {
                 Some(_) => Ok(Principal::internal(bearer)),
                 None => Err(Error::Unauthenticated("unknown internal credential")),
             },
-            Ok(TokenKind::UserAccess) => {
-                let hash = token::sha256_hex(bearer);
-                match self.store.user_by_token(&hash).await? {
-                    Some(user) if user.kind == UserKind::Human => Ok(Principal::user(user, bearer)),
-                    _ => Err(Error::Unauthenticated("unknown bearer")),
-                }
-            }
-            Ok(TokenKind::WorkspaceAuth) => {
-                let hash = token::sha256_hex(bearer);
+            TokenKind::UserAccess => match self.store.user_by_token(&hash).await? {
+                Some(user) if user.kind == UserKind::Human => Ok(Principal::user(user, bearer)),
+                _ => Err(Error::Unauthenticated("unknown bearer")),
+            },
+            TokenKind::WorkspaceAuth => {
                 let workspace = self.store.workspace_by_auth(&hash).await?;
                 let workspace = workspace.ok_or(Error::Unauthenticated("unknown bearer"))?;
-                Ok(Principal::workspace(
-                    workspace,
-                    TokenKind::WorkspaceAuth,
-                    bearer,
-                ))
+                Ok(Principal::workspace(workspace, kind, bearer))
             }
-            Ok(_) => Err(Error::Unauthenticated("not a bearer credential")),
+            TokenKind::WorkspaceRegistration if registration => {
+                let workspace = self.store.workspace_by_registration(&hash).await?;
+                let workspace = workspace.ok_or(Error::Unauthenticated("unknown bearer"))?;
+                Ok(Principal::workspace(workspace, kind, bearer))
+            }
+            _ => Err(Error::Unauthenticated("not a bearer credential")),
         }
-    }
-
-    /// The workspace a registration or auth token belongs to, as the
-    /// principal RegisterWorkspace admits.
-    pub(crate) async fn registrant(&self, bearer: &str) -> Result<Principal> {
-        let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;
-        let hash = token::sha256_hex(bearer);
-        let workspace = match kind {
-            TokenKind::WorkspaceRegistration => self.store.workspace_by_registration(&hash).await?,
-            TokenKind::WorkspaceAuth => self.store.workspace_by_auth(&hash).await?,
-            _ => return Err(Error::Unauthenticated("not a workspace credential")),
-        };
-        let workspace = workspace.ok_or(Error::Unauthenticated("unknown workspace credential"))?;
-        Ok(Principal::workspace(workspace, kind, bearer))
     }
 }
 
 /// The audit outcome of a failed verification; counted by reason.
 pub(crate) fn failure_reason(err: &Error) -> &'static str {
     let reason = match err {
-        Error::Unauthenticated(reason) => reason,
+        Error::Unauthenticated(reason) | Error::PrincipalUnavailable(reason) => reason,
         _ => "error",
     };
     ::metrics::counter!("tessera_auth_failures_total", "reason" => reason).increment(1);

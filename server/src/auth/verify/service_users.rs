@@ -37,8 +37,14 @@ impl ServiceUsers {
     /// seeding is retried when the service first calls.
     pub(crate) async fn seed_all(&self) {
         for account in self.secrets.accounts() {
-            if let Err(err) = self.user(account).await {
-                tracing::error!(service = %account.email, error = %err, "seeding service user failed");
+            match self.user(account).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::error!(service = %account.email, "seeding service user failed: a user of another kind holds its e-mail")
+                }
+                Err(err) => {
+                    tracing::error!(service = %account.email, error = %err, "seeding service user failed")
+                }
             }
         }
     }
@@ -54,10 +60,14 @@ impl ServiceUsers {
     pub(crate) async fn principal(&self, found: ServiceMatch<'_>) -> Result<Principal> {
         let account = found.account;
         let user = match self.user(account).await {
-            Ok(user) => user,
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                tracing::error!(service = %account.email, "service user not seeded: a user of another kind holds its e-mail");
+                return Err(Error::PrincipalUnavailable("service user e-mail taken"));
+            }
             Err(err) => {
                 tracing::error!(service = %account.email, error = %err, "service user unavailable");
-                return Err(Error::Unauthenticated("service user unavailable"));
+                return Err(Error::PrincipalUnavailable("service user unavailable"));
             }
         };
         Ok(Principal {
@@ -70,9 +80,9 @@ impl ServiceUsers {
         })
     }
 
-    async fn user(&self, account: &ServiceAccount) -> Result<UserRecord> {
+    async fn user(&self, account: &ServiceAccount) -> Result<Option<UserRecord>> {
         if let Some(user) = self.cached(&account.name) {
-            return Ok(user);
+            return Ok(Some(user));
         }
         let new = NewUser {
             id: token::random_id()?,
@@ -81,12 +91,14 @@ impl ServiceUsers {
             kind: UserKind::Service,
             created_at: now_ms(),
         };
-        let user = self.store.ensure_user(&new, &[ADMIN_GROUP]).await?;
+        let Some(user) = self.store.ensure_user(&new, &[ADMIN_GROUP]).await? else {
+            return Ok(None);
+        };
         if let Ok(mut seeded) = self.seeded.write() {
             seeded.insert(account.name.clone(), (user.clone(), Instant::now()));
         }
         tracing::debug!(service = %account.email, "service user seeded");
-        Ok(user)
+        Ok(Some(user))
     }
 
     /// The seeded user if it was seeded recently; older entries are seeded

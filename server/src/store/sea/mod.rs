@@ -137,7 +137,7 @@ impl Store for SeaStore {
         self.gated(self.db.ping()).await
     }
 
-    async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<UserRecord> {
+    async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<Option<UserRecord>> {
         self.gated(users::ensure_user(&self.db, user, groups)).await
     }
 

@@ -29,7 +29,7 @@ pub(super) async fn ensure_user(
     db: &impl ConnectionTrait,
     new: &NewUser,
     groups: &[&str],
-) -> DbResult<UserRecord> {
+) -> DbResult<Option<UserRecord>> {
     let (email, now) = (new.email.as_str(), new.created_at);
     user::Entity::insert(new_user(&new.id, email, &new.display_name, new.kind, now))
         .on_conflict_do_nothing_on([user::Column::Email])
@@ -39,8 +39,13 @@ pub(super) async fn ensure_user(
     let row = super::only_row(select, db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(email.to_owned()))?;
+    // A row of another kind holding the e-mail is never taken over (nor
+    // given the groups): a service must not become a human's account.
+    if kind_of(&row.kind) != new.kind {
+        return Ok(None);
+    }
     add_to_groups(db, &row.id, groups, now).await?;
-    with_groups(db, row).await
+    with_groups(db, row).await.map(Some)
 }
 
 pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> DbResult<bool> {
@@ -154,13 +159,17 @@ pub(super) async fn consume_install_token(
         .filter(install_token::Column::ConsumedAt.is_null())
         .exec(&txn)
         .await?;
-    if claimed.rows_affected != 1 {
+    // A human is looked for after the claim either way: a caller that lost
+    // the race to the right token is told the admin exists, not that its
+    // token was wrong.
+    let human_exists = any_human_user(&txn).await?;
+    if claimed.rows_affected != 1 || human_exists {
         txn.rollback().await?;
-        return Ok(InstallOutcome::NotPending);
-    }
-    if any_human_user(&txn).await? {
-        txn.rollback().await?;
-        return Ok(InstallOutcome::HumanExists);
+        return Ok(if human_exists {
+            InstallOutcome::HumanExists
+        } else {
+            InstallOutcome::NotPending
+        });
     }
     let row = user::Entity::insert(new_user(
         &admin.id,
