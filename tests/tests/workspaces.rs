@@ -308,3 +308,38 @@ async fn audit_actions(db: &TestDatabase) -> Vec<String> {
     let rows = audit_rows(&db.connect().await).await;
     rows.into_iter().map(|row| row.action).collect()
 }
+
+/// GetInboundSecret hands out a secret: every read is audited, found or not,
+/// with the reader as actor.
+#[tokio::test]
+async fn every_inbound_secret_read_is_audited() {
+    let db = TestDatabase::sqlite();
+    let (_server, mut admin) = admin_server(&db).await;
+    provision(&mut admin, "ws-read").await;
+    for workspace_id in ["ws-read", "ws-missing"] {
+        let request = pb::GetInboundSecretRequest {
+            workspace_id: workspace_id.into(),
+        };
+        let _ = admin.get_inbound_secret(request).await;
+    }
+    let rows = audit_rows(&db.connect().await).await;
+    let reads: Vec<_> = rows
+        .iter()
+        .filter(|row| row.action == "workspace.read_inbound_secret")
+        .map(|row| {
+            (
+                row.actor.as_str(),
+                row.resource.as_str(),
+                row.outcome.as_str(),
+            )
+        })
+        .collect();
+    let reader = "platform@system.local";
+    assert_eq!(
+        reads,
+        [
+            (reader, "workspace:ws-read", "ok"),
+            (reader, "workspace:ws-missing", "not found")
+        ]
+    );
+}

@@ -110,6 +110,7 @@ impl Install {
         caller: &Caller,
         force: bool,
     ) -> Result<(Option<Secret>, InstallStatus)> {
+        caller.require_admin()?;
         let minted = if force {
             Some(self.regenerate().await?)
         } else {

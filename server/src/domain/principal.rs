@@ -2,6 +2,7 @@
 
 use tessera_client::token::{self, TokenKind};
 
+use super::error::{Error, Result};
 use crate::store::{UserRecord, WorkspaceRecord};
 
 /// Subject, user id and provider of the internal principal.
@@ -100,4 +101,22 @@ pub(crate) struct Caller {
     pub principal: Principal,
     /// Remote address, or empty when unknown.
     pub peer: String,
+}
+
+impl Caller {
+    /// Refuses a caller that is not a member of `Admin` (a `SERVICE` or a
+    /// `USER`). The policy table admits only those already; the handlers
+    /// that hand out a secret check again, so that a mistake in the table
+    /// cannot leak one.
+    pub(crate) fn require_admin(&self) -> Result<()> {
+        let principal = &self.principal;
+        let kind_may = matches!(principal.kind, PrincipalKind::Service | PrincipalKind::User);
+        if kind_may && principal.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(
+                "only members of Admin may call this".into(),
+            ))
+        }
+    }
 }

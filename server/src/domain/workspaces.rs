@@ -65,6 +65,7 @@ impl Workspaces {
         id: &str,
         name: &str,
     ) -> Result<Provisioned> {
+        caller.require_admin()?;
         validate_id(id)?;
         validate::display_name("name", name)?;
         let registration_token = token::try_generate(TokenKind::WorkspaceRegistration)?;
@@ -178,8 +179,36 @@ impl Workspaces {
     }
 
     /// GetInboundSecret: the inbound secret of `workspace_id` (`None` for
-    /// legacy workspaces).
-    pub(crate) async fn inbound_secret(&self, workspace_id: &str) -> Result<Option<Secret>> {
+    /// legacy workspaces), for an Admin member; every read is audited.
+    pub(crate) async fn inbound_secret(
+        &self,
+        caller: &Caller,
+        workspace_id: &str,
+    ) -> Result<Option<Secret>> {
+        let result = self.read_inbound_secret(caller, workspace_id).await;
+        let outcome = match &result {
+            Ok(_) => OK,
+            Err(Error::PermissionDenied(_)) => "permission denied",
+            Err(Error::NotFound(_)) => "not found",
+            Err(Error::InvalidArgument { .. }) => "invalid argument",
+            Err(_) => "error",
+        };
+        self.audit_by(
+            caller,
+            "workspace.read_inbound_secret",
+            workspace_id,
+            outcome,
+        )
+        .await;
+        result
+    }
+
+    async fn read_inbound_secret(
+        &self,
+        caller: &Caller,
+        workspace_id: &str,
+    ) -> Result<Option<Secret>> {
+        caller.require_admin()?;
         validate_id(workspace_id)?;
         let workspace = self
             .store
@@ -244,5 +273,54 @@ mod tests {
         ] {
             assert!(validate_id(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// The handlers that hand out a workspace secret refuse a non-admin
+    /// caller themselves, whatever the policy table in front of them says.
+    #[tokio::test]
+    async fn secret_handlers_check_the_caller_themselves() {
+        use super::*;
+        use crate::domain::Principal;
+        use crate::store::SeaStore;
+
+        let db = tessera_tests::TestDatabase::sqlite();
+        let store = SeaStore::connect(db.url()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let workspaces = Workspaces::new(Arc::new(store));
+        let caller = |kind, groups: &[&str]| Caller {
+            principal: Principal {
+                kind,
+                subject: "someone".into(),
+                email: String::new(),
+                display_name: String::new(),
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+                credential_id: String::new(),
+            },
+            peer: String::new(),
+        };
+        let admin = caller(PrincipalKind::Service, &[super::super::ADMIN_GROUP]);
+        workspaces
+            .provision(&admin, "ws", "")
+            .await
+            .expect("an admin provisions");
+        let outsiders = [
+            caller(PrincipalKind::User, &[]),
+            caller(PrincipalKind::Workspace, &[]),
+            caller(PrincipalKind::Internal, &[super::super::ADMIN_GROUP]),
+        ];
+        for outsider in &outsiders {
+            let read = workspaces.inbound_secret(outsider, "ws").await;
+            assert!(
+                matches!(read, Err(Error::PermissionDenied(_))),
+                "{outsider:?}"
+            );
+            let made = workspaces.provision(outsider, "ws-2", "").await;
+            assert!(
+                matches!(made, Err(Error::PermissionDenied(_))),
+                "{outsider:?}"
+            );
+        }
+        let read = workspaces.inbound_secret(&admin, "ws").await.expect("read");
+        assert!(read.is_some());
     }
 }

@@ -193,10 +193,11 @@ impl CredentialService for CredentialsApi {
         &self,
         request: Request<pb::GetInboundSecretRequest>,
     ) -> Reply<pb::GetInboundSecretResponse> {
+        let caller = caller(&request)?;
         let secret = self
             .app
             .workspaces
-            .inbound_secret(&request.get_ref().workspace_id)
+            .inbound_secret(&caller, &request.get_ref().workspace_id)
             .await?;
         Ok(Response::new(pb::GetInboundSecretResponse {
             platform_inbound_secret: secret.map(|s| s.expose().to_owned()),
