@@ -43,6 +43,9 @@ pub enum Error {
     /// The system is not in a state that allows the call.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// The server is shutting down and mints nothing more.
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// No random bytes to mint a credential with.
     #[error(transparent)]
     Entropy(#[from] tessera_client::token::EntropyUnavailable),
@@ -61,7 +64,10 @@ impl Error {
     pub fn is_callers_fault(&self) -> bool {
         !matches!(
             self,
-            Error::PrincipalUnavailable(_) | Error::Entropy(_) | Error::Store(_)
+            Error::PrincipalUnavailable(_)
+                | Error::ShuttingDown
+                | Error::Entropy(_)
+                | Error::Store(_)
         )
     }
 

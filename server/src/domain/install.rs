@@ -307,7 +307,6 @@ mod banner_tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::domain::Principal;
     use crate::store::SeaStore;
 
     async fn install(
@@ -317,21 +316,6 @@ mod banner_tests {
         store.migrate().await.expect("migrate");
         let (sink, shown) = BannerSink::buffer();
         (Install::new(Arc::new(store), sink), shown)
-    }
-
-    fn service_caller() -> Caller {
-        let principal = Principal {
-            kind: PrincipalKind::Service,
-            subject: "svc".into(),
-            email: "svc@system.local".into(),
-            display_name: "Svc".into(),
-            groups: vec![ADMIN_GROUP.into()],
-            credential_id: "svc_0".into(),
-        };
-        Caller {
-            principal,
-            peer: String::new(),
-        }
     }
 
     #[tokio::test]
@@ -346,7 +330,10 @@ mod banner_tests {
             "one banner for two boots"
         );
 
-        let (token, status) = install.issue(&service_caller(), true).await.expect("issue");
+        let (token, status) = install
+            .issue(&Caller::test_service(), true)
+            .await
+            .expect("issue");
         assert!(
             token.is_none(),
             "a service is never handed the install token"

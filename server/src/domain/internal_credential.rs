@@ -35,7 +35,8 @@ pub(crate) struct InternalCredentials {
     liveness: Duration,
     mine: OnceCell<Minted>,
     /// Set once the credential is withdrawn; the lock also keeps a
-    /// heartbeat from re-inserting the row after the withdrawal.
+    /// heartbeat, or a first mint, from inserting the row after the
+    /// withdrawal.
     retired: Mutex<bool>,
     /// The same, readable without waiting: a retiring process stops
     /// accepting its own credential too.
@@ -72,40 +73,56 @@ impl InternalCredentials {
     }
 
     async fn get_or_mint(&self) -> Result<Secret> {
-        let minted = self
-            .mine
-            .get_or_try_init(|| async {
-                let secret = token::try_generate(TokenKind::Internal)?;
-                let now = now_ms();
-                let minted = Minted {
-                    hash: token::sha256_hex(secret.expose()),
-                    secret,
-                    created_at: now,
-                };
-                self.store
-                    .upsert_internal_credential(&self.record(&minted, now))
-                    .await?;
-                tracing::info!(
-                    instance = %self.instance_id,
-                    credential_id = %token::credential_id("int", minted.secret.expose()),
-                    "internal credential minted"
-                );
-                Ok::<_, Error>(minted)
-            })
+        if let Some(mine) = self.mine.get() {
+            return self.unless_withdrawn(mine);
+        }
+        // Minting holds the lock `retire` takes, so a credential is never
+        // stored after (or while) it withdraws this process's credential.
+        let retired = self.retired.lock().await;
+        if *retired {
+            return Err(Error::ShuttingDown);
+        }
+        let minted = self.mine.get_or_try_init(|| self.mint()).await?;
+        drop(retired);
+        self.unless_withdrawn(minted)
+    }
+
+    fn unless_withdrawn(&self, mine: &Minted) -> Result<Secret> {
+        if self.withdrawn.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(mine.secret.clone())
+    }
+
+    async fn mint(&self) -> Result<Minted> {
+        let secret = token::try_generate(TokenKind::Internal)?;
+        let now = now_ms();
+        let minted = Minted {
+            hash: token::sha256_hex(secret.expose()),
+            secret,
+            created_at: now,
+        };
+        self.store
+            .upsert_internal_credential(&self.record(&minted, now))
             .await?;
-        Ok(minted.secret.clone())
+        tracing::info!(
+            instance = %self.instance_id,
+            credential_id = %token::credential_id("int", minted.secret.expose()),
+            "internal credential minted"
+        );
+        Ok(minted)
     }
 
     /// When the credential `presented` was minted, if it is live: this
     /// process's own (compared in constant time) or a live one of another.
+    /// A withdrawn credential (this process is shutting down) is refused
+    /// here too; the others' are still accepted while they live.
     pub(crate) async fn check(&self, presented: &str) -> Result<Option<i64>, StoreError> {
-        if self.withdrawn.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
         if let Some(mine) = self.mine.get()
             && mine.secret.ct_eq(presented)
         {
-            return Ok(Some(mine.created_at));
+            let withdrawn = self.withdrawn.load(Ordering::SeqCst);
+            return Ok((!withdrawn).then_some(mine.created_at));
         }
         let hash = token::sha256_hex(presented);
         let cutoff = now_ms() - self.liveness_ms();
@@ -157,5 +174,50 @@ impl InternalCredentials {
             created_at: minted.created_at,
             heartbeat_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SeaStore;
+
+    const LIVENESS: Duration = Duration::from_secs(60);
+
+    /// Two server processes on one database.
+    async fn two_processes(db: &tessera_tests::TestDatabase) -> [InternalCredentials; 2] {
+        let store = SeaStore::connect(db.url()).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let store: Arc<dyn Store> = Arc::new(store);
+        [(); 2].map(|()| InternalCredentials::new(store.clone(), LIVENESS))
+    }
+
+    #[tokio::test]
+    async fn a_draining_process_still_accepts_the_others_credentials() {
+        let db = tessera_tests::TestDatabase::sqlite();
+        let [live, draining] = two_processes(&db).await;
+        let theirs = live.get(&Caller::test_service()).await.expect("mint");
+        let own = draining.get(&Caller::test_service()).await.expect("mint");
+        draining.retire().await.expect("retire");
+        let accepted = draining.check(theirs.expose()).await.expect("check");
+        assert!(accepted.is_some(), "a live process's credential refused");
+        let own = draining.check(own.expose()).await.expect("check");
+        assert!(own.is_none(), "a withdrawn credential accepted");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_minted_after_the_withdrawal() {
+        let db = tessera_tests::TestDatabase::sqlite();
+        let [live, draining] = two_processes(&db).await;
+        draining.retire().await.expect("retire");
+        match draining.get(&Caller::test_service()).await {
+            Err(Error::ShuttingDown) => {}
+            Ok(minted) => {
+                let elsewhere = live.check(minted.expose()).await.expect("check");
+                panic!("minted during the drain; valid elsewhere: {elsewhere:?}");
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        draining.heartbeat().await.expect("heartbeat");
     }
 }

@@ -120,3 +120,22 @@ impl Caller {
         }
     }
 }
+
+#[cfg(test)]
+impl Caller {
+    /// A `SERVICE` caller in `Admin`, for unit tests.
+    pub(crate) fn test_service() -> Self {
+        let principal = Principal {
+            kind: PrincipalKind::Service,
+            subject: "svc".into(),
+            email: "svc@system.local".into(),
+            display_name: "Svc".into(),
+            groups: vec![ADMIN_GROUP.into()],
+            credential_id: "svc_0".into(),
+        };
+        Self {
+            principal,
+            peer: String::new(),
+        }
+    }
+}

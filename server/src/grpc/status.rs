@@ -78,6 +78,7 @@ fn status_of(err: Error) -> Status {
         Error::NotFound(what) => Status::not_found(format!("{what} not found")),
         Error::AlreadyExists(what) => Status::already_exists(format!("{what} exists already")),
         Error::FailedPrecondition(what) => Status::failed_precondition(what),
+        Error::ShuttingDown => Status::unavailable("the server is shutting down"),
         Error::Entropy(cause) => {
             tracing::error!(error = %cause, "cannot mint a credential");
             Status::internal("internal error")
