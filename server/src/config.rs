@@ -72,6 +72,38 @@ pub(crate) struct ServeArgs {
     /// Concurrent calls (HTTP/2 streams) allowed per connection.
     #[arg(long, env = "TESSERA_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
+    /// How long a TLS handshake may take before the connection is dropped, in ms.
+    #[arg(
+        long,
+        env = "TESSERA_TLS_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub tls_handshake_timeout_ms: u64,
+    /// How often an idle HTTP/2 connection is pinged, in ms (0: never).
+    #[arg(
+        long,
+        env = "TESSERA_HTTP2_KEEPALIVE_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub http2_keepalive_interval_ms: u64,
+    /// How long a ping may go unanswered before the connection is closed, in ms.
+    #[arg(
+        long,
+        env = "TESSERA_HTTP2_KEEPALIVE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub http2_keepalive_timeout_ms: u64,
+    /// Age after which a connection is asked to go away (its calls may
+    /// finish within the request timeout), in ms (0: no limit).
+    #[arg(
+        long,
+        env = "TESSERA_MAX_CONNECTION_AGE_MS",
+        default_value_t = 3_600_000
+    )]
+    pub max_connection_age_ms: u64,
+    /// Health `Watch` streams one peer address may hold open at once.
+    #[arg(long, env = "TESSERA_MAX_WATCH_STREAMS_PER_PEER", default_value_t = NonZeroU32::new(16).unwrap_or(NonZeroU32::MIN))]
+    pub max_watch_streams_per_peer: NonZeroU32,
     /// Pooled database connections per process (default 8 on SQLite, 16 on
     /// PostgreSQL); replicas × this must stay below PostgreSQL's `max_connections`.
     #[arg(long, env = "TESSERA_DB_MAX_CONNECTIONS")]
@@ -142,6 +174,11 @@ impl ServeArgs {
                 max_message_bytes: self.max_message_bytes,
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 max_concurrent_streams: self.max_concurrent_streams,
+                tls_handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
+                http2_keepalive_interval: positive_millis(self.http2_keepalive_interval_ms),
+                http2_keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms),
+                max_connection_age: positive_millis(self.max_connection_age_ms),
+                max_watch_streams_per_peer: self.max_watch_streams_per_peer,
             },
             service_secrets: ServiceSecrets::from_env(),
             banner,
@@ -175,6 +212,21 @@ pub(crate) struct Limits {
     pub request_timeout: Duration,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// Longest TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// HTTP/2 ping period of idle connections; `None`: no pings.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// Longest wait for a ping's answer.
+    pub http2_keepalive_timeout: Duration,
+    /// Age after which a connection is asked to go away; `None`: no limit.
+    pub max_connection_age: Option<Duration>,
+    /// Health `Watch` streams per peer address.
+    pub max_watch_streams_per_peer: NonZeroU32,
+}
+
+/// `ms` milliseconds, or `None` for 0 (the setting is off).
+fn positive_millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// PEM material for serving TLS. `Debug` never shows the key.
@@ -198,10 +250,14 @@ impl std::fmt::Debug for TlsSettings {
 
 impl TlsSettings {
     /// The tonic server configuration.
-    pub(crate) fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+    pub(crate) fn server_config(
+        &self,
+        handshake_timeout: Duration,
+    ) -> tonic::transport::ServerTlsConfig {
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let config =
-            ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem));
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .timeout(handshake_timeout);
         match &self.client_ca_pem {
             Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
             None => config,

@@ -157,9 +157,16 @@ pub(crate) async fn serve(
     let limits = settings.limits;
     let mut builder = Server::builder()
         .timeout(limits.request_timeout)
-        .max_concurrent_streams(Some(limits.max_concurrent_streams));
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .http2_keepalive_interval(limits.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout));
+    if let Some(age) = limits.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(limits.request_timeout);
+    }
     if let Some(tls) = &settings.tls {
-        builder = builder.tls_config(tls.server_config())?;
+        builder = builder.tls_config(tls.server_config(limits.tls_handshake_timeout))?;
     }
     if let Some(addr) = settings.metrics_listen {
         start_metrics(addr, stop_for_metrics).await?;
@@ -170,6 +177,7 @@ pub(crate) async fn serve(
             Arc::new(app.authenticator()),
             auth::Throttle::per_minute(settings.anonymous_rate_per_minute),
             auth::FailureThrottle::per_minute(settings.auth_failures_per_minute),
+            auth::StreamLimit::per_peer(limits.max_watch_streams_per_peer),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)

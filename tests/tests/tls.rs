@@ -237,3 +237,29 @@ async fn half_a_tls_configuration_does_not_start() {
     assert!(!out.status.success(), "unreadable files are refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pem"));
 }
+
+/// A peer that opens a connection and never completes the TLS handshake is
+/// dropped after the handshake timeout, so idle sockets cannot pile up.
+#[tokio::test]
+async fn a_handshake_that_never_finishes_is_dropped() {
+    use tokio::io::AsyncReadExt;
+
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = TestDatabase::sqlite();
+    let mut options = ServerOptions::new().env("TESSERA_TLS_HANDSHAKE_TIMEOUT_MS", "300");
+    options = options.client_tls(pki.client(false));
+    for (key, value) in pki.server_env(dir.path(), false) {
+        options = options.env(&key, &value);
+    }
+    let server = TestServer::start(&db, options).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the silent connection stayed open: {closed:?}"
+    );
+}

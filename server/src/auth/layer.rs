@@ -21,6 +21,7 @@ use super::authenticate::{Authenticator, Refusal};
 use super::failures::{FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
+use super::streams::{HoldingPlace, StreamLimit};
 use crate::grpc::CallerAtFault;
 
 /// Adds caller authentication and the policy table to a tonic server.
@@ -29,20 +30,24 @@ pub(crate) struct AuthLayer {
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     failures: Arc<FailureThrottle>,
+    watches: Arc<StreamLimit>,
 }
 
 impl AuthLayer {
     /// Authenticates with `auth`; `throttle` limits the calls anyone may
-    /// make, `failures` the failed authentications of a peer or credential.
+    /// make, `failures` the failed authentications of a peer or credential,
+    /// `watches` the health `Watch` streams of a peer.
     pub(crate) fn new(
         auth: Arc<Authenticator>,
         throttle: Throttle,
         failures: FailureThrottle,
+        watches: Arc<StreamLimit>,
     ) -> Self {
         Self {
             auth,
             throttle: Arc::new(throttle),
             failures: Arc::new(failures),
+            watches,
         }
     }
 }
@@ -56,6 +61,7 @@ impl<S> Layer<S> for AuthLayer {
             auth: self.auth.clone(),
             throttle: self.throttle.clone(),
             failures: self.failures.clone(),
+            watches: self.watches.clone(),
         }
     }
 }
@@ -67,6 +73,7 @@ pub(crate) struct Auth<S> {
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     failures: Arc<FailureThrottle>,
+    watches: Arc<StreamLimit>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -91,10 +98,10 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let rule = policy::rule_for(request.uri().path());
-        if rule == Rule::Public {
-            return Box::pin(self.inner.call(request));
-        }
         let addr = remote_addr(&request);
+        if rule == Rule::Public {
+            return self.public(request, addr);
+        }
         let bearer = Secret::new(bearer_of(&request).unwrap_or_default());
         let keys = FailureKeys::new(addr.map(|a| a.ip()), bearer);
         // A credential that keeps failing is refused wherever it comes from.
@@ -157,6 +164,38 @@ where
                 }
             };
             Ok(response)
+        })
+    }
+}
+
+/// Path of the health service's `Watch` stream.
+const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
+
+impl<S> Auth<S> {
+    /// A call anyone may make. A health `Watch` stream also needs one of its
+    /// peer's places, held until the stream's body is dropped.
+    fn public<B>(
+        &mut self,
+        request: http::Request<B>,
+        addr: Option<SocketAddr>,
+    ) -> BoxFuture<S::Response, S::Error>
+    where
+        S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+    {
+        if request.uri().path() != HEALTH_WATCH {
+            return Box::pin(self.inner.call(request));
+        }
+        let Some(place) = self.watches.acquire(addr.map(|a| a.ip())) else {
+            let status =
+                Status::resource_exhausted("too many health Watch streams from this address");
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        };
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|body| tonic::body::Body::new(HoldingPlace::new(body, place))))
         })
     }
 }

@@ -8,6 +8,7 @@ mod failures;
 mod header;
 mod layer;
 mod policy;
+mod streams;
 mod throttle;
 pub(crate) mod verify;
 
@@ -15,4 +16,5 @@ pub(crate) use authenticate::Authenticator;
 pub(crate) use failures::FailureThrottle;
 pub use header::parse_bearer;
 pub(crate) use layer::AuthLayer;
+pub(crate) use streams::StreamLimit;
 pub(crate) use throttle::Throttle;
