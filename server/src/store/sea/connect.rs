@@ -72,6 +72,8 @@ pub(super) async fn open(url: &DatabaseUrl, max_connections: Option<u32>) -> DbR
         // A connection to a local file does not go stale: checking one
         // before each use would only cost two thread hand-offs.
         options.test_before_acquire(false);
+        #[cfg(unix)]
+        super::sqlite_file::prepare(url.without_password())?;
         let writer = sqlite_writer(options.clone());
         options.map_sqlx_sqlite_opts(|opts| sqlite_options(opts, SQLITE_READER_CACHE_KIB));
         let db = Database::connect(options).await?;

@@ -14,6 +14,8 @@ mod entities;
 mod error;
 mod gate;
 mod internal_credentials;
+#[cfg(unix)]
+mod sqlite_file;
 mod tickets;
 mod users;
 mod workspaces;
