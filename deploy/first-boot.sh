@@ -98,7 +98,7 @@ gen_secret() {
     fi
     secret=
     if [ -n "$bin" ]; then
-        secret=$("$bin" gen-secret 2>/dev/null) || secret=
+        secret=$("$bin" gen-secret 2>/dev/null 3>&-) || secret=
     fi
     case $secret in
         '' | *[!A-Za-z0-9_]*)
@@ -142,13 +142,14 @@ dir=$(dirname -- "$env_file")
 [ -d "$dir" ] || mkdir -p -- "$dir"
 
 # Build the new content next to the file, then rename it into place: a crash
-# or a reboot never leaves a half-written file.
-tmp="$env_file.tmp.$$"
+# or a reboot never leaves a half-written file. mktemp makes a new file (0600)
+# under a name nobody can guess or have planted, and everything is written
+# through the one descriptor opened on it right away.
+tmp=$(mktemp "$dir/$(basename -- "$env_file").tmp.XXXXXXXXXX") ||
+    die "cannot create a temporary file in $dir"
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM
-set -C
-: >"$tmp" || die "cannot create $tmp"
-set +C
+exec 3>>"$tmp"
 
 created=0
 if [ -e "$env_file" ]; then
@@ -178,7 +179,7 @@ if [ -e "$env_file" ]; then
                     ;;
             esac
         done
-        printf '%s\n' "$line" >>"$tmp"
+        printf '%s\n' "$line" >&3
     done <"$env_file"
 else
     created=1
@@ -186,7 +187,7 @@ else
         echo "# Tessera service secrets, written by deploy/first-boot.sh. Keep private."
         echo "# ${PREFIX}<NAME>=<current>[,<previous>]: Tessera accepts both,"
         echo "# callers send the first. Rotate with: first-boot.sh --rotate <NAME>"
-    } >>"$tmp"
+    } >&3
 fi
 
 for name in $retire; do
@@ -202,16 +203,17 @@ for name in $names $rotate; do
     fi
     # Assigned first: a failure inside $(...) must stop the script.
     secret=$(gen_secret)
-    printf '%s%s=%s\n' "$PREFIX" "$name" "$secret" >>"$tmp"
+    printf '%s%s=%s\n' "$PREFIX" "$name" "$secret" >&3
     say "added $PREFIX$name"
 done
 
 if [ "$postgres" -eq 1 ] && ! has_var POSTGRES_PASSWORD; then
     secret=$(hex_secret)
-    printf 'POSTGRES_PASSWORD=%s\n' "$secret" >>"$tmp"
+    printf 'POSTGRES_PASSWORD=%s\n' "$secret" >&3
     say "added POSTGRES_PASSWORD"
 fi
 
+exec 3>&-
 if [ "$created" -eq 1 ]; then
     mv -f -- "$tmp" "$env_file"
     say "created $env_file (mode 0600)"

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
-use tessera_client::Secret;
 
 use crate::auth::verify::ServiceSecrets;
 use crate::domain::{BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
+use crate::store::DatabaseUrl;
 
 /// How logs are written (to standard error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -20,17 +20,30 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Where the data lives. `Debug` hides the URL: it may hold a password.
+/// Where the data lives. `Debug` and `--help` hide the URL: it may hold a
+/// password; [`DatabaseArgs::url`] parses it into a form that masks it.
 #[derive(Clone, Args)]
 pub(crate) struct DatabaseArgs {
     /// `sqlite:<file>` (created on first run) or `postgres://…`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:tessera.db")]
-    pub database_url: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:tessera.db",
+        hide_env_values = true
+    )]
+    database_url: String,
 }
 
 impl std::fmt::Debug for DatabaseArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseArgs").finish_non_exhaustive()
+    }
+}
+
+impl DatabaseArgs {
+    /// The parsed URL; the error says what is wrong, the password masked.
+    pub(crate) fn url(&self) -> Result<DatabaseUrl, String> {
+        DatabaseUrl::parse(&self.database_url).map_err(|err| err.to_string())
     }
 }
 
@@ -157,7 +170,7 @@ impl ServeArgs {
         }
         Ok(Settings {
             tls: self.tls()?,
-            database_url: Secret::new(self.database.database_url.clone()),
+            database_url: self.database.url()?,
             tickets: TicketPolicy {
                 default_ttl: Duration::from_secs(self.ticket_ttl),
                 max_ttl: Duration::from_secs(self.ticket_max_ttl),
@@ -268,8 +281,8 @@ impl TlsSettings {
 /// Everything [`crate::server::serve`] needs besides the listener.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// Database URL (it may carry a password).
-    pub database_url: Secret,
+    /// Database URL; its `Debug` masks the password.
+    pub database_url: DatabaseUrl,
     /// Ticket lifetimes.
     pub tickets: TicketPolicy,
     /// Health check period.
@@ -296,4 +309,41 @@ pub(crate) struct Settings {
     pub service_secrets: ServiceSecrets,
     /// Where install-token banners go.
     pub banner: BannerSink,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ServeArgs;
+    use crate::domain::BannerSink;
+
+    #[derive(Parser)]
+    struct Only {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn debug_of_the_settings_shows_no_database_password() {
+        let url = "postgres://tessera:User-Pw-1@db/tessera?sslmode=require&password=Query-Pw-2";
+        let args = Only::parse_from(["tessera", "--database-url", url]).serve;
+        let settings = args.settings(BannerSink::stdout()).expect("settings");
+        let shown = [
+            format!("{args:?}"),
+            format!("{settings:?}"),
+            format!("{:?}", settings.database_url),
+            settings.database_url.to_string(),
+        ];
+        for text in shown {
+            assert!(
+                !text.contains("User-Pw-1") && !text.contains("Query-Pw-2"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            settings.database_url.to_string(),
+            "postgres://tessera:***@db/tessera?sslmode=require&password=***"
+        );
+    }
 }

@@ -80,7 +80,7 @@ struct Opened {
 /// Opens and migrates the database, wires the domain, seeds the service
 /// users and mints the install token if nobody can log in yet.
 async fn open(settings: &Settings) -> Result<Opened, ServeError> {
-    let url = settings.database_url.expose();
+    let url = &settings.database_url;
     let sea = SeaStore::connect_with_pool(url, settings.db_max_connections).await?;
     sea.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());

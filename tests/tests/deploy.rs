@@ -202,6 +202,55 @@ fn first_boot_tightens_a_readable_file_and_refuses_bad_names() {
     assert_eq!(read_env(&env_file).len(), 1, "and nothing is written");
 }
 
+/// Nothing others may have put at a name the script could be guessed to
+/// use (`<file>.tmp.<its pid>`, as it once did) is written through or moved
+/// into place: here a symlink to /dev/null and a planted file.
+#[test]
+fn first_boot_ignores_what_is_planted_at_a_guessable_temp_name() {
+    for plant in ["ln -s /dev/null \"$old\"", "echo planted >\"$old\""] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        // `exec` keeps the PID, so the script's `$$` is the wrapper's.
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!("old=./.env.tmp.$$ && {plant} && exec sh \"$0\""))
+            .arg(first_boot_script())
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("TESSERA_BIN", "false")
+            .output()
+            .expect("run first-boot.sh");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{plant}: {stderr}");
+        let env_file = dir.path().join(".env");
+        let meta = std::fs::symlink_metadata(&env_file).expect("stat .env");
+        assert!(meta.file_type().is_file(), "{plant}: .env is {meta:?}");
+        assert_eq!(mode(&env_file), 0o600);
+        assert_eq!(value(&read_env(&env_file), SCHEDULER).len(), 64, "{plant}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name != ".env")
+            .collect();
+        let planted = left.pop().expect("the planted name is still there");
+        assert!(left.is_empty(), "{plant}: left behind {left:?}");
+        let planted = dir.path().join(planted);
+        match std::fs::read_link(&planted) {
+            Ok(target) => assert_eq!(target, Path::new("/dev/null")),
+            Err(_) => assert_eq!(
+                std::fs::read_to_string(&planted).expect("read"),
+                "planted\n"
+            ),
+        }
+    }
+}
+
 /// `tessera health …` with a clean environment (plus `env`).
 fn health(args: &[&str], env: &[(&str, &str)]) -> Output {
     let args: Vec<&str> = ["health"].iter().chain(args).copied().collect();

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
+use super::disk;
 use crate::Secret;
 
 /// Environment variable naming the directory of the runtime's secret files.
@@ -17,15 +17,6 @@ pub const DEFAULT_CONFIGS_DIR: &str = "/configs";
 pub const INBOUND_SECRET_FILE: &str = ".platform_inbound_secret";
 /// File name of the workspace auth token inside the configs directory.
 pub const AUTH_TOKEN_FILE: &str = ".auth_token";
-
-/// Files larger than this are not secrets written by this crate (tokens are
-/// under 100 bytes); refusing them keeps a misconfigured path from making
-/// every request read a huge file.
-const MAX_FILE_LEN: u64 = 64 * 1024;
-
-/// Attempts at finding an unused temporary file name; with 64 random bits a
-/// second attempt already means something else is wrong.
-const TEMP_ATTEMPTS: usize = 4;
 
 /// The pair of secret files a workspace runtime keeps in its configs
 /// directory. Cloning is cheap, and clones share each file's cache.
@@ -81,59 +72,72 @@ impl WorkspaceFiles {
 /// seen by [`load`](Self::load) on all of them. Writes by another process
 /// are seen once the value is not cached (a missing value is never cached)
 /// or after [`reset_cache`](Self::reset_cache).
+///
+/// On Unix, a file in a directory that group or others may write to (and
+/// that is not sticky, as `/tmp` is) is neither saved nor loaded: another
+/// user could swap it. A symlink at the path is never followed.
 #[derive(Clone)]
 pub struct SecretFile {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+    /// As given; the shared cache knows the file by its canonical path.
     path: PathBuf,
-    cache: Mutex<Option<Secret>>,
+    cache: Arc<Mutex<Option<Secret>>>,
 }
 
 impl SecretFile {
-    /// The secret stored at `path`. Every `SecretFile` of one path in the
-    /// process shares one cache, so a save through any of them is seen by
-    /// all (e.g. the layer's and the registration's), not only by clones.
+    /// The secret stored at `path`. Every `SecretFile` of one file in the
+    /// process shares one cache, however its path is spelt (symlinks, `.`,
+    /// `..` in the directory), so a save through any of them is seen by all
+    /// (e.g. the layer's and the registration's), not only by clones.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        static SHARED: OnceLock<Mutex<HashMap<PathBuf, Weak<Inner>>>> = OnceLock::new();
+        type Shared = Mutex<HashMap<PathBuf, Weak<Mutex<Option<Secret>>>>>;
+        static SHARED: OnceLock<Shared> = OnceLock::new();
         let path = path.into();
+        let key = disk::canonical(&path);
         let mut shared = SHARED
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(inner) = shared.get(&path).and_then(Weak::upgrade) {
-            return Self { inner };
+        if let Some(cache) = shared.get(&key).and_then(Weak::upgrade) {
+            return Self { path, cache };
         }
-        shared.retain(|_, inner| inner.strong_count() > 0);
-        let inner = Arc::new(Inner {
-            path: path.clone(),
-            cache: Mutex::new(None),
-        });
-        shared.insert(path, Arc::downgrade(&inner));
-        Self { inner }
+        shared.retain(|_, cache| cache.strong_count() > 0);
+        let cache = Arc::new(Mutex::new(None));
+        shared.insert(key, Arc::downgrade(&cache));
+        Self { path, cache }
     }
 
     /// Where the secret is stored.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.path
     }
 
     /// The stored secret, surrounding whitespace trimmed; `None` when the
-    /// file is missing, empty, unreadable (including not UTF-8) or too large.
-    /// Callers must treat `None` as "reject", never as "skip the check".
+    /// file is missing or empty, and whenever [`try_load`](Self::try_load)
+    /// fails. Callers must treat `None` as "reject", never as "skip the
+    /// check".
     pub fn load(&self) -> Option<Secret> {
+        self.try_load().ok().flatten()
+    }
+
+    /// As [`load`](Self::load), but saying why a secret could not be read:
+    /// its directory is writable by other users, the path is a symlink, the
+    /// file is unreadable, not UTF-8 or too large. `Ok(None)`: missing or
+    /// empty.
+    pub fn try_load(&self) -> Result<Option<Secret>, LoadError> {
         // The lock is held across the read on purpose: a save that renames
         // its file while a stale read is under way resets the cache only
         // after that read has stored its value, so the stale value never
         // outlives the save.
         let mut cache = self.cache();
         if let Some(secret) = cache.as_ref() {
-            return Some(secret.clone());
+            return Ok(Some(secret.clone()));
         }
-        let secret = read_secret(self.path())?;
-        *cache = Some(secret.clone());
-        Some(secret)
+        let secret = disk::read_secret(self.path()).map_err(|source| LoadError {
+            path: self.path.clone(),
+            source,
+        })?;
+        cache.clone_from(&secret);
+        Ok(secret)
     }
 
     /// Writes `secret` and resets the cache, so the next [`load`](Self::load)
@@ -141,7 +145,8 @@ impl SecretFile {
     ///
     /// A secret that is empty or only whitespace is ignored (`Ok`), so a
     /// response without a value never wipes a good one. The parent directory
-    /// is created when missing (mode 0700 on Unix). The value goes to a new
+    /// is created when missing (mode 0700 on Unix), and refused when other
+    /// users may write to it (see [`SecretFile`]). The value goes to a new
     /// temporary file in the same directory, created with mode 0600 (so it is
     /// never readable by others, not even for a moment), is flushed to disk,
     /// then atomically renamed over the target: a concurrent reader sees the
@@ -151,7 +156,7 @@ impl SecretFile {
         if secret.expose().trim().is_empty() {
             return Ok(());
         }
-        let result = write_atomically(self.path(), secret.expose().as_bytes());
+        let result = disk::write_atomically(self.path(), secret.expose().as_bytes());
         // Reset even after a failure: the cache must never claim to know
         // better than the disk.
         self.reset_cache();
@@ -170,10 +175,7 @@ impl SecretFile {
     fn cache(&self) -> MutexGuard<'_, Option<Secret>> {
         // A panic while the lock was held cannot leave the Option half
         // written, so a poisoned lock is still usable.
-        self.inner
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -182,7 +184,7 @@ impl fmt::Debug for SecretFile {
         // Only the path: the value is secret, and taking the cache lock here
         // could deadlock a caller formatting while it loads.
         f.debug_struct("SecretFile")
-            .field("path", &self.inner.path)
+            .field("path", &self.path)
             .finish_non_exhaustive()
     }
 }
@@ -208,84 +210,23 @@ impl SaveError {
     }
 }
 
-fn read_secret(path: &Path) -> Option<Secret> {
-    let mut raw = String::new();
-    File::open(path)
-        .ok()?
-        .take(MAX_FILE_LEN + 1)
-        .read_to_string(&mut raw)
-        .ok()?;
-    if raw.len() as u64 > MAX_FILE_LEN {
-        return None;
-    }
-    let value = raw.trim();
-    (!value.is_empty()).then(|| Secret::new(value))
+/// A secret could not be read (see [`SecretFile::try_load`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load a secret from {}", path.display())]
+pub struct LoadError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
 }
 
-fn write_atomically(target: &Path, contents: &[u8]) -> io::Result<()> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    // `Path::parent` is "" for a bare file name, meaning the working directory.
-    let dir = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    create_dir(dir)?;
-
-    let (temp_path, file) = create_temp(dir, name)?;
-    if let Err(err) = write_and_rename(file, contents, &temp_path, target) {
-        // Nothing else may be done about a failed cleanup; the error that
-        // matters is the write's.
-        let _ = fs::remove_file(&temp_path);
-        return Err(err);
+impl LoadError {
+    /// The file that was being read.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    // The rename is only durable once the directory entry is; some
-    // filesystems cannot sync a directory, and the value is in place either
-    // way, so this is best effort.
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
+
+    /// The underlying I/O error, or why the file was refused.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
     }
-    Ok(())
-}
-
-fn write_and_rename(mut file: File, contents: &[u8], temp: &Path, target: &Path) -> io::Result<()> {
-    file.write_all(contents)?;
-    // Data on disk before the rename, so a crash never leaves the target
-    // renamed but empty.
-    file.sync_all()?;
-    drop(file);
-    fs::rename(temp, target)
-}
-
-/// Creates a fresh temporary file next to the target. `create_new` (O_EXCL)
-/// never opens an existing file or follows a planted symlink, and the mode is
-/// applied at creation, so the secret is never in a file others can read.
-fn create_temp(dir: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, File)> {
-    let mut last_err = None;
-    for _ in 0..TEMP_ATTEMPTS {
-        let mut temp_name = name.to_owned();
-        temp_name.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-        let path = dir.join(temp_name);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&path) {
-            Ok(file) => return Ok((path, file)),
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last_err = Some(err),
-            Err(err) => return Err(err),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| io::Error::other("no temporary file name available")))
-}
-
-fn create_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    // Only directories created here get 0700; an existing configs directory
-    // keeps the mode its owner chose.
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }

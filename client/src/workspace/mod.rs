@@ -3,7 +3,9 @@
 //!
 //! * [`WorkspaceFiles`] / [`SecretFile`]: the runtime's on-disk secrets,
 //!   `$CONFIGS_DIR/.platform_inbound_secret` and `$CONFIGS_DIR/.auth_token`
-//!   (default directory `/configs`), written atomically with mode 0600.
+//!   (default directory `/configs`), written atomically with mode 0600,
+//!   never followed through a symlink, and refused in a directory other
+//!   users may write to.
 //! * [`register_and_persist`]: calls `RegisterWorkspace` and saves what comes
 //!   back.
 //! * [`inbound_authorized`]: the fail-closed check of the platform's calls
@@ -21,14 +23,15 @@
 //! the lost one), and the response carries the inbound secret again, which is
 //! written back to disk, where [`InboundAuthLayer`] picks it up.
 
+mod disk;
 mod files;
 mod inbound;
 mod layer;
 mod register;
 
 pub use files::{
-    AUTH_TOKEN_FILE, CONFIGS_DIR_ENV, DEFAULT_CONFIGS_DIR, INBOUND_SECRET_FILE, SaveError,
-    SecretFile, WorkspaceFiles,
+    AUTH_TOKEN_FILE, CONFIGS_DIR_ENV, DEFAULT_CONFIGS_DIR, INBOUND_SECRET_FILE, LoadError,
+    SaveError, SecretFile, WorkspaceFiles,
 };
 pub use inbound::{InboundSecretSource, inbound_authorized};
 pub use layer::{InboundAuth, InboundAuthLayer, ResponseFuture};

@@ -22,9 +22,9 @@ pub async fn main() -> i32 {
     init_logging(cli.log_format);
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Migrate(args)) => operator::migrate(&args.database_url).await,
+        Some(Command::Migrate(args)) => operator::migrate(&args).await,
         Some(Command::InstallToken { action, database }) => {
-            operator::install_token(action, &database.database_url).await
+            operator::install_token(action, &database).await
         }
         Some(Command::GenSecret) => operator::gen_secret(),
         Some(Command::Health(args)) => return probe::health(&args).await,

@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use tessera_client::token::{self, TokenKind};
 
 use super::args::InstallTokenAction;
+use crate::config::DatabaseArgs;
 use crate::domain::{BannerSink, InstallState, Tessera};
 use crate::store::{SeaStore, Store};
 
@@ -15,8 +16,8 @@ use crate::store::{SeaStore, Store};
 const OPERATOR: &str = "operator-cli";
 
 /// `tessera migrate`.
-pub(crate) async fn migrate(database_url: &str) -> Result<(), String> {
-    let store = open(database_url).await?;
+pub(crate) async fn migrate(database: &DatabaseArgs) -> Result<(), String> {
+    let store = open(database).await?;
     store.close().await;
     tracing::info!("migrations applied");
     Ok(())
@@ -25,9 +26,9 @@ pub(crate) async fn migrate(database_url: &str) -> Result<(), String> {
 /// `tessera install-token status|regenerate`.
 pub(crate) async fn install_token(
     action: InstallTokenAction,
-    database_url: &str,
+    database: &DatabaseArgs,
 ) -> Result<(), String> {
-    let sea = open(database_url).await?;
+    let sea = open(database).await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let app = Tessera::offline(store, BannerSink::stdout());
     let result = match action {
@@ -61,8 +62,9 @@ pub(crate) fn gen_secret() -> Result<(), String> {
     write_stdout(secret.expose())
 }
 
-async fn open(database_url: &str) -> Result<SeaStore, String> {
-    let store = SeaStore::connect(database_url)
+async fn open(database: &DatabaseArgs) -> Result<SeaStore, String> {
+    let url = database.url()?;
+    let store = SeaStore::connect_with_pool(&url, None)
         .await
         .map_err(|err| format!("cannot open the database: {err}"))?;
     store

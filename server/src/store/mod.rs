@@ -4,11 +4,13 @@
 //! values it exchanges are in `records.rs`, and its errors are
 //! [`StoreError`], which names no backend.
 
+mod database_url;
 mod records;
 mod sea;
 
 use async_trait::async_trait;
 
+pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use records::*;
 pub use sea::SeaStore;
 

@@ -9,6 +9,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use super::DbResult;
 use super::batching::{Lookups, Writer};
 use super::gate::Gate;
+use crate::store::{Backend, DatabaseUrl};
 
 /// How long a caller waits for a pooled connection before the database
 /// counts as unavailable.
@@ -50,15 +51,19 @@ pub(super) struct Opened {
     pub(super) lookups: Lookups,
 }
 
-/// Connects to `url` (`sqlite:…` creates the file if missing; anything
-/// else is PostgreSQL) with at most `max_connections` pooled connections.
-pub(super) async fn open(url: &str, max_connections: Option<u32>) -> DbResult<Opened> {
-    let mut options = ConnectOptions::new(url);
+/// Connects to `url` (`sqlite:…` creates the file if missing) with at most
+/// `max_connections` pooled connections. sea-orm gets the URL without its
+/// password, which goes into sqlx's options directly (see `store/database_url.rs`).
+pub(super) async fn open(url: &DatabaseUrl, max_connections: Option<u32>) -> DbResult<Opened> {
+    let mut options = ConnectOptions::new(url.without_password());
     options
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
-    let sqlite = url.starts_with("sqlite:");
+    if let Some(password) = url.password().cloned() {
+        options.map_sqlx_postgres_opts(move |opts| opts.password(password.expose()));
+    }
+    let sqlite = url.backend() == Backend::Sqlite;
     let default_pool = if sqlite { SQLITE_POOL } else { POSTGRES_POOL };
     let pool = max_connections.unwrap_or(default_pool);
     options.max_connections(pool);
@@ -67,6 +72,8 @@ pub(super) async fn open(url: &str, max_connections: Option<u32>) -> DbResult<Op
         // A connection to a local file does not go stale: checking one
         // before each use would only cost two thread hand-offs.
         options.test_before_acquire(false);
+        #[cfg(unix)]
+        super::sqlite_file::prepare(url.without_password())?;
         let writer = sqlite_writer(options.clone());
         options.map_sqlx_sqlite_opts(|opts| sqlite_options(opts, SQLITE_READER_CACHE_KIB));
         let db = Database::connect(options).await?;

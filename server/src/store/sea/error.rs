@@ -1,17 +1,20 @@
 //! The one mapping of sea-orm and sqlx errors into [`StoreError`]: an
-//! outage (the database went away) or anything else.
+//! outage (the database went away) or anything else. They are never given
+//! a database password, but a URL in their messages is masked all the same.
 
 use sea_orm::sqlx::Error as SqlxError;
 use sea_orm::{DbErr, RuntimeErr};
 
 use crate::store::StoreError;
+use crate::store::database_url::mask_urls_in;
 
 /// `err` as the backend-free error callers see.
 pub(super) fn store_error(err: &DbErr) -> StoreError {
+    let message = mask_urls_in(&err.to_string());
     if is_outage(err) {
-        StoreError::Unavailable(err.to_string())
+        StoreError::Unavailable(message)
     } else {
-        StoreError::Db(err.to_string())
+        StoreError::Db(message)
     }
 }
 

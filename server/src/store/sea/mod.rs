@@ -14,6 +14,8 @@ mod entities;
 mod error;
 mod gate;
 mod internal_credentials;
+#[cfg(unix)]
+mod sqlite_file;
 mod tickets;
 mod users;
 mod workspaces;
@@ -29,9 +31,9 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, InstallOutcome, InstallTokenRecord, InternalCredentialRecord,
-    NewAdmin, NewUser, Result, Store, StoreError, TicketRecord, TicketTake, UserRecord, Verdict,
-    WorkspaceRecord,
+    AuditRecord, AuthTokenChange, DatabaseUrl, InstallOutcome, InstallTokenRecord,
+    InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
+    TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -63,19 +65,28 @@ pub struct SeaStore {
 }
 
 impl SeaStore {
-    /// Connects to `url` (`sqlite:…` creates the file if missing; anything
-    /// else is PostgreSQL) with the default pool size.
+    /// Connects to `url` (`sqlite:…` creates the file if missing,
+    /// `postgres://…`) with the default pool size.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with_pool(url, None).await
+        let url = DatabaseUrl::parse(url).map_err(|err| StoreError::Db(err.to_string()))?;
+        Self::connect_with_pool(&url, None).await
     }
 
     /// Connects with at most `max_connections` pooled connections (default:
     /// 8 on SQLite, 16 on PostgreSQL, so several replicas stay below
-    /// PostgreSQL's default limit of 100).
-    pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Result<Self> {
+    /// PostgreSQL's default limit of 100). Errors name the URL, masked.
+    pub async fn connect_with_pool(
+        url: &DatabaseUrl,
+        max_connections: Option<u32>,
+    ) -> Result<Self> {
         let opened = connect::open(url, max_connections)
             .await
-            .map_err(|err| store_error(&err))?;
+            .map_err(|err| match store_error(&err) {
+                StoreError::Unavailable(cause) => {
+                    StoreError::Unavailable(format!("{url}: {cause}"))
+                }
+                StoreError::Db(cause) => StoreError::Db(format!("{url}: {cause}")),
+            })?;
         Ok(Self {
             db: opened.db,
             gate: opened.gate,
