@@ -189,6 +189,26 @@ async fn sigterm_reports_not_serving_to_watchers_then_exits_zero() {
     server.wait_exit_zero(EXIT_TIMEOUT).await;
 }
 
+/// A SIGTERM at any moment after the `listening` line (here: while the
+/// migrations still run) stops the server cleanly, never by the signal's
+/// default action.
+#[tokio::test]
+async fn sigterm_right_after_listening_exits_zero() {
+    for _ in 0..5 {
+        let db = TestDatabase::sqlite();
+        let options = ServerOptions::new().database_url(db.url());
+        let mut process = ServerProcess::spawn(&options);
+        process.wait_listening(Duration::from_secs(30)).await;
+        process.terminate();
+        let status = process.wait_exit(EXIT_TIMEOUT).await;
+        assert!(
+            status.success(),
+            "{status:?}; stderr:\n{}",
+            process.stderr()
+        );
+    }
+}
+
 #[tokio::test]
 async fn sigint_reports_not_serving_then_exits_zero() {
     let db = TestDatabase::sqlite();
