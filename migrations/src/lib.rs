@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_core;
 mod m0002_install_token;
 mod m0003_workspaces;
+mod m0004_audit_at;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_core::Migration),
             Box::new(m0002_install_token::Migration),
             Box::new(m0003_workspaces::Migration),
+            Box::new(m0004_audit_at::Migration),
         ]
     }
 }

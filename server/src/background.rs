@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::domain::{InternalCredentials, Tessera, now_ms};
-use crate::store::Store;
+use crate::store::{Store, delete_in_chunks};
 
 /// Runs `tick` every `interval` until `stop` turns true (or its sender goes).
 pub(crate) async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut tick: F)
@@ -27,13 +27,25 @@ where
     }
 }
 
-/// Deletes expired tickets and the internal credentials of processes that
-/// stopped heartbeating.
-pub(crate) async fn reap(app: &Tessera, store: &dyn Store, internal: &InternalCredentials) {
+/// Deletes expired tickets, audit entries older than `audit_retention`, and
+/// the internal credentials of processes that stopped heartbeating.
+pub(crate) async fn reap(
+    app: &Tessera,
+    store: &dyn Store,
+    internal: &InternalCredentials,
+    audit_retention: Duration,
+) {
     match app.tickets.reap().await {
         Ok(0) => {}
         Ok(count) => tracing::debug!(count, "expired tickets reaped"),
         Err(err) => tracing::warn!(error = %err, "ticket reaper failed"),
+    }
+    let retention = i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms().saturating_sub(retention);
+    match delete_in_chunks(|limit| store.delete_audit_before(cutoff, limit)).await {
+        Ok(0) => {}
+        Ok(count) => tracing::debug!(count, "audit entries past their retention pruned"),
+        Err(err) => tracing::warn!(error = %err, "audit pruning failed"),
     }
     let cutoff = now_ms() - internal.liveness_ms();
     if let Err(err) = store.delete_stale_internal_credentials(cutoff).await {

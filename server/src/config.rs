@@ -137,6 +137,10 @@ pub(crate) struct ServeArgs {
     /// PEM CA certificate(s): require client certificates signed by it (mutual TLS).
     #[arg(long, env = "TESSERA_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// How long audit entries are kept, e.g. `90d` or `2160h` (a plain
+    /// number is seconds); older ones are pruned by the reaper.
+    #[arg(long, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    pub audit_retention: Duration,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -179,6 +183,7 @@ impl ServeArgs {
             reaper_interval: Duration::from_millis(self.reaper_interval_ms),
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            audit_retention: self.audit_retention,
             anonymous_rate_per_minute: self.anonymous_rate_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
             metrics_listen: self.metrics_listen,
@@ -237,6 +242,18 @@ pub(crate) struct Limits {
     pub max_watch_streams_per_peer: NonZeroU32,
 }
 
+/// A positive duration: `90d`, `36h`, or plain seconds.
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    let duration = match value.trim().parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(value.trim()).map_err(|err| err.to_string())?,
+    };
+    if duration.is_zero() {
+        return Err("must be positive".into());
+    }
+    Ok(duration)
+}
+
 /// `ms` milliseconds, or `None` for 0 (the setting is off).
 fn positive_millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
@@ -293,6 +310,8 @@ pub(crate) struct Settings {
     pub heartbeat_interval: Duration,
     /// Grace period for in-flight calls at shutdown.
     pub drain_timeout: Duration,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
     /// Per-peer budget of the RPCs anyone may call.
     pub anonymous_rate_per_minute: NonZeroU32,
     /// Per-peer and per-credential budget of failed authentications.

@@ -58,9 +58,10 @@ fn spawn_background(
         async move { health::check_database(store.as_ref(), &health, ping_timeout).await }
     });
     let (app_, store_, internal_) = (app.clone(), store.clone(), internal.clone());
+    let retention = settings.audit_retention;
     let reap = background::every(settings.reaper_interval, stop.clone(), move || {
         let (app, store, internal) = (app_.clone(), store_.clone(), internal_.clone());
-        async move { background::reap(&app, store.as_ref(), &internal).await }
+        async move { background::reap(&app, store.as_ref(), &internal, retention).await }
     });
     let internal_ = internal.clone();
     let beat = background::every(settings.heartbeat_interval, stop, move || {

@@ -17,6 +17,7 @@ tessera_tests::on_both_backends!(
     concurrent_lookups_each_get_their_own_answer,
     a_take_is_judged_and_audited_with_its_verdict,
     expired_tickets_are_deleted,
+    old_audit_entries_are_pruned_in_bounded_chunks,
     internal_credentials_heartbeat_and_expire,
     audit_entries_come_back_newest_first,
     one_install_token_is_filed_under_races,
@@ -314,16 +315,48 @@ async fn a_take_is_judged_and_audited_with_its_verdict(store: Arc<SeaStore>) {
     );
 }
 
+/// The reaper deletes in bounded chunks, so it never holds the write lock
+/// for long however many tickets expired.
 async fn expired_tickets_are_deleted(store: Arc<SeaStore>) {
-    for (hash, expires_at) in [("old-1", 10), ("old-2", 20), ("live", 5_000)] {
+    let expired = (0..25).map(|i| (format!("old-{i}"), 10 + i));
+    for (hash, expires_at) in expired.chain([("live".to_owned(), 5_000)]) {
         store
-            .insert_ticket(&ticket(hash, expires_at), None)
+            .insert_ticket(&ticket(&hash, expires_at), None)
             .await
             .expect("insert");
     }
-    assert_eq!(store.delete_expired_tickets(1_000).await.expect("reap"), 2);
+    let mut chunks = Vec::new();
+    for _ in 0..4 {
+        chunks.push(store.delete_expired_tickets(1_000, 10).await.expect("reap"));
+    }
+    assert_eq!(chunks, [10, 10, 5, 0]);
     assert_eq!(store.count_tickets_for_tests().await.expect("count"), 1);
     assert!(take(&store, "live", "take").await.is_ok());
+}
+
+/// Audit entries older than the retention are pruned, oldest first and in
+/// bounded chunks; newer ones stay.
+async fn old_audit_entries_are_pruned_in_bounded_chunks(store: Arc<SeaStore>) {
+    for at in 0..25 {
+        let entry = AuditRecord {
+            at,
+            ..audit_entry(&format!("old-{at}"))
+        };
+        store.append_audit(&entry).await.expect("append");
+    }
+    let recent = AuditRecord {
+        at: 5_000,
+        ..audit_entry("recent")
+    };
+    store.append_audit(&recent).await.expect("append");
+    let mut chunks = Vec::new();
+    for _ in 0..4 {
+        chunks.push(store.delete_audit_before(1_000, 10).await.expect("prune"));
+    }
+    assert_eq!(chunks, [10, 10, 5, 0]);
+    let left = store.recent_audit_for_tests(100).await.expect("recent");
+    let actions: Vec<_> = left.iter().map(|entry| entry.action.as_str()).collect();
+    assert_eq!(actions, ["recent"]);
 }
 
 async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {

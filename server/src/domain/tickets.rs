@@ -223,7 +223,9 @@ impl Tickets {
 
     /// Deletes expired tickets; returns how many.
     pub(crate) async fn reap(&self) -> Result<u64> {
-        let reaped = self.store.delete_expired_tickets(now_ms()).await?;
+        let now = now_ms();
+        let delete = |limit| self.store.delete_expired_tickets(now, limit);
+        let reaped = crate::store::delete_in_chunks(delete).await?;
         ::metrics::counter!(TICKETS, "event" => "expired_reaped").increment(reaped);
         Ok(reaped)
     }

@@ -8,6 +8,8 @@ mod database_url;
 mod records;
 mod sea;
 
+use std::future::Future;
+
 use async_trait::async_trait;
 
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
@@ -53,8 +55,13 @@ pub trait Store: Send + Sync + 'static {
     /// same transaction.
     async fn take_ticket(&self, take: &TicketTake) -> Result<Verdict>;
 
-    /// Deletes tickets that expired before `now`; returns how many.
-    async fn delete_expired_tickets(&self, now: i64) -> Result<u64>;
+    /// Deletes at most `limit` tickets that expired before `now`, oldest
+    /// first; returns how many.
+    async fn delete_expired_tickets(&self, now: i64, limit: u64) -> Result<u64>;
+
+    /// Deletes at most `limit` audit entries recorded before `cutoff`,
+    /// oldest first; returns how many.
+    async fn delete_audit_before(&self, cutoff: i64, limit: u64) -> Result<u64>;
 
     /// Inserts the credential, or refreshes its heartbeat if present.
     async fn upsert_internal_credential(&self, credential: &InternalCredentialRecord)
@@ -131,4 +138,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit entry.
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+}
+
+/// Rows one reaper statement deletes at most: short statements, so the
+/// reaper never holds the write lock for long.
+const REAP_CHUNK: u64 = 1_000;
+
+/// Runs `delete` (one statement deleting at most its argument's rows) until
+/// a chunk comes back short, yielding between chunks so that the calls
+/// waiting for the write lock get it; returns the rows deleted.
+pub(crate) async fn delete_in_chunks<F, Fut>(mut delete: F) -> Result<u64>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Result<u64>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = delete(REAP_CHUNK).await?;
+        total += deleted;
+        if deleted < REAP_CHUNK {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
 }

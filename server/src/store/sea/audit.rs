@@ -34,6 +34,18 @@ pub(super) async fn append_audits(
     Ok(())
 }
 
+/// Deletes at most `limit` entries older than `cutoff`, the oldest first
+/// (see [`super::delete_chunk`]).
+pub(super) async fn delete_audit_before(
+    db: &impl ConnectionTrait,
+    cutoff: i64,
+    limit: u64,
+) -> DbResult<u64> {
+    let sql = "DELETE FROM audit_log WHERE id IN \
+               (SELECT id FROM audit_log WHERE at < $1 ORDER BY at, id LIMIT $2)";
+    super::delete_chunk(db, sql, cutoff, limit).await
+}
+
 /// The newest `limit` entries, newest first (for tests).
 pub(super) async fn recent_audit(
     db: &impl ConnectionTrait,

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Select};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Select, Statement,
+};
 use tessera_migrations::{Migrator, MigratorTrait};
 
 use self::batching::{Lookups, Write, Writer, Written};
@@ -53,6 +55,20 @@ async fn only_row<E: EntityTrait>(
     db: &impl ConnectionTrait,
 ) -> DbResult<Option<E::Model>> {
     Ok(select.all(db).await?.pop())
+}
+
+/// Runs a bounded `DELETE` whose `$1` is a time and `$2` the most rows it
+/// may delete; returns how many it deleted.
+async fn delete_chunk(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    before: i64,
+    limit: u64,
+) -> DbResult<u64> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let backend = db.get_database_backend();
+    let statement = Statement::from_sql_and_values(backend, sql, [before.into(), limit.into()]);
+    Ok(db.execute_raw(statement).await?.rows_affected())
 }
 
 /// The sea-orm implementation of [`Store`].
@@ -168,8 +184,13 @@ impl Store for SeaStore {
         }
     }
 
-    async fn delete_expired_tickets(&self, now: i64) -> Result<u64> {
-        self.gated(tickets::delete_expired_tickets(&self.db, now))
+    async fn delete_expired_tickets(&self, now: i64, limit: u64) -> Result<u64> {
+        self.gated(tickets::delete_expired_tickets(&self.db, now, limit))
+            .await
+    }
+
+    async fn delete_audit_before(&self, cutoff: i64, limit: u64) -> Result<u64> {
+        self.gated(audit::delete_audit_before(&self.db, cutoff, limit))
             .await
     }
 

@@ -67,12 +67,18 @@ pub(super) async fn take_tickets(
         .collect())
 }
 
-pub(super) async fn delete_expired_tickets(db: &impl ConnectionTrait, now: i64) -> DbResult<u64> {
-    let result = ticket::Entity::delete_many()
-        .filter(ticket::Column::ExpiresAt.lt(now))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
+/// Deletes at most `limit` tickets that expired before `now`, the oldest
+/// first: one short statement, so the reaper never holds the write lock
+/// long (SQLite has one) however many tickets expired.
+pub(super) async fn delete_expired_tickets(
+    db: &impl ConnectionTrait,
+    now: i64,
+    limit: u64,
+) -> DbResult<u64> {
+    // `$1` is a placeholder on SQLite and PostgreSQL alike.
+    let sql = "DELETE FROM tickets WHERE hash IN \
+               (SELECT hash FROM tickets WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)";
+    super::delete_chunk(db, sql, now, limit).await
 }
 
 /// Number of stored tickets, expired or not (for tests).
