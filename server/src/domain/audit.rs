@@ -1,9 +1,11 @@
-//! The audit trail: state changes and failed authentications.
+//! The audit trail: state changes and failed authentications, their
+//! texts escaped ([`text::escaped`]) before they are stored.
 
 use std::sync::Arc;
 
 use super::clock::now_ms;
 use super::principal::Caller;
+use super::text;
 use crate::store::{AuditDraft, AuditRecord, Store};
 
 /// Outcome recorded for a success.
@@ -72,7 +74,7 @@ impl Auditor {
 /// The entry of an event done by an authenticated caller, for a store call
 /// that writes it with the state change it records.
 pub(crate) fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
-    draft_by(caller, event.action, event.resource).with_outcome(event.outcome)
+    draft_by(caller, event.action, event.resource).with_outcome(&text::escaped(event.outcome))
 }
 
 /// The entry of an attempt by an authenticated caller whose outcome the
@@ -89,9 +91,14 @@ pub(crate) fn draft_by(caller: &Caller, action: &'static str, resource: &str) ->
 }
 
 fn entry(actor: &str, credential_id: &str, peer: &str, event: Event<'_>) -> AuditRecord {
-    draft(actor, credential_id, peer, event.action, event.resource).with_outcome(event.outcome)
+    draft(actor, credential_id, peer, event.action, event.resource)
+        .with_outcome(&text::escaped(event.outcome))
 }
 
+/// Every text is stored escaped ([`text::escaped`]): a resource may hold
+/// whatever a refused request carried, and an unprintable character would
+/// garble or forge what an auditor reads (PostgreSQL even refuses NUL, and
+/// the entry would be lost).
 fn draft(
     actor: &str,
     credential_id: &str,
@@ -101,10 +108,10 @@ fn draft(
 ) -> AuditDraft {
     AuditDraft {
         at: now_ms(),
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        resource: resource.to_owned(),
-        credential_id: credential_id.to_owned(),
-        peer: peer.to_owned(),
+        actor: text::escaped(actor).into_owned(),
+        action: text::escaped(action).into_owned(),
+        resource: text::escaped(resource).into_owned(),
+        credential_id: text::escaped(credential_id).into_owned(),
+        peer: text::escaped(peer).into_owned(),
     }
 }

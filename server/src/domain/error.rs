@@ -20,7 +20,7 @@ pub enum Error {
     Ticket {
         /// Why.
         reason: TicketRejection,
-        /// First 8 characters of the ticket and `…`.
+        /// First 8 characters of the ticket, escaped, and `…`.
         ticket: String,
     },
     /// A known caller lacks the right.

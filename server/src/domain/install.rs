@@ -229,8 +229,8 @@ impl Install {
             return Err(Error::Unauthenticated("malformed install token"));
         }
         let email = validate::human_email("admin_email", email)?;
-        let name = name.trim();
         validate::display_name("admin_name", name)?;
+        let name = name.trim();
         let hash = token::sha256_hex(presented);
         let on_file = self.store.install_token().await?;
         // Consumed since the check above: the first admin exists now (a

@@ -10,6 +10,7 @@ mod error;
 mod install;
 mod internal_credential;
 mod principal;
+mod text;
 mod tickets;
 mod validate;
 mod workspaces;

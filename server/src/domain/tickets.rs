@@ -11,6 +11,7 @@ use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::internal_credential::InternalCredentials;
 use super::principal::{Caller, INTERNAL_SUBJECT, PrincipalKind};
+use super::{text, validate};
 use crate::metrics;
 use crate::store::{AuditDraft, Store, TicketRecord, TicketRejection, TicketTake};
 
@@ -154,13 +155,16 @@ impl Tickets {
     /// internal credential without consuming it, and audits the attempt
     /// (in the same transaction as the consumption). A ticket presented
     /// with the wrong purpose is spent all the same: whoever holds it has
-    /// misused it.
+    /// misused it. A purpose no ticket can have (too long, unprintable) is
+    /// a bad request, refused before the ticket is looked at: it spends
+    /// nothing and tells nothing about the ticket.
     pub(crate) async fn consume(
         &self,
         caller: &Caller,
         ticket: &str,
         purpose: &str,
     ) -> Result<TicketIdentity> {
+        validate::free_text("purpose", purpose, MAX_FIELD_LEN)?;
         // The ticket's public id: unlike its first characters (always
         // `tsr_tkt_`), it tells one ticket from another in the audit log.
         let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
@@ -180,7 +184,7 @@ impl Tickets {
     async fn take(&self, ticket: &str, purpose: &str, audit: AuditDraft) -> Result<TicketIdentity> {
         let refuse = |reason| Error::Ticket {
             reason,
-            ticket: token::truncated(ticket),
+            ticket: text::credential_prefix(ticket),
         };
         let kind = token::parse(ticket);
         if let Ok(TokenKind::Ticket) = kind {
@@ -236,12 +240,7 @@ impl Tickets {
             ("provider", &request.provider),
             ("purpose", &request.purpose),
         ] {
-            if value.len() > MAX_FIELD_LEN {
-                return Err(Error::invalid(
-                    field,
-                    format!("longer than {MAX_FIELD_LEN} bytes"),
-                ));
-            }
+            validate::free_text(field, value, MAX_FIELD_LEN)?;
         }
         if request.user_id.is_empty() {
             return Err(Error::invalid("user_id", "must not be empty"));

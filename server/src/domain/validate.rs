@@ -1,6 +1,7 @@
 //! Checks on free-text request fields shared by several RPCs.
 
 use super::error::{Error, Result};
+use super::text;
 
 /// Longest display name accepted, in bytes.
 const MAX_NAME_LEN: usize = 256;
@@ -9,13 +10,30 @@ const MAX_EMAIL_LEN: usize = 254;
 /// Domain reserved for synthetic service users.
 const SERVICE_DOMAIN: &str = "@system.local";
 
-/// A display name (of an admin, of a workspace): at most [`MAX_NAME_LEN`]
-/// bytes and no control characters, which would garble logs and UIs.
-pub(crate) fn display_name(field: &'static str, name: &str) -> Result<()> {
-    if name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+/// A free-text field: at most `max_len` bytes, and no unprintable
+/// character ([`text::unprintable`]) anywhere, before any trimming: they
+/// garble logs and UIs, and PostgreSQL refuses NUL in text.
+pub(crate) fn free_text(field: &'static str, value: &str, max_len: usize) -> Result<()> {
+    if value.len() > max_len {
         return Err(Error::invalid(
             field,
-            format!("at most {MAX_NAME_LEN} bytes, no control characters"),
+            format!("longer than {max_len} bytes"),
+        ));
+    }
+    printable(field, value)
+}
+
+/// A display name (of an admin, of a workspace): free text of at most
+/// [`MAX_NAME_LEN`] bytes.
+pub(crate) fn display_name(field: &'static str, name: &str) -> Result<()> {
+    free_text(field, name, MAX_NAME_LEN)
+}
+
+fn printable(field: &'static str, value: &str) -> Result<()> {
+    if value.chars().any(text::unprintable) {
+        return Err(Error::invalid(
+            field,
+            "must not hold control, line-separator or bidirectional-override characters",
         ));
     }
     Ok(())
@@ -25,6 +43,7 @@ pub(crate) fn display_name(field: &'static str, name: &str) -> Result<()> {
 /// space or control characters, and not in the `system.local` domain,
 /// which is reserved for service users.
 pub(crate) fn human_email<'a>(field: &'static str, email: &'a str) -> Result<&'a str> {
+    printable(field, email)?;
     let email = email.trim();
     let valid_shape = email.len() <= MAX_EMAIL_LEN
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -63,6 +82,8 @@ mod tests {
             "a@c.",
             "svc@system.local",
             "x@SYSTEM.local",
+            "\u{85}ada@example.com",
+            "ada\0@example.com",
         ] {
             assert!(human_email("email", bad).is_err(), "{bad:?} accepted");
         }
@@ -77,5 +98,7 @@ mod tests {
         assert!(display_name("name", "Ada Lovelace").is_ok());
         assert!(display_name("name", &"n".repeat(300)).is_err());
         assert!(display_name("name", "a\nb").is_err());
+        assert!(display_name("name", "\u{85}").is_err());
+        assert!(display_name("name", "a\u{202e}b").is_err());
     }
 }

@@ -109,6 +109,7 @@ impl Workspaces {
             Ok(_) => OK,
             Err(Error::PermissionDenied(_)) => "permission denied",
             Err(Error::NotFound(_)) => "not found",
+            Err(Error::InvalidArgument { .. }) => "invalid argument",
             Err(_) => "error",
         };
         if result.is_ok() {

@@ -58,6 +58,37 @@ impl Outcome {
     }
 }
 
+/// `streams` closed loops of ConsumeTicket for a ticket holding a NUL on
+/// `client`, for `length`: the refusals answered per second. Any answer
+/// counts: the point is the write each refusal makes.
+pub fn poison(client: Client, streams: usize, length: Duration) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        let end = Instant::now() + length;
+        let loops: Vec<_> = (0..streams)
+            .map(|_| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    let mut answered = 0_u64;
+                    while Instant::now() < end {
+                        let request = ConsumeTicketRequest {
+                            ticket: "\0".to_owned(),
+                            purpose: String::new(),
+                        };
+                        let _ = client.consume_ticket(request).await;
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for task in loops {
+            answered += task.await.unwrap_or(0);
+        }
+        answered as f64 / length.as_secs_f64()
+    })
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }

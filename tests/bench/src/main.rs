@@ -79,6 +79,12 @@ struct Args {
     /// `verify-service` also skips the h2load cross-check.
     #[arg(long = "scenario", value_enum)]
     only_scenarios: Vec<Scenario>,
+    /// Closed-loop streams sending ConsumeTicket for a ticket holding a
+    /// NUL beside every Tessera pairs cell, as a service relaying garbage
+    /// would (each stream puts at most one such write in a group-commit
+    /// batch); their calls are not counted in the cell's figures.
+    #[arg(long, default_value_t = 0)]
+    poison_streams: usize,
 }
 
 impl Args {
@@ -396,6 +402,12 @@ async fn bench(args: Args) -> Result<(), String> {
     drop_pg_database(&setup.args.postgres_url, &alt_name).await;
     result?;
     figures.notes.extend(setup.notes.iter().cloned());
+    if setup.args.poison_streams > 0 {
+        figures.notes.push(format!(
+            "poisoned: {} closed-loop stream(s) of ConsumeTicket for a ticket holding a NUL ran beside every Tessera pairs cell (not counted)",
+            setup.args.poison_streams
+        ));
+    }
     figures.quick = setup.args.quick;
     figures.profile = setup.args.profile.clone();
     figures.reps = setup.args.reps;
@@ -491,6 +503,24 @@ async fn connections(
     Ok((list, Some(pid)))
 }
 
+/// The `--poison-streams` beside a Tessera pairs cell, for `length`: a
+/// task answering their calls per second.
+async fn poison(
+    setup: &Setup,
+    system: System,
+    scenario: Scenario,
+    tessera: Option<&Tessera>,
+    length: Duration,
+) -> Result<Option<tokio::task::JoinHandle<f64>>, String> {
+    let streams = setup.args.poison_streams;
+    let tessera = match (system, scenario, tessera) {
+        (System::Sqlite | System::Postgres, Scenario::Pairs, Some(t)) if streams > 0 => t,
+        _ => return Ok(None),
+    };
+    let client = grpc_client(&tessera.proc.endpoint(), SERVICE_SECRET).await?;
+    Ok(Some(load::poison(client, streams, length)))
+}
+
 /// The pooled PG alternative runs `conns × streams` tasks on one pool.
 fn pg_streams(system: System, level: Level) -> usize {
     if system == System::PgAlt {
@@ -539,10 +569,17 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     _ => Some(&setup.sqlite),
                 };
                 let (conns, pid) = connections(setup, system, scenario, tessera, level.0).await?;
+                let poison = poison(setup, system, scenario, tessera, warmup + window).await?;
                 let outcome =
                     load::run(conns, pg_streams(system, level), warmup, window, pid).await;
+                let poisoned = match poison {
+                    Some(task) => {
+                        format!(" poison {:.0}/s", task.await.map_err(|e| e.to_string())?)
+                    }
+                    None => String::new(),
+                };
                 eprintln!(
-                    "rep {rep} {}x{} {system:?} {scenario:?}: {:.0}/s p99 {} µs errors {}{}",
+                    "rep {rep} {}x{} {system:?} {scenario:?}: {:.0}/s p99 {} µs errors {}{poisoned}{}",
                     level.0,
                     level.1,
                     outcome.rate(),

@@ -1,7 +1,7 @@
 //! Calls answered together: the group commit of ticket and audit writes
-//! (`writes.rs`) and VerifyBearer's token lookups (`lookups.rs`), both on
-//! the generic queue of `queue.rs`; `pg_arrays.rs` holds their PostgreSQL
-//! statements.
+//! (`writes.rs`, with `isolate.rs` for a batch that fails) and
+//! VerifyBearer's token lookups (`lookups.rs`), both on the generic queue
+//! of `queue.rs`; `pg_arrays.rs` holds their PostgreSQL statements.
 //!
 //! Why: a statement's cost is mostly fixed (a round trip to PostgreSQL, two
 //! thread hand-offs to sqlx's SQLite worker), so under load one statement
@@ -9,8 +9,12 @@
 //! each caller waits for its own write to commit; `DELETE … RETURNING`
 //! hands each ticket row to one statement, and a hash asked for twice in
 //! one batch goes to the first asker only; a lookup's query starts after
-//! its call arrived, so a token revoked before the call is not found.
+//! its call arrived, so a token revoked before the call is not found. A
+//! write the database refuses fails alone and costs the writes batched
+//! with it a few more transactions, not one each: a failed batch is split
+//! in halves, each in its own transaction, the earlier half first.
 
+mod isolate;
 mod lookups;
 pub(super) mod pg_arrays;
 mod queue;

@@ -8,17 +8,19 @@
 //! hands each row out once, and a hash asked for twice in one batch goes to
 //! the first asker only). A take is judged once, inside the transaction, so
 //! its audit entry and its caller's answer come from the same verdict. A
-//! lone write runs with no transaction around it.
+//! lone write runs with no transaction around it. A batch the database
+//! refuses is split in halves until the writes it refuses stand alone
+//! (`isolate.rs`): they fail, the others are committed.
 
 use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
+use super::isolate::isolate;
 use super::queue::{self, Queue};
-use crate::store::sea::error::{is_outage, store_error};
 use crate::store::sea::gate::Gate;
 use crate::store::sea::{DbResult, audit, tickets};
-use crate::store::{AuditRecord, Result, StoreError, TicketRecord, TicketTake, Verdict};
+use crate::store::{AuditRecord, Result, TicketRecord, TicketTake, Verdict};
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
 /// audit entry) well below PostgreSQL's 65,535 and SQLite's 32,766.
@@ -88,31 +90,10 @@ impl Writer {
     }
 }
 
-/// One answer per write, in order.
+/// One answer per write, in order. A rolled-back part changed nothing, so
+/// applying its halves again deletes and appends exactly what it would have.
 async fn write_batch(db: &DatabaseConnection, writes: &[Write]) -> Vec<Result<Written>> {
-    match apply(db, writes).await {
-        Ok(answers) => answers.into_iter().map(Ok).collect(),
-        // One bad write (or, on PostgreSQL, a deadlock with the reaper)
-        // must not fail the calls batched with it. The transaction rolled
-        // back, so each write is applied again on its own.
-        Err(err) if writes.len() > 1 && !is_outage(&err) => {
-            let mut answers = Vec::with_capacity(writes.len());
-            for write in writes {
-                let alone = apply(db, std::slice::from_ref(write)).await;
-                answers.push(match alone {
-                    Ok(mut written) => written
-                        .pop()
-                        .ok_or_else(|| StoreError::Db("a write gave no answer".to_owned())),
-                    Err(err) => Err(store_error(&err)),
-                });
-            }
-            answers
-        }
-        Err(err) => {
-            let err = store_error(&err);
-            writes.iter().map(|_| Err(err.clone())).collect()
-        }
-    }
+    isolate(writes, |part| apply(db, part)).await
 }
 
 /// The rows of a batch, by table.
@@ -196,82 +177,4 @@ async fn apply_on(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::Write;
-    use crate::store::{AuditRecord, SeaStore, Store, StoreError, TicketRecord};
-
-    /// The action of an audit entry that makes the writer panic after its
-    /// statements and before its commit.
-    const PANIC_BEFORE_COMMIT: &str = "test.panic_before_commit";
-
-    pub(super) fn panic_if_asked(writes: &[Write]) {
-        let asked = writes.iter().any(|write| match write {
-            Write::Ticket(_, Some(entry)) | Write::Audit(entry) => {
-                entry.action == PANIC_BEFORE_COMMIT
-            }
-            _ => false,
-        });
-        assert!(!asked, "the writer panicked on purpose");
-    }
-
-    fn ticket(hash: &str) -> TicketRecord {
-        TicketRecord {
-            hash: hash.to_owned(),
-            user_id: "u1".into(),
-            provider: "github".into(),
-            purpose: String::new(),
-            minted_at: 1_000,
-            expires_at: i64::MAX,
-        }
-    }
-
-    fn entry(action: &str) -> AuditRecord {
-        AuditRecord {
-            at: 1,
-            actor: "svc@system.local".into(),
-            action: action.into(),
-            resource: "r".into(),
-            outcome: "ok".into(),
-            credential_id: String::new(),
-            peer: String::new(),
-        }
-    }
-
-    /// A panic while a batch is written fails that batch's calls as
-    /// unavailable and rolls it back; the writer is restarted and later
-    /// writes succeed.
-    async fn the_writer_survives_a_panic(db: &tessera_tests::TestDatabase) {
-        let store = SeaStore::connect(db.url()).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let explode = entry(PANIC_BEFORE_COMMIT);
-        let failed = store
-            .insert_ticket(&ticket("h-panic"), Some(&explode))
-            .await;
-        assert!(
-            matches!(failed, Err(StoreError::Unavailable(_))),
-            "{failed:?}"
-        );
-        store
-            .insert_ticket(&ticket("h-after"), Some(&entry("after")))
-            .await
-            .expect("insert after the panic");
-        let tickets = store.count_tickets_for_tests().await.expect("count");
-        assert_eq!(tickets, 1, "the panicked batch rolled back");
-        let audited = store.recent_audit_for_tests(10).await.expect("recent");
-        let actions: Vec<_> = audited.iter().map(|entry| entry.action.as_str()).collect();
-        assert_eq!(actions, ["after"]);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_survives_a_panic_on_sqlite() {
-        the_writer_survives_a_panic(&tessera_tests::TestDatabase::sqlite()).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_survives_a_panic_on_postgres() {
-        let Some(db) = tessera_tests::TestDatabase::postgres().await else {
-            return;
-        };
-        the_writer_survives_a_panic(&db).await;
-    }
-}
+mod tests;

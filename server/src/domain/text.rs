@@ -1,0 +1,75 @@
+//! Text that reaches logs, errors and the audit table: which characters
+//! are unprintable, and how they are written when they must be shown.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use tessera_client::token;
+
+/// True for what is not text a person reads: control characters (Unicode
+/// `Cc`: the C0 controls with NUL, DEL, the C1 controls), the line and
+/// paragraph separators, and the bidirectional embedding, override and
+/// isolate controls, which reorder what a terminal or a UI shows after
+/// them. PostgreSQL refuses NUL in text; the others garble log lines and
+/// audit views, or forge them.
+pub(crate) fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` with every unprintable character written as `\u{XXXX}` (its code
+/// point in at least four upper-case hex digits) and every backslash
+/// doubled, so that an escape cannot be forged by sending its characters.
+/// Borrowed when nothing needs escaping.
+pub(crate) fn escaped(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c == '\\' || unprintable(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            // Writing to a `String` cannot fail.
+            c if unprintable(c) => {
+                let _ = write!(out, "\\u{{{:04X}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The most of a presented ticket or token an error or a log line may
+/// show: its first 8 characters, escaped, and `…`.
+pub(crate) fn credential_prefix(presented: &str) -> String {
+    escaped(&token::truncated(presented)).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unprintable_characters_and_backslashes_are_escaped() {
+        assert!(matches!(escaped("user:github/ada"), Cow::Borrowed(_)));
+        assert_eq!(escaped("a\0b"), "a\\u{0000}b");
+        assert_eq!(
+            escaped("\u{1b}[2J\u{85}\u{202e}"),
+            "\\u{001B}[2J\\u{0085}\\u{202E}"
+        );
+        assert_eq!(escaped("\\u{0000}"), "\\\\u{0000}");
+        assert_eq!(escaped("Zoë \u{200d}"), "Zoë \u{200d}");
+    }
+
+    #[test]
+    fn a_credential_prefix_is_eight_characters_escaped() {
+        assert_eq!(credential_prefix("tsr_tkt_abcdef"), "tsr_tkt_…");
+        assert_eq!(
+            credential_prefix("\0\0\0\0\0\0\0\0\0"),
+            "\\u{0000}".repeat(8) + "…"
+        );
+    }
+}
