@@ -8,6 +8,7 @@ mod m0001_core;
 mod m0002_install_token;
 mod m0003_workspaces;
 mod m0004_audit_at;
+mod m0005_spent_tickets;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_install_token::Migration),
             Box::new(m0003_workspaces::Migration),
             Box::new(m0004_audit_at::Migration),
+            Box::new(m0005_spent_tickets::Migration),
         ]
     }
 }

@@ -124,7 +124,7 @@ def test_mint_and_consume_a_ticket_once(service):
     assert before - 1 <= timestamp(identity.minted_at) <= after + 1
 
     replay = refused(UNAUTHENTICATED, service.ConsumeTicket, ticket=minted.ticket, purpose="ws-upgrade")
-    assert_ticket_refusal(replay, "TICKET_UNKNOWN", minted.ticket)
+    assert_ticket_refusal(replay, "TICKET_REPLAYED", minted.ticket)
 
 
 def test_tickets_are_consumed_on_any_connection(server, caller, service):
@@ -138,7 +138,7 @@ def test_purpose_mismatch_is_reported_and_spends_the_ticket(service):
     wrong = refused(UNAUTHENTICATED, service.ConsumeTicket, ticket=ticket, purpose="other")
     assert_ticket_refusal(wrong, "TICKET_PURPOSE_MISMATCH", ticket)
     again = refused(UNAUTHENTICATED, service.ConsumeTicket, ticket=ticket, purpose="ws-upgrade")
-    assert_ticket_refusal(again, "TICKET_UNKNOWN", ticket)
+    assert_ticket_refusal(again, "TICKET_REPLAYED", ticket)
 
 
 def test_unknown_and_malformed_tickets(service):

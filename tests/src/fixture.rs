@@ -91,7 +91,7 @@ impl Fixture {
         let status = consume_ticket(&mut self.client, &self.canary, CANARY_PURPOSE)
             .await
             .expect_err("and only once");
-        assert_status(&status, Code::Unauthenticated, Some("TICKET_UNKNOWN"));
+        assert_status(&status, Code::Unauthenticated, Some("TICKET_REPLAYED"));
         let fresh = mint_ticket(&mut self.client, "after", "", 0)
             .await
             .expect("mint");

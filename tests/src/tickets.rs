@@ -9,6 +9,8 @@ use crate::secrets::assert_refused;
 
 /// The reason of a ticket that is not (or no longer) on file.
 pub const UNKNOWN: &str = "TICKET_UNKNOWN";
+/// The reason of a ticket presented again after it was spent.
+pub const REPLAYED: &str = "TICKET_REPLAYED";
 
 /// `n` ConsumeTicket calls for `ticket` released together, call `i` on
 /// `clients[i % clients.len()]` (each a separate connection, possibly to
@@ -28,14 +30,14 @@ pub async fn consume_race(
     .await
 }
 
-/// The ticket was refused as unknown: never minted, spent, or reaped.
-pub fn is_unknown_ticket(status: &Status) -> bool {
+/// The ticket was refused as spent before (a replay).
+pub fn is_replayed_ticket(status: &Status) -> bool {
     status.code() == Code::Unauthenticated
-        && crate::error_reason(status).as_deref() == Some(UNKNOWN)
+        && crate::error_reason(status).as_deref() == Some(REPLAYED)
 }
 
-/// Exactly one success (for `user_id`); every other call TICKET_UNKNOWN,
-/// naming at most 8 characters of `ticket`.
+/// Exactly one success (for `user_id`); every other call TICKET_REPLAYED
+/// (it presented a spent ticket), naming at most 8 characters of `ticket`.
 #[track_caller]
 pub fn assert_exactly_once(
     results: &[(usize, Result<pb::TicketIdentity, Status>)],
@@ -56,7 +58,7 @@ pub fn assert_exactly_once(
     assert_eq!(winners[0].user_id, user_id);
     assert!(!winners[0].internal);
     for status in results.iter().filter_map(|(_, r)| r.as_ref().err()) {
-        assert_refused(status, Code::Unauthenticated, Some(UNKNOWN), ticket);
+        assert_refused(status, Code::Unauthenticated, Some(REPLAYED), ticket);
     }
 }
 

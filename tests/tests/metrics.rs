@@ -89,7 +89,7 @@ async fn counters_move_with_traffic() {
     };
     moved("tessera_tickets_total{event=\"minted\"}", 3.0);
     moved("tessera_tickets_total{event=\"consumed\"}", 3.0);
-    moved("tessera_tickets_total{event=\"unknown_or_replayed\"}", 3.0);
+    moved("tessera_tickets_total{event=\"replayed\"}", 3.0);
     moved(
         "tessera_grpc_requests_total{method=\"MintTicket\",code=\"Ok\"}",
         3.0,

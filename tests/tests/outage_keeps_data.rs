@@ -218,7 +218,7 @@ async fn assert_nothing_stored_was_lost(fx: &mut Fixture, stored: &Stored) {
         let status = consume_ticket(&mut fx.client, ticket, purpose)
             .await
             .expect_err("once");
-        assert_status(&status, Code::Unauthenticated, Some("TICKET_UNKNOWN"));
+        assert_status(&status, Code::Unauthenticated, Some("TICKET_REPLAYED"));
     }
     let principal = verify_bearer(&mut fx.client, &stored.admin.admin_token)
         .await

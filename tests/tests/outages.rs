@@ -215,7 +215,7 @@ async fn calls_in_flight_when_postgres_goes_away_fail_unavailable_and_change_not
     match &consumed {
         Ok(_) => {
             let status = status.expect_err("spent by the in-flight call");
-            assert_status(&status, Code::Unauthenticated, Some("TICKET_UNKNOWN"));
+            assert_status(&status, Code::Unauthenticated, Some("TICKET_REPLAYED"));
         }
         Err(_) => {
             let identity = status.expect("a cut-off ConsumeTicket spent nothing");

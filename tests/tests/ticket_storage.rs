@@ -14,7 +14,7 @@ use tessera_tests::audit::{AuditRow, audit_rows};
 use tessera_tests::grpc::internal_credential;
 use tessera_tests::secrets::{assert_not_logged, assert_refused, change_char, leaks};
 use tessera_tests::sql::{count, strings};
-use tessera_tests::tickets::{UNKNOWN, mint};
+use tessera_tests::tickets::{REPLAYED, UNKNOWN, mint};
 use tessera_tests::{TestDatabase, TestServer, consume_ticket, scheduler_secret};
 
 const EXPIRED: &str = "TICKET_EXPIRED";
@@ -38,7 +38,7 @@ async fn use_tickets_every_way(client: &mut Client) -> Vec<String> {
     let status = consume_ticket(client, &used, "ws-upgrade")
         .await
         .expect_err("replay");
-    assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &used);
+    assert_refused(&status, Code::Unauthenticated, Some(REPLAYED), &used);
     minted.push(used);
 
     let mismatched = mint(client, "user-9", "ws-upgrade", 0).await;
@@ -87,7 +87,19 @@ fn assert_audited_without_secrets(rows: &[AuditRow], minted: &[String]) {
             } else {
                 &r.resource
             };
-            (r.action.as_str(), r.outcome.as_str(), resource)
+            // A replay names who consumed the ticket first, and from where.
+            let outcome = match r.outcome.strip_prefix(REPLAYED) {
+                Some(first) => {
+                    assert!(
+                        first.starts_with(" (first consumed by svc_")
+                            && first.contains(" from 127.0.0.1:"),
+                        "{first}"
+                    );
+                    REPLAYED
+                }
+                None => r.outcome.as_str(),
+            };
+            (r.action.as_str(), outcome, resource)
         })
         .collect();
     audited.sort_unstable();
@@ -98,7 +110,7 @@ fn assert_audited_without_secrets(rows: &[AuditRow], minted: &[String]) {
     let consume = "ticket.consume";
     let mut expected = vec![
         (consume, "ok", ids[0].as_str()),
-        (consume, UNKNOWN, &ids[0]),
+        (consume, REPLAYED, &ids[0]),
         (consume, MISMATCH, &ids[1]),
         (consume, MALFORMED, "tsr_tkt_…"),
         (consume, EXPIRED, &ids[4]),

@@ -13,7 +13,7 @@ use tessera_tests::grpc::internal_credential;
 use tessera_tests::secrets::{assert_not_logged, assert_refused, change_char};
 use tessera_tests::sql::count;
 use tessera_tests::tickets::{
-    UNKNOWN, assert_exactly_once, consume_race, internal, mint, try_mint,
+    REPLAYED, UNKNOWN, assert_exactly_once, consume_race, internal, mint, try_mint,
 };
 use tessera_tests::{
     TestDatabase, TestServer, assert_status, consume_ticket, error_reason, now_seconds,
@@ -68,7 +68,7 @@ async fn minted_ticket_is_consumed_once_with_its_identity() {
         assert_refused(
             &status,
             Code::Unauthenticated,
-            Some(UNKNOWN),
+            Some(REPLAYED),
             &minted.ticket,
         );
     }
@@ -163,7 +163,7 @@ async fn purpose_must_match_and_a_mismatch_spends_the_ticket() {
     let status = consume_ticket(&mut client, &ticket, "ws-upgrade")
         .await
         .expect_err("spent by the mismatch");
-    assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &ticket);
+    assert_refused(&status, Code::Unauthenticated, Some(REPLAYED), &ticket);
 
     // A consumer that does not state the purpose does not get the ticket.
     let unstated = mint(&mut client, "user-7", "ws-upgrade", 0).await;

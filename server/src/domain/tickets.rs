@@ -82,7 +82,8 @@ pub struct TicketIdentity {
 fn metric(rejection: TicketRejection) -> &'static str {
     match rejection {
         // An unknown ticket is most often a replay of a consumed one.
-        TicketRejection::Unknown => "unknown_or_replayed",
+        TicketRejection::Unknown => "unknown",
+        TicketRejection::Replayed => "replayed",
         TicketRejection::Expired => "expired",
         TicketRejection::PurposeMismatch => "purpose_mismatch",
         TicketRejection::Malformed => "malformed",

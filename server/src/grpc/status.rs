@@ -20,6 +20,7 @@ fn error_info_reason(rejection: TicketRejection) -> &'static str {
         TicketRejection::Expired => "TICKET_EXPIRED",
         TicketRejection::PurposeMismatch => "TICKET_PURPOSE_MISMATCH",
         TicketRejection::Malformed => "TICKET_MALFORMED",
+        TicketRejection::Replayed => "TICKET_REPLAYED",
     }
 }
 
@@ -105,6 +106,7 @@ mod tests {
             TicketRejection::Expired,
             TicketRejection::PurposeMismatch,
             TicketRejection::Malformed,
+            TicketRejection::Replayed,
         ];
         let mut reasons: Vec<_> = all.iter().map(|r| error_info_reason(*r)).collect();
         reasons.dedup();

@@ -136,6 +136,8 @@ pub enum TicketRejection {
     PurposeMismatch,
     /// Not a well-formed ticket.
     Malformed,
+    /// Presented again after it was spent, before it would have expired.
+    Replayed,
 }
 
 impl TicketRejection {
@@ -146,6 +148,7 @@ impl TicketRejection {
             TicketRejection::Expired => "TICKET_EXPIRED",
             TicketRejection::PurposeMismatch => "TICKET_PURPOSE_MISMATCH",
             TicketRejection::Malformed => "TICKET_MALFORMED",
+            TicketRejection::Replayed => "TICKET_REPLAYED",
         }
     }
 }
@@ -168,28 +171,85 @@ pub struct TicketTake {
     pub audit: AuditDraft,
 }
 
+/// The tombstone of a spent ticket: who spent it, from where, and until
+/// when a second presentation counts as a replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpentTicket {
+    /// Hex SHA-256 of the ticket.
+    pub hash: String,
+    /// When it was spent.
+    pub spent_at: i64,
+    /// Public id of the credential that spent it.
+    pub spent_by: String,
+    /// Address of that caller.
+    pub peer: String,
+    /// When the ticket would have expired; the tombstone goes then.
+    pub expires_at: i64,
+}
+
+/// What a take found under its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// The live ticket, which this take has just deleted.
+    Live(TicketRecord),
+    /// The tombstone of a ticket spent before.
+    Spent(SpentTicket),
+    /// Nothing: never issued, or reaped.
+    Nothing,
+}
+
 impl TicketTake {
-    /// The verdict on `found`, the row this take deleted (if any). A pure
-    /// function, called once per take inside the transaction that deletes
-    /// the row, so the audit entry and the consumer's answer always agree.
-    pub fn judge(&self, found: Option<TicketRecord>) -> Verdict {
-        let record = found.ok_or(TicketRejection::Unknown)?;
+    /// The verdict on what this take found. A pure function, called once
+    /// per take inside the transaction that deletes the row, so the audit
+    /// entry and the consumer's answer always agree.
+    pub fn judge(&self, found: &Found) -> Verdict {
+        let record = match found {
+            Found::Live(record) => record,
+            Found::Spent(spent) if spent.expires_at > self.now => {
+                return Err(TicketRejection::Replayed);
+            }
+            Found::Spent(_) | Found::Nothing => return Err(TicketRejection::Unknown),
+        };
         if record.expires_at <= self.now {
             return Err(TicketRejection::Expired);
         }
         if record.purpose != self.purpose {
             return Err(TicketRejection::PurposeMismatch);
         }
-        Ok(record)
+        Ok(record.clone())
     }
 
-    /// The audit entry of this take, given its verdict.
-    pub fn audit_entry(&self, verdict: &Verdict) -> AuditRecord {
-        let outcome = match verdict {
-            Ok(_) => "ok",
-            Err(rejection) => rejection.outcome(),
+    /// The tombstone this take leaves when it spent a live ticket that had
+    /// not expired (consumed, or refused for its purpose).
+    pub fn tombstone(&self, found: &Found) -> Option<SpentTicket> {
+        let Found::Live(record) = found else {
+            return None;
         };
-        self.audit.with_outcome(outcome)
+        (record.expires_at > self.now).then(|| SpentTicket {
+            hash: record.hash.clone(),
+            spent_at: self.now,
+            spent_by: self.audit.credential_id.clone(),
+            peer: self.audit.peer.clone(),
+            expires_at: record.expires_at,
+        })
+    }
+
+    /// The audit entry of this take, given what it found and its verdict;
+    /// a replay names the first consumer and its address.
+    pub fn audit_entry(&self, found: &Found, verdict: &Verdict) -> AuditRecord {
+        match (verdict, found) {
+            (Ok(_), _) => self.audit.with_outcome("ok"),
+            (Err(TicketRejection::Replayed), Found::Spent(first)) => {
+                let outcome = format!(
+                    "{} (first consumed by {} from {})",
+                    TicketRejection::Replayed.outcome(),
+                    first.spent_by,
+                    first.peer
+                );
+                self.audit.with_outcome(&outcome)
+            }
+            (Err(rejection), _) => self.audit.with_outcome(rejection.outcome()),
+        }
     }
 }
 
@@ -265,4 +325,65 @@ pub enum AuthTokenChange<'a> {
         /// Hash the rotation expects to replace.
         current: Option<&'a str>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(now: i64) -> TicketTake {
+        TicketTake {
+            hash: "h".into(),
+            purpose: String::new(),
+            now,
+            audit: AuditDraft {
+                at: now,
+                actor: "svc@system.local".into(),
+                action: "ticket.consume".into(),
+                resource: "tkt".into(),
+                credential_id: "svc_1".into(),
+                peer: "127.0.0.1:1".into(),
+            },
+        }
+    }
+
+    fn live(expires_at: i64) -> Found {
+        Found::Live(TicketRecord {
+            hash: "h".into(),
+            user_id: "u".into(),
+            provider: "p".into(),
+            purpose: String::new(),
+            minted_at: 0,
+            expires_at,
+        })
+    }
+
+    /// A replay is told apart until the ticket would have expired; then
+    /// its tombstone counts for nothing. An expired ticket leaves none.
+    #[test]
+    fn tombstones_tell_replays_apart_until_the_ticket_would_have_expired() {
+        let first = take(10);
+        let tombstone = first.tombstone(&live(100)).expect("a tombstone");
+        assert_eq!(
+            (tombstone.spent_by.as_str(), tombstone.expires_at),
+            ("svc_1", 100)
+        );
+        let spent = Found::Spent(tombstone);
+        assert_eq!(take(50).judge(&spent), Err(TicketRejection::Replayed));
+        assert_eq!(take(100).judge(&spent), Err(TicketRejection::Unknown));
+        let audit = take(50).audit_entry(&spent, &Err(TicketRejection::Replayed));
+        assert_eq!(
+            audit.outcome,
+            "TICKET_REPLAYED (first consumed by svc_1 from 127.0.0.1:1)"
+        );
+        assert_eq!(
+            take(200).tombstone(&live(100)),
+            None,
+            "expired: no tombstone"
+        );
+        assert_eq!(
+            take(10).judge(&Found::Nothing),
+            Err(TicketRejection::Unknown)
+        );
+    }
 }

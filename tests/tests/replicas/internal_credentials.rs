@@ -12,7 +12,7 @@ use tessera_client::tonic::Code;
 use tessera_tests::grpc::{consume_ticket, mint_ticket, verify_bearer};
 use tessera_tests::secrets::{assert_not_logged, assert_refused};
 use tessera_tests::sql::count;
-use tessera_tests::tickets::UNKNOWN;
+use tessera_tests::tickets::REPLAYED;
 use tessera_tests::tickets::internal;
 use tessera_tests::{TestDatabase, TestServer, assert_status, scheduler_secret};
 
@@ -194,7 +194,7 @@ async fn replicas_share_tickets_and_internal_credentials_until_clean_shutdown() 
         let status = consume_ticket(client, &ticket, "ws-upgrade")
             .await
             .expect_err("already consumed on B");
-        assert_refused(&status, Code::Unauthenticated, Some(UNKNOWN), &ticket);
+        assert_refused(&status, Code::Unauthenticated, Some(REPLAYED), &ticket);
     }
 
     let from_a = internal(&mut on_a).await;

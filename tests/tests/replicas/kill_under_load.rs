@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tessera_client::Client;
 use tessera_tests::grpc::{consume_ticket, mint_ticket, outcome_unknown};
 use tessera_tests::sql::count;
-use tessera_tests::tickets::is_unknown_ticket;
+use tessera_tests::tickets::is_replayed_ticket;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use super::{REPLICAS, one_at_a_time, postgres, replicas, schedulers};
@@ -126,7 +126,7 @@ async fn consume_everywhere(
                 }
                 *ledger.wins.entry(ticket.to_owned()).or_default() += 1;
             }
-            Err(status) if is_unknown_ticket(&status) => {}
+            Err(status) if is_replayed_ticket(&status) => {}
             Err(status) if cut_off_by_kill(replica, killed, &status) => {
                 ledger.ambiguous.insert(ticket.to_owned());
                 ledger.cut_off_consumes += 1;
@@ -206,7 +206,7 @@ async fn sweep(survivors: &mut [Client], ledger: &Ledger) -> Sweep {
                         found.ambiguous_unspent += 1;
                     }
                 }
-                Err(status) if is_unknown_ticket(&status) && ambiguous => {
+                Err(status) if is_replayed_ticket(&status) && ambiguous => {
                     found.ambiguous_spent += 1;
                 }
                 Err(status) => lost.push(format!("{}…: {status:?}", &ticket[..8])),
@@ -216,7 +216,7 @@ async fn sweep(survivors: &mut [Client], ledger: &Ledger) -> Sweep {
         let status = consume_ticket(client, ticket, purpose)
             .await
             .expect_err("a second spend of an acknowledged ticket");
-        assert!(is_unknown_ticket(&status), "replay got {status:?}");
+        assert!(is_replayed_ticket(&status), "replay got {status:?}");
     }
     assert!(
         lost.is_empty(),

@@ -8,7 +8,7 @@ use tessera_client::tonic::Code;
 use tessera_tests::grpc::{consume_ticket, mint_ticket};
 use tessera_tests::secrets::assert_not_logged;
 use tessera_tests::sql::count;
-use tessera_tests::tickets::{UNKNOWN, assert_exactly_once, consume_race, is_unknown_ticket};
+use tessera_tests::tickets::{REPLAYED, assert_exactly_once, consume_race, is_replayed_ticket};
 use tessera_tests::{TestServer, assert_status};
 
 use super::{REPLICAS, one_at_a_time, postgres, replicas, schedulers, two_replicas, warnings};
@@ -39,7 +39,7 @@ async fn assert_every_pair_shares_tickets(minters: &mut [Client]) -> Vec<String>
                 let status = consume_ticket(again, &ticket, "ws-upgrade")
                     .await
                     .expect_err("spent on another replica");
-                assert_status(&status, Code::Unauthenticated, Some(UNKNOWN));
+                assert_status(&status, Code::Unauthenticated, Some(REPLAYED));
             }
             tickets.push(ticket);
         }
@@ -49,7 +49,7 @@ async fn assert_every_pair_shares_tickets(minters: &mut [Client]) -> Vec<String>
 
 /// One round: a ticket minted on `minter` and raced by `consumers` calls
 /// spread evenly over the replicas (`clients[i]` is on replica
-/// `i % REPLICAS`). Exactly one wins; every loser is TICKET_UNKNOWN.
+/// `i % REPLICAS`). Exactly one wins; every loser is TICKET_REPLAYED.
 /// Returns the ticket and the winning replica.
 async fn race_round(
     round: usize,
@@ -75,7 +75,7 @@ async fn race_round(
         match result {
             Ok(identity) => winners.push((replica, identity.clone())),
             Err(status) => assert!(
-                is_unknown_ticket(status),
+                is_replayed_ticket(status),
                 "round {round}: a losing consumer on replica {replica} got {status:?}; \
                  its last warnings:\n{}",
                 warnings(&servers[replica])

@@ -64,6 +64,28 @@ pub(super) mod ticket {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// `spent_tickets`: the tombstone of a consumed ticket, until it would have
+/// expired.
+pub(super) mod spent_ticket {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "spent_tickets")]
+    pub(crate) struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub hash: String,
+        pub spent_at: i64,
+        pub spent_by: String,
+        pub peer: String,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub(crate) enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// `internal_credentials`: one row per running server process that minted one.
 pub(super) mod internal_credential {
     use sea_orm::entity::prelude::*;

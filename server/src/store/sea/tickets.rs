@@ -8,8 +8,8 @@ use sea_orm::{
 
 use super::DbResult;
 use super::batching::pg_arrays;
-use super::entities::ticket;
-use crate::store::TicketRecord;
+use super::entities::{spent_ticket, ticket};
+use crate::store::{SpentTicket, TicketRecord};
 
 /// Stores new tickets in one statement (on PostgreSQL, see `unnest`).
 pub(super) async fn insert_tickets(
@@ -67,18 +67,71 @@ pub(super) async fn take_tickets(
         .collect())
 }
 
-/// Deletes at most `limit` tickets that expired before `now`, the oldest
-/// first: one short statement, so the reaper never holds the write lock
-/// long (SQLite has one) however many tickets expired.
+/// Deletes at most `limit` tickets, and at most `limit` tombstones, that
+/// expired before `now`, the oldest first: short statements, so the reaper
+/// never holds the write lock long (SQLite has one) however many expired.
 pub(super) async fn delete_expired_tickets(
     db: &impl ConnectionTrait,
     now: i64,
     limit: u64,
 ) -> DbResult<u64> {
     // `$1` is a placeholder on SQLite and PostgreSQL alike.
-    let sql = "DELETE FROM tickets WHERE hash IN \
-               (SELECT hash FROM tickets WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)";
-    super::delete_chunk(db, sql, now, limit).await
+    let tickets = "DELETE FROM tickets WHERE hash IN \
+                   (SELECT hash FROM tickets WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)";
+    let spent = "DELETE FROM spent_tickets WHERE hash IN (SELECT hash FROM spent_tickets \
+                 WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)";
+    let reaped = super::delete_chunk(db, tickets, now, limit).await?;
+    let tombstones = super::delete_chunk(db, spent, now, limit).await?;
+    Ok(reaped.max(tombstones))
+}
+
+/// Stores the tombstones of tickets just spent, in one statement.
+pub(super) async fn insert_spent(
+    db: &impl ConnectionTrait,
+    records: &[SpentTicket],
+) -> DbResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return pg_arrays::insert_spent(db, records).await;
+    }
+    let rows = records.iter().map(|record| spent_ticket::ActiveModel {
+        hash: Set(record.hash.clone()),
+        spent_at: Set(record.spent_at),
+        spent_by: Set(record.spent_by.clone()),
+        peer: Set(record.peer.clone()),
+        expires_at: Set(record.expires_at),
+    });
+    spent_ticket::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// The tombstones of these hashes (asked for only when a take found no live
+/// ticket: a replay, garbage, or a reaped ticket).
+pub(super) async fn find_spent(
+    db: &impl ConnectionTrait,
+    hashes: &[&str],
+) -> DbResult<Vec<SpentTicket>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = spent_ticket::Entity::find()
+        .filter(spent_ticket::Column::Hash.is_in(hashes.iter().copied()))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| SpentTicket {
+            hash: row.hash,
+            spent_at: row.spent_at,
+            spent_by: row.spent_by,
+            peer: row.peer,
+            expires_at: row.expires_at,
+        })
+        .collect())
 }
 
 /// Number of stored tickets, expired or not (for tests).

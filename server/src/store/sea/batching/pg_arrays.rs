@@ -12,11 +12,15 @@ use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, Value};
 
 use crate::store::sea::DbResult;
 use crate::store::sea::entities::ticket;
-use crate::store::{AuditRecord, TicketRecord};
+use crate::store::{AuditRecord, SpentTicket, TicketRecord};
 
 const INSERT_TICKETS: &str = "INSERT INTO tickets \
     (hash, user_id, provider, purpose, minted_at, expires_at) \
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[])";
+
+const INSERT_SPENT: &str = "INSERT INTO spent_tickets \
+    (hash, spent_at, spent_by, peer, expires_at) \
+    SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[])";
 
 const TAKE_TICKETS: &str = "DELETE FROM tickets WHERE hash = ANY($1::text[]) \
     RETURNING hash, user_id, provider, purpose, minted_at, expires_at";
@@ -67,6 +71,22 @@ pub(in crate::store::sea) async fn take_tickets(
     let hashes: Vec<String> = hashes.iter().map(|&hash| hash.to_owned()).collect();
     let delete = statement(TAKE_TICKETS, vec![hashes.into()]);
     ticket::Entity::find().from_raw_sql(delete).all(db).await
+}
+
+pub(in crate::store::sea) async fn insert_spent(
+    db: &impl ConnectionTrait,
+    rows: &[SpentTicket],
+) -> DbResult<()> {
+    let rows: Vec<&SpentTicket> = rows.iter().collect();
+    let values = vec![
+        column(&rows, |t| &t.hash),
+        column(&rows, |t| &t.spent_at),
+        column(&rows, |t| &t.spent_by),
+        column(&rows, |t| &t.peer),
+        column(&rows, |t| &t.expires_at),
+    ];
+    db.execute_raw(statement(INSERT_SPENT, values)).await?;
+    Ok(())
 }
 
 pub(in crate::store::sea) async fn append_audits(

@@ -20,7 +20,7 @@ use super::isolate::isolate;
 use super::queue::{self, Queue};
 use crate::store::sea::gate::Gate;
 use crate::store::sea::{DbResult, audit, tickets};
-use crate::store::{AuditRecord, Result, TicketRecord, TicketTake, Verdict};
+use crate::store::{AuditRecord, Found, Result, SpentTicket, TicketRecord, TicketTake, Verdict};
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
 /// audit entry) well below PostgreSQL's 65,535 and SQLite's 32,766.
@@ -156,21 +156,45 @@ async fn apply_on(
         .into_iter()
         .map(|ticket| (ticket.hash.clone(), ticket))
         .collect();
+    // Tombstones are looked for only when some take found no live ticket.
+    let missed: Vec<&str> = hashes
+        .iter()
+        .copied()
+        .filter(|hash| !taken.contains_key(*hash))
+        .collect();
+    let mut spent: HashMap<String, SpentTicket> = tickets::find_spent(db, &missed)
+        .await?
+        .into_iter()
+        .map(|spent| (spent.hash.clone(), spent))
+        .collect();
     let mut audits = rows.audits;
     let mut take_audits = Vec::with_capacity(rows.takes.len());
+    let mut tombstones = Vec::new();
     let answers: Vec<Written> = writes
         .iter()
         .map(|write| match write {
             Write::Take(take) => {
                 // `remove`: a hash asked for twice in one batch goes to the
-                // first asker.
-                let verdict = take.judge(taken.remove(&take.hash));
-                take_audits.push(take.audit_entry(&verdict));
+                // first asker; the second finds the first one's tombstone.
+                let found = match taken.remove(&take.hash) {
+                    Some(live) => Found::Live(live),
+                    None => spent
+                        .get(&take.hash)
+                        .cloned()
+                        .map_or(Found::Nothing, Found::Spent),
+                };
+                let verdict = take.judge(&found);
+                take_audits.push(take.audit_entry(&found, &verdict));
+                if let Some(tombstone) = take.tombstone(&found) {
+                    spent.insert(tombstone.hash.clone(), tombstone.clone());
+                    tombstones.push(tombstone);
+                }
                 Written::Taken(verdict)
             }
             Write::Ticket(..) | Write::Audit(_) => Written::Stored,
         })
         .collect();
+    tickets::insert_spent(db, &tombstones).await?;
     audits.extend(&take_audits);
     audit::append_audits(db, &audits).await?;
     Ok(answers)
