@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditDraft, AuditRecord, InstallOutcome, InternalCredentialRecord, NewAdmin, NewUser, SeaStore,
-    Store, TicketRecord, TicketRejection, TicketTake, UserKind, Verdict, WorkspaceRecord,
+    AuditDraft, AuditRecord, CallerWaiting, InstallOutcome, InternalCredentialRecord, NewAdmin,
+    NewUser, SeaStore, Store, TicketRecord, TicketRejection, TicketTake, UserKind, Verdict,
+    WorkspaceRecord,
 };
 use tessera_tests::TestDatabase;
 
@@ -267,6 +268,7 @@ fn ticket_take(hash: &str, purpose: &str, action: &str) -> TicketTake {
         purpose: purpose.to_owned(),
         now: 1_000,
         audit: draft(action),
+        caller: CallerWaiting::default(),
     }
 }
 

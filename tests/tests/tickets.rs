@@ -398,3 +398,36 @@ async fn only_services_mint_and_consume() {
     assert_eq!(identity.user_id, "user-5");
     assert_not_logged(&server, &[ticket, credential]);
 }
+
+/// A consumer whose deadline passes while its take waits for the database
+/// never learns the ticket was consumed, so the take must not spend it:
+/// the ticket is still there for the retry.
+#[tokio::test]
+async fn a_take_whose_caller_gave_up_does_not_spend_the_ticket() {
+    let db = TestDatabase::sqlite();
+    let server = TestServer::start_scheduler(&db, &[]).await;
+    let mut client = server.scheduler().await;
+    let ticket = mint(&mut client, "user-late", "", 0).await;
+
+    let conn = db.connect().await;
+    let lock = tessera_tests::sql::hold_write_lock(&conn).await;
+    let mut request =
+        tessera_client::tonic::Request::new(tessera_client::pb::ConsumeTicketRequest {
+            ticket: ticket.clone(),
+            purpose: String::new(),
+        });
+    request.set_timeout(Duration::from_millis(300));
+    let status = client
+        .consume_ticket(request)
+        .await
+        .expect_err("the database is locked past the deadline");
+    let gave_up = matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled);
+    assert!(gave_up, "{status:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.rollback().await.expect("release the lock");
+
+    let identity = consume_ticket(&mut client, &ticket, "")
+        .await
+        .expect("the abandoned take left the ticket");
+    assert_eq!(identity.user_id, "user-late");
+}

@@ -13,7 +13,7 @@ use super::internal_credential::InternalCredentials;
 use super::principal::{Caller, INTERNAL_SUBJECT, PrincipalKind};
 use super::{text, validate};
 use crate::metrics;
-use crate::store::{AuditDraft, Store, TicketRecord, TicketRejection, TicketTake};
+use crate::store::{AuditDraft, CallerWaiting, Store, TicketRecord, TicketRejection, TicketTake};
 
 /// Counter of ticket events.
 const TICKETS: &str = "tessera_tickets_total";
@@ -194,8 +194,12 @@ impl Tickets {
                 purpose: purpose.to_owned(),
                 now: now_ms(),
                 audit,
+                caller: CallerWaiting::default(),
             };
-            let record = self.store.take_ticket(&take).await?.map_err(refuse)?;
+            let waiting = take.caller.gone_on_drop();
+            let verdict = self.store.take_ticket(&take).await;
+            waiting.answered();
+            let record = verdict?.map_err(refuse)?;
             return Ok(TicketIdentity {
                 user_id: record.user_id,
                 provider: record.provider,

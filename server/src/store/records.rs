@@ -1,6 +1,9 @@
 //! The values the store reads and writes: plain data, no backend types.
 //! All times are Unix milliseconds; all secrets are hex SHA-256 digests.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tessera_client::Secret;
 
 /// Whether a user is a person or a synthetic service identity.
@@ -169,6 +172,56 @@ pub struct TicketTake {
     pub now: i64,
     /// The attempt's audit entry; its outcome comes from the verdict.
     pub audit: AuditDraft,
+    /// Whether its caller still waits for the answer.
+    pub caller: CallerWaiting,
+}
+
+/// Whether the caller of a take still waits for its answer. A take whose
+/// caller has gone (its deadline passed, it cancelled) while it waited for
+/// the database must not spend the ticket: that caller would never learn
+/// it was consumed. Equal to any other: it is not part of the take's value.
+#[derive(Clone, Debug, Default)]
+pub struct CallerWaiting(Arc<AtomicBool>);
+
+impl PartialEq for CallerWaiting {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CallerWaiting {}
+
+impl CallerWaiting {
+    /// True once the caller has stopped waiting.
+    pub fn is_gone(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// A guard that marks the caller gone when dropped before
+    /// [`GoneOnDrop::answered`]: held across the wait for the answer, it is
+    /// dropped early exactly when the caller's future is.
+    pub fn gone_on_drop(&self) -> GoneOnDrop {
+        GoneOnDrop(Some(self.0.clone()))
+    }
+}
+
+/// See [`CallerWaiting::gone_on_drop`].
+#[derive(Debug)]
+pub struct GoneOnDrop(Option<Arc<AtomicBool>>);
+
+impl GoneOnDrop {
+    /// The caller got its answer.
+    pub fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        if let Some(gone) = self.0.take() {
+            gone.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The tombstone of a spent ticket: who spent it, from where, and until
@@ -344,6 +397,7 @@ mod tests {
                 credential_id: "svc_1".into(),
                 peer: "127.0.0.1:1".into(),
             },
+            caller: CallerWaiting::default(),
         }
     }
 

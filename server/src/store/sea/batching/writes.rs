@@ -20,7 +20,9 @@ use super::isolate::isolate;
 use super::queue::{self, Queue};
 use crate::store::sea::gate::Gate;
 use crate::store::sea::{DbResult, audit, tickets};
-use crate::store::{AuditRecord, Found, Result, SpentTicket, TicketRecord, TicketTake, Verdict};
+use crate::store::{
+    AuditRecord, Found, Result, SpentTicket, TicketRecord, TicketRejection, TicketTake, Verdict,
+};
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
 /// audit entry) well below PostgreSQL's 65,535 and SQLite's 32,766.
@@ -183,6 +185,13 @@ async fn apply_on(
                         .cloned()
                         .map_or(Found::Nothing, Found::Spent),
                 };
+                if let (Found::Live(record), true) = (&found, take.caller.is_gone()) {
+                    // Nobody will hear of it: leave the ticket as it was
+                    // (put back below unless a later take in this batch
+                    // wants it), with no tombstone and no audit entry.
+                    taken.insert(record.hash.clone(), record.clone());
+                    return Written::Taken(Err(TicketRejection::Unknown));
+                }
                 let verdict = take.judge(&found);
                 take_audits.push(take.audit_entry(&found, &verdict));
                 if let Some(tombstone) = take.tombstone(&found) {
@@ -195,6 +204,9 @@ async fn apply_on(
         })
         .collect();
     tickets::insert_spent(db, &tombstones).await?;
+    // What is left was taken for callers that had gone: put it back.
+    let untouched: Vec<&TicketRecord> = taken.values().collect();
+    tickets::insert_tickets(db, &untouched).await?;
     audits.extend(&take_audits);
     audit::append_audits(db, &audits).await?;
     Ok(answers)

@@ -5,7 +5,7 @@ use tessera_tests::TestDatabase;
 use super::{MAX_BATCH, Write, Written, apply};
 use crate::store::sea::batching::isolate::isolate;
 use crate::store::{
-    AuditDraft, AuditRecord, SeaStore, Store, StoreError, TicketRecord, TicketTake,
+    AuditDraft, AuditRecord, CallerWaiting, SeaStore, Store, StoreError, TicketRecord, TicketTake,
 };
 
 /// The action of an audit entry that makes the writer panic after its
@@ -98,6 +98,7 @@ fn take(hash: &str) -> TicketTake {
             credential_id: String::new(),
             peer: String::new(),
         },
+        caller: CallerWaiting::default(),
     }
 }
 
