@@ -149,12 +149,18 @@ pub(crate) struct ServeArgs {
 impl ServeArgs {
     /// The settings of `tessera` run without arguments (environment only).
     pub(crate) fn from_env() -> Result<Self, clap::Error> {
+        Self::from_flags(&[])
+    }
+
+    /// The settings of `tessera serve <flags>`, the environment filling in
+    /// what the flags leave out.
+    pub(crate) fn from_flags(flags: &[&str]) -> Result<Self, clap::Error> {
         #[derive(Parser)]
         struct Only {
             #[command(flatten)]
             serve: ServeArgs,
         }
-        Only::try_parse_from(["tessera"]).map(|only| only.serve)
+        Only::try_parse_from(std::iter::once(&"tessera").chain(flags)).map(|only| only.serve)
     }
 
     /// Validates and converts to [`Settings`], reading service secrets from

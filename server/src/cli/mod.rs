@@ -72,6 +72,26 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs the server as `tessera serve <flags>` would (the environment filling
+/// in what `flags` leave out), on `listener` until `shutdown` completes.
+///
+/// For harnesses that need the server inside their own process: the fuzz
+/// targets, whose coverage feedback only sees code that runs there. Nothing
+/// is logged unless the caller installs a tracing subscriber; the
+/// install-token banner still goes to standard output.
+#[doc(hidden)]
+pub async fn serve_in_process(
+    flags: &[&str],
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let args = ServeArgs::from_flags(flags).map_err(|err| err.to_string())?;
+    let settings = args.settings(BannerSink::stdout())?;
+    crate::server::serve(settings, listener, shutdown)
+        .await
+        .map_err(|err| err.to_string())
+}
+
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is
 /// called, not when the future is first polled: the server logs `listening`
 /// and runs its migrations before it polls it, and a signal in that window
