@@ -56,7 +56,7 @@ case "${1:-}" in
             rm -rf "corpus/$target"
             TESSERA_FUZZ_WRITE_SEEDS="corpus/$target" \
                 cargo fuzz run "${BUILD_FLAGS[@]}" "$target" -- -runs=0
-            echo "corpus/$target: $(ls "corpus/$target" | wc -l) seeds"
+            echo "corpus/$target: $(find "corpus/$target" -type f | wc -l) seeds"
         done
         exit 0
         ;;
