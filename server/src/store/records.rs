@@ -162,7 +162,7 @@ pub type Verdict = std::result::Result<TicketRecord, TicketRejection>;
 
 /// A consumer's attempt at a ticket: the hash of what it presented, what
 /// it expects, and the audit entry of the attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct TicketTake {
     /// Hex SHA-256 of the presented ticket.
     pub hash: String,
@@ -179,17 +179,9 @@ pub struct TicketTake {
 /// Whether the caller of a take still waits for its answer. A take whose
 /// caller has gone (its deadline passed, it cancelled) while it waited for
 /// the database must not spend the ticket: that caller would never learn
-/// it was consumed. Equal to any other: it is not part of the take's value.
+/// it was consumed.
 #[derive(Clone, Debug, Default)]
 pub struct CallerWaiting(Arc<AtomicBool>);
-
-impl PartialEq for CallerWaiting {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for CallerWaiting {}
 
 impl CallerWaiting {
     /// True once the caller has stopped waiting.

@@ -37,14 +37,8 @@ impl ServiceUsers {
     /// seeding is retried when the service first calls.
     pub(crate) async fn seed_all(&self) {
         for account in self.secrets.accounts() {
-            match self.user(account).await {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    tracing::error!(service = %account.email, "seeding service user failed: a user of another kind holds its e-mail")
-                }
-                Err(err) => {
-                    tracing::error!(service = %account.email, error = %err, "seeding service user failed")
-                }
+            if let Err(err) = self.user(account).await {
+                tracing::error!(service = %account.email, error = %err, "seeding service user failed");
             }
         }
     }
@@ -61,10 +55,7 @@ impl ServiceUsers {
         let account = found.account;
         let user = match self.user(account).await {
             Ok(Some(user)) => user,
-            Ok(None) => {
-                tracing::error!(service = %account.email, "service user not seeded: a user of another kind holds its e-mail");
-                return Err(Error::PrincipalUnavailable("service user e-mail taken"));
-            }
+            Ok(None) => return Err(Error::PrincipalUnavailable("service user e-mail taken")),
             Err(err) => {
                 tracing::error!(service = %account.email, error = %err, "service user unavailable");
                 return Err(Error::PrincipalUnavailable("service user unavailable"));
@@ -92,6 +83,7 @@ impl ServiceUsers {
             created_at: now_ms(),
         };
         let Some(user) = self.store.ensure_user(&new, &[ADMIN_GROUP]).await? else {
+            tracing::error!(service = %account.email, "service user not seeded: a user of another kind holds its e-mail");
             return Ok(None);
         };
         if let Ok(mut seeded) = self.seeded.write() {
