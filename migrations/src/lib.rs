@@ -9,6 +9,7 @@ mod m0002_install_token;
 mod m0003_workspaces;
 mod m0004_audit_at;
 mod m0005_spent_tickets;
+mod m0006_auth_failures;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_workspaces::Migration),
             Box::new(m0004_audit_at::Migration),
             Box::new(m0005_spent_tickets::Migration),
+            Box::new(m0006_auth_failures::Migration),
         ]
     }
 }

@@ -27,8 +27,9 @@ where
     }
 }
 
-/// Deletes expired tickets, audit entries older than `audit_retention`, and
-/// the internal credentials of processes that stopped heartbeating.
+/// Deletes expired tickets, audit entries older than `audit_retention`,
+/// stale failure counters, and the internal credentials of processes that
+/// stopped heartbeating.
 pub(crate) async fn reap(
     app: &Tessera,
     store: &dyn Store,
@@ -46,6 +47,11 @@ pub(crate) async fn reap(
         Ok(0) => {}
         Ok(count) => tracing::debug!(count, "audit entries past their retention pruned"),
         Err(err) => tracing::warn!(error = %err, "audit pruning failed"),
+    }
+    match delete_in_chunks(|limit| store.delete_stale_auth_failures(limit)).await {
+        Ok(0) => {}
+        Ok(count) => tracing::debug!(count, "stale failure counters pruned"),
+        Err(err) => tracing::warn!(error = %err, "failure counter pruning failed"),
     }
     let cutoff = now_ms() - internal.liveness_ms();
     if let Err(err) = store.delete_stale_internal_credentials(cutoff).await {

@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::Settings;
 use crate::domain::{InternalCredentials, Tessera};
 use crate::health::{self, Health};
-use crate::store::{SeaStore, Store, StoreError};
+use crate::store::{Backend, SeaStore, Store, StoreError};
 use crate::{auth, background, grpc, metrics};
 
 /// Missed heartbeats after which another replica's internal credential is
@@ -41,16 +41,21 @@ pub(crate) enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Starts the database health check, the reaper and the heartbeat; they
-/// stop when `stop` turns true.
+/// Starts the database health check, the reaper, the heartbeat and the
+/// sharing of failed authentications; they stop when `stop` turns true.
 fn spawn_background(
     settings: &Settings,
-    app: &Arc<Tessera>,
-    store: &Arc<dyn Store>,
-    internal: &Arc<InternalCredentials>,
+    opened: &Opened,
+    failures: &Arc<auth::FailureThrottle>,
     health: &Health,
     stop: watch::Receiver<bool>,
-) -> [tokio::task::JoinHandle<()>; 3] {
+) -> [tokio::task::JoinHandle<()>; 4] {
+    let Opened {
+        store,
+        internal,
+        app,
+        ..
+    } = opened;
     let (store_, health_) = (store.clone(), health.clone());
     let ping_timeout = settings.db_check_interval.max(Duration::from_secs(1));
     let check = background::every(settings.db_check_interval, stop.clone(), move || {
@@ -64,10 +69,16 @@ fn spawn_background(
         async move { background::reap(&app, store.as_ref(), &internal, retention).await }
     });
     let internal_ = internal.clone();
-    let beat = background::every(settings.heartbeat_interval, stop, move || {
+    let beat = background::every(settings.heartbeat_interval, stop.clone(), move || {
         background::heartbeat(internal_.clone())
     });
-    [tokio::spawn(check), tokio::spawn(reap), tokio::spawn(beat)]
+    let share = auth::share_failures(failures.clone(), store.clone(), stop);
+    [
+        tokio::spawn(check),
+        tokio::spawn(reap),
+        tokio::spawn(beat),
+        tokio::spawn(share),
+    ]
 }
 
 /// The store and the domain over it, ready to serve.
@@ -132,18 +143,17 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let Opened {
-        sea,
-        store,
-        internal,
-        app,
-    } = open(&settings).await?;
+    let opened = open(&settings).await?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(reporter);
     health.set(true).await;
     let (stop_tx, stop) = watch::channel(false);
     let stop_for_metrics = stop.clone();
-    let tasks = spawn_background(&settings, &app, &store, &internal, &health, stop);
+    let failures = failure_throttle(&settings);
+    let tasks = spawn_background(&settings, &opened, &failures, &health, stop);
+    let Opened {
+        sea, internal, app, ..
+    } = opened;
 
     // v1 and v1alpha both: grpcurl and grpcio-reflection still speak v1alpha.
     let reflection = || {
@@ -177,7 +187,7 @@ pub(crate) async fn serve(
         .layer(auth::AuthLayer::new(
             Arc::new(app.authenticator()),
             auth::Throttle::per_minute(settings.anonymous_rate_per_minute),
-            auth::FailureThrottle::per_minute(settings.auth_failures_per_minute),
+            failures,
             auth::StreamLimit::per_peer(limits.max_watch_streams_per_peer),
         ))
         .add_service(health_service)
@@ -227,6 +237,16 @@ async fn start_metrics(addr: SocketAddr, stop: watch::Receiver<bool>) -> Result<
     tracing::info!(addr = %bound, "metrics listening");
     tokio::spawn(metrics::serve(listener, handle, stop));
     Ok(())
+}
+
+/// The failure budget per key; on PostgreSQL the deployment's, shared by
+/// every replica on the database.
+fn failure_throttle(settings: &Settings) -> Arc<auth::FailureThrottle> {
+    let throttle = auth::FailureThrottle::per_minute(settings.auth_failures_per_minute);
+    Arc::new(match settings.database_url.backend() {
+        Backend::Postgres => throttle.shared_across_replicas(),
+        Backend::Sqlite => throttle,
+    })
 }
 
 /// Withdraws this process's internal credential; other replicas refuse it

@@ -22,6 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tessera_client::Secret;
 use tessera_client::token;
 
+use super::shared_failures::{Counted, PendingFailures};
 use super::throttle::{MAX_TRACKED, Sweeper, Throttle};
 
 /// What a failure is charged to: the peer's address and, when the caller
@@ -81,6 +82,11 @@ pub(crate) struct FailureThrottle {
     attempts: Throttle,
     /// Time for one failure of budget to come back.
     refill: Duration,
+    /// Failures allowed per key and minute.
+    budget: NonZeroU32,
+    /// Failures still to be added to the counts every replica shares, when
+    /// this replica shares them (see `shared_failures.rs`).
+    pending: Option<PendingFailures>,
 }
 
 /// Ten: how many times its failure budget a refused peer may still try to
@@ -106,7 +112,26 @@ impl FailureThrottle {
             blocked_sweeper: Sweeper::new(),
             attempts: Throttle::per_minute(per_minute.saturating_mul(REFUSED_PEER_ATTEMPTS)),
             refill: quota.replenish_interval(),
+            budget: per_minute,
+            pending: None,
         }
+    }
+
+    /// The same throttle, also charging every failure to the counts all
+    /// replicas share (written by `shared_failures::share_failures`).
+    pub(crate) fn shared_across_replicas(mut self) -> Self {
+        self.pending = Some(PendingFailures::new());
+        self
+    }
+
+    /// Failures allowed per key and minute.
+    pub(super) fn budget(&self) -> NonZeroU32 {
+        self.budget
+    }
+
+    /// The failures waiting to be shared, when this replica shares them.
+    pub(super) fn pending(&self) -> Option<&PendingFailures> {
+        self.pending.as_ref()
     }
 
     /// How long the caller must wait, if any of its keys in `scope` is
@@ -131,30 +156,44 @@ impl FailureThrottle {
     }
 
     /// Charges one failure to each key in `scope`; a key over budget is
-    /// refused until its budget allows another failure.
-    pub(crate) fn record(&self, keys: &FailureKeys, scope: Scope) {
+    /// refused until its budget allows another failure. When failures are
+    /// shared across replicas, the call should be answered only once the
+    /// returned [`Counted`] resolves.
+    pub(crate) fn record(&self, keys: &FailureKeys, scope: Scope) -> Counted {
         if self.limiter_sweeper.due(self.limiter.len()) {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        for key in &keys.resolve(scope) {
+        let keys = keys.resolve(scope);
+        for key in &keys {
             // The failure that spends the last of the budget starts the
             // refusal, so the next attempt is already refused.
             match self.limiter.check_key(key) {
                 Ok(state) if state.remaining_burst_capacity() > 0 => {}
-                Ok(_) => self.block(key, self.refill),
-                Err(not_until) => self.block(key, not_until.wait_time_from(self.clock.now())),
+                Ok(_) => self.refuse(key, self.refill),
+                Err(not_until) => self.refuse(key, not_until.wait_time_from(self.clock.now())),
             }
+        }
+        match &self.pending {
+            Some(pending) => pending.charge(&keys),
+            None => Counted::now(),
         }
     }
 
-    fn block(&self, key: &str, wait: Duration) {
+    /// Refuses `key` for `wait` from now (or longer, if it already is).
+    pub(super) fn refuse(&self, key: &str, wait: Duration) {
         let Ok(mut blocked) = self.blocked.lock() else {
             return;
         };
         let now = Instant::now();
         if self.blocked_sweeper.due(blocked.len() + 1) {
             blocked.retain(|_, until| *until > now);
+        }
+        let until = now + wait;
+        // A key already refused is refused for longer, and not logged again.
+        if let Some(current) = blocked.get_mut(key).filter(|current| **current > now) {
+            *current = until.max(*current);
+            return;
         }
         if blocked.len() >= MAX_TRACKED && !blocked.contains_key(key) {
             tracing::warn!(key, "too many refusals on file; this one is not recorded");
@@ -165,7 +204,7 @@ impl FailureThrottle {
             retry_after_ms = super::throttle::millis(wait),
             "too many failed authentications; refusing for a while"
         );
-        blocked.insert(key.to_owned(), now + wait);
+        blocked.insert(key.to_owned(), until);
     }
 }
 

@@ -40,13 +40,13 @@ impl AuthLayer {
     pub(crate) fn new(
         auth: Arc<Authenticator>,
         throttle: Throttle,
-        failures: FailureThrottle,
+        failures: Arc<FailureThrottle>,
         watches: Arc<StreamLimit>,
     ) -> Self {
         Self {
             auth,
             throttle: Arc::new(throttle),
-            failures: Arc::new(failures),
+            failures,
             watches,
         }
     }
@@ -135,8 +135,11 @@ where
             // ConsumeTicket) are not: blocking the relay would let anyone who
             // can make a service present garbage lock that service out.
             let failed = |scope| {
-                failures.record(&keys, scope);
-                peer_blocked.map(|wait| throttled(wait).into_http())
+                let counted = failures.record(&keys, scope);
+                async move {
+                    counted.wait().await;
+                    peer_blocked.map(|wait| throttled(wait).into_http())
+                }
             };
             let response = if matches!(rule, Rule::Anonymous | Rule::Redeem) {
                 // The credential is in the message (an install token): a
@@ -145,8 +148,11 @@ where
                 // peer, so a flood of them is bounded. The bearer header, if
                 // any, belongs to whoever relays the call and is not charged.
                 let response = inner.call(request).await?;
-                let refused = refused_for_the_caller(&response).then(|| failed(Scope::Peer));
-                refused.flatten().unwrap_or(response)
+                if refused_for_the_caller(&response) {
+                    failed(Scope::Peer).await.unwrap_or(response)
+                } else {
+                    response
+                }
             } else {
                 let bearer = keys.bearer().expose();
                 match auth.caller(rule, bearer, &path, peer).await {
@@ -155,7 +161,8 @@ where
                         inner.call(request).await?
                     }
                     Err(Refusal::Unauthenticated(err)) => {
-                        failed(Scope::Both).unwrap_or_else(|| Status::from(err).into_http())
+                        let refused = failed(Scope::Both).await;
+                        refused.unwrap_or_else(|| Status::from(err).into_http())
                     }
                     Err(Refusal::Unverified(err)) => Status::from(err).into_http(),
                     Err(Refusal::PermissionDenied) => {

@@ -138,6 +138,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit entry.
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Adds failed authentications (a count per key) to the counters every
+    /// replica shares, in the database clock's current minute, and returns
+    /// each key's counts after the addition. On SQLite, where one process
+    /// owns the database, nothing is shared and no tally comes back.
+    async fn add_auth_failures(&self, failures: &[(String, u32)]) -> Result<Vec<FailureTally>>;
+
+    /// Deletes at most `limit` failure counters of keys that failed in
+    /// neither this minute nor the one before; returns how many.
+    async fn delete_stale_auth_failures(&self, limit: u64) -> Result<u64>;
+}
+
+/// One key's shared count of failed authentications.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureTally {
+    /// The key (`peer:<address>` or `credential:<public id>`).
+    pub key: String,
+    /// Failures in the current minute, from every replica.
+    pub count: i64,
+    /// Failures in the minute before.
+    pub previous: i64,
+    /// Milliseconds of the current minute gone, by the database's clock.
+    pub elapsed_ms: i64,
 }
 
 /// Rows one reaper statement deletes at most: short statements, so the

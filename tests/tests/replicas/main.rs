@@ -2,8 +2,9 @@
 //! consumed exactly once wherever they were minted and whichever replica
 //! the consumers reach, internal credentials that live and die with their
 //! process, the install-token boot and consume races, workspace auth-token
-//! rotation seen at once everywhere, and a replica SIGKILLed under load
-//! losing no acknowledged ticket and double-spending none.
+//! rotation seen at once everywhere, one failure budget for the whole
+//! deployment, and a replica SIGKILLed under load losing no acknowledged
+//! ticket and double-spending none.
 //!
 //! PostgreSQL is required here: these tests fail, not skip, without it.
 //! Figures (rounds, concurrency, durations) are printed with `eprintln!`;
@@ -12,6 +13,7 @@
 mod install_token;
 mod internal_credentials;
 mod kill_under_load;
+mod throttle;
 mod tickets;
 mod workspaces;
 

@@ -8,6 +8,7 @@
 //! on the pool waits for its connection at the gate (`gate.rs`).
 
 mod audit;
+mod auth_failures;
 mod batching;
 mod connect;
 mod entities;
@@ -33,7 +34,7 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, DatabaseUrl, InstallOutcome, InstallTokenRecord,
+    AuditRecord, AuthTokenChange, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
     InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
     TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
@@ -290,6 +291,16 @@ impl Store for SeaStore {
             }
             _ => None,
         }
+    }
+
+    async fn add_auth_failures(&self, failures: &[(String, u32)]) -> Result<Vec<FailureTally>> {
+        self.gated(auth_failures::add_auth_failures(&self.db, failures))
+            .await
+    }
+
+    async fn delete_stale_auth_failures(&self, limit: u64) -> Result<u64> {
+        self.gated(auth_failures::delete_stale_auth_failures(&self.db, limit))
+            .await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
