@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::domain::{InternalCredentials, Tessera, now_ms};
+use crate::domain::{InternalCredentials, Tessera};
 use crate::store::{Store, delete_in_chunks};
 
 /// Runs `tick` every `interval` until `stop` turns true (or its sender goes).
@@ -42,7 +42,7 @@ pub(crate) async fn reap(
         Err(err) => tracing::warn!(error = %err, "ticket reaper failed"),
     }
     let retention = i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX);
-    let cutoff = now_ms().saturating_sub(retention);
+    let cutoff = store.now_ms().saturating_sub(retention);
     match delete_in_chunks(|limit| store.delete_audit_before(cutoff, limit)).await {
         Ok(0) => {}
         Ok(count) => tracing::debug!(count, "audit entries past their retention pruned"),
@@ -53,7 +53,7 @@ pub(crate) async fn reap(
         Ok(count) => tracing::debug!(count, "stale failure counters pruned"),
         Err(err) => tracing::warn!(error = %err, "failure counter pruning failed"),
     }
-    let cutoff = now_ms() - internal.liveness_ms();
+    let cutoff = store.now_ms() - internal.liveness_ms();
     if let Err(err) = store.delete_stale_internal_credentials(cutoff).await {
         tracing::warn!(error = %err, "internal credential reaper failed");
     }

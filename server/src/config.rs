@@ -144,6 +144,16 @@ pub(crate) struct ServeArgs {
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
+    /// For tests of replicas whose clocks disagree: this process reads its
+    /// clock this many ms off (negative: behind). Hidden: not for operators.
+    #[arg(
+        long,
+        env = "TESSERA_CLOCK_SKEW_MS",
+        default_value_t = 0,
+        hide = true,
+        allow_hyphen_values = true
+    )]
+    pub clock_skew_ms: i64,
 }
 
 impl ServeArgs {
@@ -189,6 +199,7 @@ impl ServeArgs {
             reaper_interval: Duration::from_millis(self.reaper_interval_ms),
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            clock_skew_ms: self.clock_skew_ms,
             audit_retention: self.audit_retention,
             anonymous_rate_per_minute: self.anonymous_rate_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
@@ -316,6 +327,8 @@ pub(crate) struct Settings {
     pub heartbeat_interval: Duration,
     /// Grace period for in-flight calls at shutdown.
     pub drain_timeout: Duration,
+    /// How far off this process reads its own clock (tests only).
+    pub clock_skew_ms: i64,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
     /// Per-peer budget of the RPCs anyone may call.

@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::Settings;
 use crate::domain::{InternalCredentials, Tessera};
 use crate::health::{self, Health};
-use crate::store::{Backend, SeaStore, Store, StoreError};
+use crate::store::{Backend, DatabaseClock, SeaStore, Store, StoreError};
 use crate::{auth, background, grpc, metrics};
 
 /// Missed heartbeats after which another replica's internal credential is
@@ -94,6 +94,10 @@ struct Opened {
 async fn open(settings: &Settings) -> Result<Opened, ServeError> {
     let url = &settings.database_url;
     let sea = SeaStore::connect_with_pool(url, settings.db_max_connections).await?;
+    let sea = match settings.clock_skew_ms {
+        0 => sea,
+        skew => sea.with_clock(DatabaseClock::skewed(skew)).await?,
+    };
     sea.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let liveness = settings.heartbeat_interval * MISSED_HEARTBEATS;

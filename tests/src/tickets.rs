@@ -11,6 +11,8 @@ use crate::secrets::assert_refused;
 pub const UNKNOWN: &str = "TICKET_UNKNOWN";
 /// The reason of a ticket presented again after it was spent.
 pub const REPLAYED: &str = "TICKET_REPLAYED";
+/// The reason of a ticket presented after its expiry.
+pub const EXPIRED: &str = "TICKET_EXPIRED";
 
 /// `n` ConsumeTicket calls for `ticket` released together, call `i` on
 /// `clients[i % clients.len()]` (each a separate connection, possibly to

@@ -14,10 +14,9 @@ use tessera_tests::audit::{AuditRow, audit_rows};
 use tessera_tests::grpc::internal_credential;
 use tessera_tests::secrets::{assert_not_logged, assert_refused, change_char, leaks};
 use tessera_tests::sql::{count, strings};
-use tessera_tests::tickets::{REPLAYED, UNKNOWN, mint};
+use tessera_tests::tickets::{EXPIRED, REPLAYED, UNKNOWN, mint};
 use tessera_tests::{TestDatabase, TestServer, consume_ticket, scheduler_secret};
 
-const EXPIRED: &str = "TICKET_EXPIRED";
 const MISMATCH: &str = "TICKET_PURPOSE_MISMATCH";
 const MALFORMED: &str = "TICKET_MALFORMED";
 

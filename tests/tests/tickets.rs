@@ -13,14 +13,13 @@ use tessera_tests::grpc::internal_credential;
 use tessera_tests::secrets::{assert_not_logged, assert_refused, change_char};
 use tessera_tests::sql::count;
 use tessera_tests::tickets::{
-    REPLAYED, UNKNOWN, assert_exactly_once, consume_race, internal, mint, try_mint,
+    EXPIRED, REPLAYED, UNKNOWN, assert_exactly_once, consume_race, internal, mint, try_mint,
 };
 use tessera_tests::{
     TestDatabase, TestServer, assert_status, consume_ticket, error_reason, now_seconds,
     scheduler_secret, seconds,
 };
 
-const EXPIRED: &str = "TICKET_EXPIRED";
 const MISMATCH: &str = "TICKET_PURPOSE_MISMATCH";
 const MALFORMED: &str = "TICKET_MALFORMED";
 

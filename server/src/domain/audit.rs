@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::clock::now_ms;
 use super::principal::Caller;
 use super::text;
 use crate::store::{AuditDraft, AuditRecord, Store};
@@ -37,7 +36,7 @@ impl Auditor {
 
     /// Records an event done by an authenticated caller.
     pub(crate) async fn by(&self, caller: &Caller, event: Event<'_>) {
-        self.store_entry(entry_by(caller, event)).await;
+        self.store_entry(self.entry_by(caller, event)).await;
     }
 
     /// Records an event by a named actor that is not an authenticated caller
@@ -59,7 +58,7 @@ impl Auditor {
     }
 
     async fn write(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
-        self.store_entry(entry(actor, credential_id, peer, event))
+        self.store_entry(self.entry(actor, credential_id, peer, event))
             .await;
     }
 
@@ -71,47 +70,56 @@ impl Auditor {
     }
 }
 
-/// The entry of an event done by an authenticated caller, for a store call
-/// that writes it with the state change it records.
-pub(crate) fn entry_by(caller: &Caller, event: Event<'_>) -> AuditRecord {
-    draft_by(caller, event.action, event.resource).with_outcome(&text::escaped(event.outcome))
-}
+impl Auditor {
+    /// The entry of an event done by an authenticated caller, for a store call
+    /// that writes it with the state change it records.
+    pub(crate) fn entry_by(&self, caller: &Caller, event: Event<'_>) -> AuditRecord {
+        self.draft_by(caller, event.action, event.resource)
+            .with_outcome(&text::escaped(event.outcome))
+    }
 
-/// The entry of an attempt by an authenticated caller whose outcome the
-/// store decides (a ticket's consumption).
-pub(crate) fn draft_by(caller: &Caller, action: &'static str, resource: &str) -> AuditDraft {
-    let principal = &caller.principal;
-    draft(
-        principal.actor(),
-        &principal.credential_id,
-        &caller.peer,
-        action,
-        resource,
-    )
-}
+    /// The entry of an attempt by an authenticated caller whose outcome the
+    /// store decides (a ticket's consumption).
+    pub(crate) fn draft_by(
+        &self,
+        caller: &Caller,
+        action: &'static str,
+        resource: &str,
+    ) -> AuditDraft {
+        let principal = &caller.principal;
+        self.draft(
+            principal.actor(),
+            &principal.credential_id,
+            &caller.peer,
+            action,
+            resource,
+        )
+    }
 
-fn entry(actor: &str, credential_id: &str, peer: &str, event: Event<'_>) -> AuditRecord {
-    draft(actor, credential_id, peer, event.action, event.resource)
-        .with_outcome(&text::escaped(event.outcome))
-}
+    fn entry(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) -> AuditRecord {
+        self.draft(actor, credential_id, peer, event.action, event.resource)
+            .with_outcome(&text::escaped(event.outcome))
+    }
 
-/// Every text is stored escaped ([`text::escaped`]): a resource may hold
-/// whatever a refused request carried, and an unprintable character would
-/// garble or forge what an auditor reads (PostgreSQL even refuses NUL, and
-/// the entry would be lost).
-fn draft(
-    actor: &str,
-    credential_id: &str,
-    peer: &str,
-    action: &'static str,
-    resource: &str,
-) -> AuditDraft {
-    AuditDraft {
-        at: now_ms(),
-        actor: text::escaped(actor).into_owned(),
-        action: text::escaped(action).into_owned(),
-        resource: text::escaped(resource).into_owned(),
-        credential_id: text::escaped(credential_id).into_owned(),
-        peer: text::escaped(peer).into_owned(),
+    /// Every text is stored escaped ([`text::escaped`]): a resource may hold
+    /// whatever a refused request carried, and an unprintable character would
+    /// garble or forge what an auditor reads (PostgreSQL even refuses NUL, and
+    /// the entry would be lost).
+    fn draft(
+        &self,
+        actor: &str,
+        credential_id: &str,
+        peer: &str,
+        action: &'static str,
+        resource: &str,
+    ) -> AuditDraft {
+        AuditDraft {
+            at: self.store.now_ms(),
+            actor: text::escaped(actor).into_owned(),
+            action: text::escaped(action).into_owned(),
+            resource: text::escaped(resource).into_owned(),
+            credential_id: text::escaped(credential_id).into_owned(),
+            peer: text::escaped(peer).into_owned(),
+        }
     }
 }

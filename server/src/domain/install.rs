@@ -14,7 +14,6 @@ use tessera_client::token::{self, TokenKind};
 
 use super::audit::{Auditor, Event, OK};
 use super::banner::BannerSink;
-use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 use super::validate;
@@ -194,7 +193,10 @@ impl Install {
         }
         let token = token::try_generate(TokenKind::Install)?;
         let hash = token::sha256_hex(token.expose());
-        let filed = self.store.insert_install_token(&hash, now_ms()).await?;
+        let filed = self
+            .store
+            .insert_install_token(&hash, self.store.now_ms())
+            .await?;
         Ok(filed.then_some(token))
     }
 
@@ -206,7 +208,11 @@ impl Install {
         }
         let token = token::try_generate(TokenKind::Install)?;
         let hash = token::sha256_hex(token.expose());
-        if !self.store.replace_install_token(&hash, now_ms()).await? {
+        if !self
+            .store
+            .replace_install_token(&hash, self.store.now_ms())
+            .await?
+        {
             return Err(first_admin_exists());
         }
         Ok(token)
@@ -253,9 +259,9 @@ impl Install {
             display_name: display_name_or_local_part(name, email).to_owned(),
             token_hash: token::sha256_hex(token.expose()),
         };
-        let outcome = self
-            .store
-            .consume_install_token(&hash, now_ms(), &admin, &[ADMIN_GROUP]);
+        let outcome =
+            self.store
+                .consume_install_token(&hash, self.store.now_ms(), &admin, &[ADMIN_GROUP]);
         match outcome.await? {
             InstallOutcome::Created(user) => Ok(FirstAdmin {
                 admin: Principal::user(user, token.expose()),

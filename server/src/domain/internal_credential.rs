@@ -16,7 +16,6 @@ use tessera_client::token::{self, TokenKind};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::audit::{Auditor, Event, OK};
-use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::principal::Caller;
 use crate::store::{InternalCredentialRecord, Store, StoreError};
@@ -96,7 +95,7 @@ impl InternalCredentials {
 
     async fn mint(&self) -> Result<Minted> {
         let secret = token::try_generate(TokenKind::Internal)?;
-        let now = now_ms();
+        let now = self.store.now_ms();
         let minted = Minted {
             hash: token::sha256_hex(secret.expose()),
             secret,
@@ -125,7 +124,7 @@ impl InternalCredentials {
             return Ok((!withdrawn).then_some(mine.created_at));
         }
         let hash = token::sha256_hex(presented);
-        let cutoff = now_ms() - self.liveness_ms();
+        let cutoff = self.store.now_ms() - self.liveness_ms();
         Ok(self
             .store
             .find_internal_credential(&hash)
@@ -143,7 +142,7 @@ impl InternalCredentials {
         match self.mine.get() {
             Some(mine) => {
                 self.store
-                    .upsert_internal_credential(&self.record(mine, now_ms()))
+                    .upsert_internal_credential(&self.record(mine, self.store.now_ms()))
                     .await
             }
             None => Ok(()),

@@ -5,7 +5,6 @@
 mod audit;
 mod banner;
 mod bearers;
-mod clock;
 mod error;
 mod install;
 mod internal_credential;
@@ -21,7 +20,6 @@ use std::time::Duration;
 pub(crate) use audit::{Auditor, Event};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
-pub(crate) use clock::now_ms;
 pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState};
 pub(crate) use internal_credential::InternalCredentials;

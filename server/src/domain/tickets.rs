@@ -6,8 +6,7 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use super::audit::{self, Auditor, Event, OK};
-use super::clock::now_ms;
+use super::audit::{Auditor, Event, OK};
 use super::error::{Error, Result};
 use super::internal_credential::InternalCredentials;
 use super::principal::{Caller, INTERNAL_SUBJECT, PrincipalKind};
@@ -129,7 +128,7 @@ impl Tickets {
             ));
         }
         let ticket = token::try_generate(TokenKind::Ticket)?;
-        let minted_at = now_ms();
+        let minted_at = self.store.now_ms();
         let expires_at =
             minted_at.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         let record = TicketRecord {
@@ -146,7 +145,7 @@ impl Tickets {
             resource: &resource,
             outcome: OK,
         };
-        let entry = audit::entry_by(caller, event);
+        let entry = self.audit.entry_by(caller, event);
         self.store.insert_ticket(&record, Some(&entry)).await?;
         metrics::event(TICKETS, "minted");
         Ok(MintedTicket { ticket, expires_at })
@@ -169,7 +168,7 @@ impl Tickets {
         // The ticket's public id: unlike its first characters (always
         // `tsr_tkt_`), it tells one ticket from another in the audit log.
         let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
-        let audit = audit::draft_by(caller, "ticket.consume", &resource);
+        let audit = self.audit.draft_by(caller, "ticket.consume", &resource);
         let result = self.take(ticket, purpose, audit).await;
         match &result {
             Ok(identity) if identity.internal => metrics::event(TICKETS, "internal_accepted"),
@@ -192,7 +191,7 @@ impl Tickets {
             let take = TicketTake {
                 hash: token::sha256_hex(ticket),
                 purpose: purpose.to_owned(),
-                now: now_ms(),
+                now: self.store.now_ms(),
                 audit,
                 caller: CallerWaiting::default(),
             };
@@ -232,7 +231,7 @@ impl Tickets {
 
     /// Deletes expired tickets; returns how many.
     pub(crate) async fn reap(&self) -> Result<u64> {
-        let now = now_ms();
+        let now = self.store.now_ms();
         let delete = |limit| self.store.delete_expired_tickets(now, limit);
         let reaped = crate::store::delete_in_chunks(delete).await?;
         ::metrics::counter!(TICKETS, "event" => "expired_reaped").increment(reaped);

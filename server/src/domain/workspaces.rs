@@ -6,7 +6,6 @@ use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
 use super::audit::{Auditor, Event, OK};
-use super::clock::now_ms;
 use super::error::{Error, Result};
 use super::principal::{Caller, PrincipalKind};
 use super::validate;
@@ -76,7 +75,7 @@ impl Workspaces {
             inbound_secret: Some(inbound_secret.clone()),
             registration_hash: token::sha256_hex(registration_token.expose()),
             auth_hash: None,
-            created_at: now_ms(),
+            created_at: self.store.now_ms(),
             registered_at: None,
             last_registered_at: None,
         };
@@ -151,7 +150,7 @@ impl Workspaces {
         {
             return Err(Error::Unauthenticated("auth token rotated"));
         }
-        let now = now_ms();
+        let now = self.store.now_ms();
         let rotating = reissue_auth_token && workspace.auth_hash.is_some();
         let new_token = if reissue_auth_token || workspace.auth_hash.is_none() {
             Some(token::try_generate(TokenKind::WorkspaceAuth)?)

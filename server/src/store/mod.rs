@@ -4,6 +4,7 @@
 //! values it exchanges are in `records.rs`, and its errors are
 //! [`StoreError`], which names no backend.
 
+mod clock;
 mod database_url;
 mod records;
 mod sea;
@@ -12,6 +13,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 
+pub use clock::DatabaseClock;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use records::*;
 pub use sea::SeaStore;
@@ -36,8 +38,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The database operations Tessera needs.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Succeeds when the database answers a trivial query.
+    /// Succeeds when the database answers a trivial query (on PostgreSQL,
+    /// a reading of its clock, which [`Store::now_ms`] then follows).
     async fn ping(&self) -> Result<()>;
+
+    /// The time every replica on this database agrees on, in Unix
+    /// milliseconds: the database's clock (see `clock.rs`). Every time
+    /// stored or compared with a stored one comes from here.
+    fn now_ms(&self) -> i64;
 
     /// Creates `user` unless a user with its e-mail exists, adds that user
     /// to `groups`, and returns it. Idempotent and safe to race. `None`

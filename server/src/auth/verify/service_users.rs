@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tessera_client::token;
 
 use super::service_secrets::{ServiceAccount, ServiceMatch, ServiceSecrets};
-use crate::domain::{ADMIN_GROUP, Error, Principal, PrincipalKind, Result, now_ms};
+use crate::domain::{ADMIN_GROUP, Error, Principal, PrincipalKind, Result};
 use crate::store::{NewUser, Store, UserKind, UserRecord};
 
 /// How long a seeded service user is trusted before it is seeded again.
@@ -80,7 +80,7 @@ impl ServiceUsers {
             email: account.email.clone(),
             display_name: account.display_name.clone(),
             kind: UserKind::Service,
-            created_at: now_ms(),
+            created_at: self.store.now_ms(),
         };
         let Some(user) = self.store.ensure_user(&new, &[ADMIN_GROUP]).await? else {
             tracing::error!(service = %account.email, "service user not seeded: a user of another kind holds its e-mail");

@@ -15,6 +15,7 @@ mod entities;
 mod error;
 mod gate;
 mod internal_credentials;
+mod ping;
 #[cfg(unix)]
 mod sqlite_file;
 mod tickets;
@@ -34,9 +35,9 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
-    InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
-    TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    AuditRecord, AuthTokenChange, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
+    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError,
+    TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -79,6 +80,7 @@ pub struct SeaStore {
     gate: Gate,
     writer: Arc<Writer>,
     lookups: Arc<Lookups>,
+    clock: DatabaseClock,
 }
 
 impl SeaStore {
@@ -104,12 +106,23 @@ impl SeaStore {
                 }
                 StoreError::Db(cause) => StoreError::Db(format!("{url}: {cause}")),
             })?;
-        Ok(Self {
+        let store = Self {
             db: opened.db,
             gate: opened.gate,
             writer: Arc::new(opened.writer),
             lookups: Arc::new(opened.lookups),
-        })
+            clock: DatabaseClock::default(),
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// The same store, reading this process's time from `clock` (one whose
+    /// process clock is skewed, in tests of replicas that disagree).
+    pub async fn with_clock(mut self, clock: DatabaseClock) -> Result<Self> {
+        self.clock = clock;
+        self.ping().await?;
+        Ok(self)
     }
 
     /// Applies pending migrations.
@@ -162,7 +175,11 @@ impl SeaStore {
 #[async_trait]
 impl Store for SeaStore {
     async fn ping(&self) -> Result<()> {
-        self.gated(self.db.ping()).await
+        self.gated(ping::ping(&self.db, &self.clock)).await
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     async fn ensure_user(&self, user: &NewUser, groups: &[&str]) -> Result<Option<UserRecord>> {
