@@ -33,18 +33,24 @@ impl Authenticator {
     }
 
     /// The caller presenting `bearer` from `peer`, if `rule` admits it for
-    /// the RPC at `path`.
+    /// the RPC at `path`. A failed authentication is audited when `audit`
+    /// says so, and counted otherwise.
     pub(crate) async fn caller(
         &self,
         rule: Rule,
         bearer: &str,
         path: &str,
         peer: String,
+        audit: impl FnOnce() -> bool,
     ) -> Result<Caller, Refusal> {
         let principal = match self.verifier.caller(bearer).await {
             Ok(principal) => principal,
             Err(err) => {
-                self.audit_failure(path, bearer, &peer, &err).await;
+                if audit() {
+                    self.audit_failure(path, bearer, &peer, &err).await;
+                } else {
+                    metrics::counter!("tessera_auth_failures_unaudited_total").increment(1);
+                }
                 return Err(match err {
                     Error::Unauthenticated(_) => Refusal::Unauthenticated(err),
                     err => Refusal::Unverified(err),

@@ -78,8 +78,8 @@ pub(crate) struct FailureThrottle {
     clock: DefaultClock,
     limiter_sweeper: Sweeper,
     blocked_sweeper: Sweeper,
-    /// Authentication attempts a refused peer may still make, per peer.
-    attempts: Throttle,
+    /// Failures of a refused peer still audited one by one, per peer.
+    audits: Throttle,
     /// Time for one failure of budget to come back.
     refill: Duration,
     /// Failures allowed per key and minute.
@@ -89,12 +89,11 @@ pub(crate) struct FailureThrottle {
     pending: Option<PendingFailures>,
 }
 
-/// Ten: how many times its failure budget a refused peer may still try to
-/// authenticate a minute (valid credentials included), so that its calls,
-/// each a verification and perhaps a lookup and an audit entry, stay
-/// bounded. Callers sharing an address are refused only while that address
-/// keeps up this many calls.
-const REFUSED_PEER_ATTEMPTS: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
+/// Ten: how many times its failure budget a minute a refused peer's failed
+/// authentications are still audited one by one; beyond, they are only
+/// counted (`tessera_auth_failures_unaudited_total`), so that a flood from
+/// one address writes a bounded number of audit entries.
+const REFUSED_PEER_AUDITS: NonZeroU32 = NonZeroU32::MIN.saturating_add(9);
 
 /// A keyed limiter that reports the budget left after each failure.
 type Limiter = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
@@ -110,7 +109,7 @@ impl FailureThrottle {
             clock: DefaultClock::default(),
             limiter_sweeper: Sweeper::new(),
             blocked_sweeper: Sweeper::new(),
-            attempts: Throttle::per_minute(per_minute.saturating_mul(REFUSED_PEER_ATTEMPTS)),
+            audits: Throttle::per_minute(per_minute.saturating_mul(REFUSED_PEER_AUDITS)),
             refill: quota.replenish_interval(),
             budget: per_minute,
             pending: None,
@@ -149,10 +148,10 @@ impl FailureThrottle {
             .max()
     }
 
-    /// Spends one of the attempts a refused peer may still make; `Err`
-    /// carries how long until the next is allowed.
-    pub(crate) fn attempt_from_refused_peer(&self, keys: &FailureKeys) -> Result<(), Duration> {
-        self.attempts.check(keys.peer)
+    /// True when a failure of a refused peer is still audited one by one
+    /// (and spends one of the audits it is allowed).
+    pub(crate) fn audit_from_refused_peer(&self, keys: &FailureKeys) -> bool {
+        self.audits.check(keys.peer).is_ok()
     }
 
     /// Charges one failure to each key in `scope`; a key over budget is
@@ -248,14 +247,14 @@ mod refused_peer_tests {
     use super::*;
 
     #[test]
-    fn a_refused_peer_has_a_bounded_number_of_attempts() {
+    fn a_refused_peer_has_a_bounded_number_of_audits() {
         let throttle = FailureThrottle::per_minute(NonZeroU32::MIN);
         let peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), Secret::default());
-        let allowed = (0..100)
-            .filter(|_| throttle.attempt_from_refused_peer(&peer).is_ok())
+        let audited = (0..100)
+            .filter(|_| throttle.audit_from_refused_peer(&peer))
             .count();
-        assert_eq!(allowed, 10, "ten times the failure budget");
+        assert_eq!(audited, 10, "ten times the failure budget");
         let other = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 2])), Secret::default());
-        assert!(throttle.attempt_from_refused_peer(&other).is_ok());
+        assert!(throttle.audit_from_refused_peer(&other));
     }
 }

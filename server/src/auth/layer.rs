@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tessera_client::Secret;
@@ -22,6 +22,7 @@ use super::failures::{FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
 use super::streams::{HoldingPlace, StreamLimit};
+use super::throttle::peer_key;
 use crate::grpc::CallerAtFault;
 
 /// Adds caller authentication and the policy table to a tonic server.
@@ -99,30 +100,25 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let rule = policy::rule_for(request.uri().path());
         let addr = remote_addr(&request);
+        let peer_key = addr.map(|a| peer_key(a.ip()));
         if rule == Rule::Public {
-            return self.public(request, addr);
+            return self.public(request, peer_key);
         }
         let bearer = Secret::new(bearer_of(&request).unwrap_or_default());
-        let keys = FailureKeys::new(addr.map(|a| a.ip()), bearer);
+        let keys = FailureKeys::new(peer_key, bearer);
         // A credential that keeps failing is refused wherever it comes from.
         // A peer that keeps failing is refused only on the calls that fail
         // again (below): a valid credential is never refused for what others
-        // behind the same address did, unless that address also exhausts the
-        // attempts a refused peer may still make.
+        // behind the same address did.
         let refusal = match self.failures.blocked(&keys, Scope::Credential) {
             Some(wait) => Some(wait),
-            None if rule == Rule::Anonymous => self.throttle.check(addr.map(|a| a.ip())).err(),
+            None if rule == Rule::Anonymous => self.throttle.check(peer_key).err(),
             None => None,
         };
         if let Some(wait) = refusal {
             return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
         let peer_blocked = self.failures.blocked(&keys, Scope::Peer);
-        if peer_blocked.is_some()
-            && let Err(wait) = self.failures.attempt_from_refused_peer(&keys)
-        {
-            return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
-        }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -155,7 +151,10 @@ where
                 }
             } else {
                 let bearer = keys.bearer().expose();
-                match auth.caller(rule, bearer, &path, peer).await {
+                // A refused peer's failures are audited one by one only up
+                // to a bound, so a flood writes a bounded number of entries.
+                let audit = || peer_blocked.is_none() || failures.audit_from_refused_peer(&keys);
+                match auth.caller(rule, bearer, &path, peer, audit).await {
                     Ok(caller) => {
                         request.extensions_mut().insert(caller);
                         inner.call(request).await?
@@ -175,28 +174,32 @@ where
     }
 }
 
-/// Path of the health service's `Watch` stream.
-const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
+/// The long-lived streams anyone may open: health `Watch` and both
+/// versions of server reflection.
+const PUBLIC_STREAMS: [&str; 3] = [
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
 
 impl<S> Auth<S> {
-    /// A call anyone may make. A health `Watch` stream also needs one of its
-    /// peer's places, held until the stream's body is dropped.
+    /// A call anyone may make. A long-lived stream (see [`PUBLIC_STREAMS`])
+    /// also needs one of its peer's places, held until its body is dropped.
     fn public<B>(
         &mut self,
         request: http::Request<B>,
-        addr: Option<SocketAddr>,
+        peer_key: Option<IpAddr>,
     ) -> BoxFuture<S::Response, S::Error>
     where
         S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
         S::Future: Send + 'static,
         S::Error: Send + 'static,
     {
-        if request.uri().path() != HEALTH_WATCH {
+        if !PUBLIC_STREAMS.contains(&request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
-        let Some(place) = self.watches.acquire(addr.map(|a| a.ip())) else {
-            let status =
-                Status::resource_exhausted("too many health Watch streams from this address");
+        let Some(place) = self.watches.acquire(peer_key) else {
+            let status = Status::resource_exhausted("too many open streams from this address");
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
         let call = self.inner.call(request);

@@ -1,7 +1,7 @@
-//! A bound on the long-lived streams anyone may open (health `Watch`): per
-//! peer address, at most a configured number at once. A stream holds its
-//! place until its response body is dropped, which is when it ends or its
-//! peer goes away.
+//! A bound on the long-lived streams anyone may open (health `Watch`,
+//! server reflection): per peer address, at most a configured number at
+//! once. A stream holds its place until its response body is dropped, which
+//! is when it ends or its peer goes away.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,6 +1,6 @@
 //! Per-peer throttling of the RPCs anyone may call (the install-token ones).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -86,6 +86,20 @@ impl Throttle {
     }
 }
 
+/// The address a peer is throttled as: an IPv4 address (also when it comes
+/// IPv4-mapped), or an IPv6 address's /64, the smallest block a host is
+/// usually given, so that one host cannot use each of its 2^64 addresses
+/// as a fresh budget.
+pub(super) fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
 /// `wait` in whole milliseconds, for logs.
 pub(super) fn millis(wait: Duration) -> u64 {
     u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
@@ -105,6 +119,19 @@ mod tests {
         let wait = throttle.check(a).expect_err("third call in a minute");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60));
         assert!(throttle.check(b).is_ok(), "another peer is not affected");
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_peer_and_a_mapped_ipv4_address_is_itself() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
+        assert_eq!(peer_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            peer_key(ip("2001:db8:1:2:ffff:1:2:3")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(peer_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(peer_key(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(peer_key(ip("10.0.0.7")), ip("10.0.0.7"));
     }
 
     #[test]
