@@ -139,3 +139,11 @@ fn urls_and_passwords_in_messages_are_masked() {
         "The connection string 'postgres://u:***@db/t' cannot be parsed. (host=db password=***"
     );
 }
+
+#[test]
+fn an_unencoded_at_sign_in_the_password_is_read_as_meant() {
+    let url = parse("postgres://tessera:Pw@Secret@db/tessera");
+    assert_eq!(url.password().map(Secret::expose), Some("Pw@Secret"));
+    assert_eq!(url.without_password(), "postgres://tessera@db/tessera");
+    assert!(!url.to_string().contains("Secret"), "{url}");
+}
