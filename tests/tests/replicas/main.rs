@@ -10,6 +10,7 @@
 //! Figures (rounds, concurrency, durations) are printed with `eprintln!`;
 //! run with `--nocapture` to see them.
 
+mod abandoned_takes;
 mod clocks;
 mod install_token;
 mod internal_credentials;

@@ -31,6 +31,7 @@ const MAX_BATCH: usize = 512;
 const WRITER: &str = "the database writer";
 
 /// A write the writer applies.
+#[derive(Clone)]
 pub(in crate::store::sea) enum Write {
     /// Store this new ticket and, in the same transaction, its audit entry.
     Ticket(TicketRecord, Option<AuditRecord>),
@@ -133,24 +134,67 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// What one attempt at a batch came to.
+enum Applied {
+    /// Committed: an answer per write.
+    Done(Vec<Written>),
+    /// Rolled back: the takes at these positions found their ticket, but
+    /// their callers had gone.
+    Abandoned(Vec<usize>),
+}
+
+/// Applies `writes`; a batch in which a take found its ticket for a caller
+/// that had gone is rolled back and applied again without that take, which
+/// is answered as if it found nothing (nobody hears the answer). Rolled
+/// back rather than the ticket put back: a row deleted and inserted again
+/// is a new row, which a take on another replica waiting for the old one
+/// would never see, and that take's caller would be refused a live ticket.
 async fn apply(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Vec<Written>> {
+    let mut abandoned = match apply_once(db, writes).await? {
+        Applied::Done(answers) => return Ok(answers),
+        Applied::Abandoned(positions) => positions,
+    };
+    loop {
+        let kept: Vec<usize> = (0..writes.len())
+            .filter(|i| !abandoned.contains(i))
+            .collect();
+        let rest: Vec<Write> = kept.iter().map(|&i| writes[i].clone()).collect();
+        match apply_once(db, &rest).await? {
+            Applied::Done(answers) => {
+                let mut answers = answers.into_iter();
+                let all = (0..writes.len()).map(|i| match abandoned.contains(&i) {
+                    true => Some(Written::Taken(Err(TicketRejection::Unknown))),
+                    false => answers.next(),
+                });
+                return Ok(all.flatten().collect());
+            }
+            Applied::Abandoned(more) => abandoned.extend(more.into_iter().map(|p| kept[p])),
+        }
+    }
+}
+
+async fn apply_once(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Applied> {
     let rows = Rows::of(writes);
-    if rows.statements() == 1 {
+    if rows.statements() <= 1 {
         return apply_on(db, writes, rows).await;
     }
     let txn = db.begin().await?;
-    let answers = apply_on(&txn, writes, rows).await?;
+    let applied = apply_on(&txn, writes, rows).await?;
+    if let Applied::Abandoned(_) = applied {
+        txn.rollback().await?;
+        return Ok(applied);
+    }
     #[cfg(test)]
     tests::panic_if_asked(writes);
     txn.commit().await?;
-    Ok(answers)
+    Ok(applied)
 }
 
 async fn apply_on(
     db: &impl ConnectionTrait,
     writes: &[Write],
     rows: Rows<'_>,
-) -> DbResult<Vec<Written>> {
+) -> DbResult<Applied> {
     tickets::insert_tickets(db, &rows.tickets).await?;
     let hashes: Vec<&str> = rows.takes.iter().map(|take| take.hash.as_str()).collect();
     let mut taken: HashMap<String, TicketRecord> = tickets::take_tickets(db, &hashes)
@@ -172,9 +216,11 @@ async fn apply_on(
     let mut audits = rows.audits;
     let mut take_audits = Vec::with_capacity(rows.takes.len());
     let mut tombstones = Vec::new();
+    let mut abandoned = Vec::new();
     let answers: Vec<Written> = writes
         .iter()
-        .map(|write| match write {
+        .enumerate()
+        .map(|(position, write)| match write {
             Write::Take(take) => {
                 // `remove`: a hash asked for twice in one batch goes to the
                 // first asker; the second finds the first one's tombstone.
@@ -185,11 +231,9 @@ async fn apply_on(
                         .cloned()
                         .map_or(Found::Nothing, Found::Spent),
                 };
-                if let (Found::Live(record), true) = (&found, take.caller.is_gone()) {
-                    // Nobody will hear of it: leave the ticket as it was
-                    // (put back below unless a later take in this batch
-                    // wants it), with no tombstone and no audit entry.
-                    taken.insert(record.hash.clone(), record.clone());
+                if let (Found::Live(_), true) = (&found, take.caller.is_gone()) {
+                    // Nobody will hear of it: the batch is rolled back.
+                    abandoned.push(position);
                     return Written::Taken(Err(TicketRejection::Unknown));
                 }
                 let verdict = take.judge(&found);
@@ -203,13 +247,13 @@ async fn apply_on(
             Write::Ticket(..) | Write::Audit(_) => Written::Stored,
         })
         .collect();
+    if !abandoned.is_empty() {
+        return Ok(Applied::Abandoned(abandoned));
+    }
     tickets::insert_spent(db, &tombstones).await?;
-    // What is left was taken for callers that had gone: put it back.
-    let untouched: Vec<&TicketRecord> = taken.values().collect();
-    tickets::insert_tickets(db, &untouched).await?;
     audits.extend(&take_audits);
     audit::append_audits(db, &audits).await?;
-    Ok(answers)
+    Ok(Applied::Done(answers))
 }
 
 #[cfg(test)]
