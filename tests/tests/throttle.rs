@@ -184,6 +184,30 @@ async fn refused_redemptions_after_the_first_admin_are_charged() {
     assert_eq!(codes, [refused, refused, throttled, throttled]);
 }
 
+/// Redemptions from a refused address are checked, and audited, one by one
+/// only up to ten times its failure budget a minute; beyond, they are
+/// refused before they are checked, so a flood writes a bounded number of
+/// audit entries.
+#[tokio::test]
+async fn a_refused_peer_writes_a_bounded_number_of_redemption_entries() {
+    let db = TestDatabase::sqlite();
+    let options = ServerOptions::new()
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", "1")
+        .env("TESSERA_ANONYMOUS_RATE_PER_MINUTE", "1000");
+    let server = TestServer::start(&db, options).await;
+    let mut anonymous = server.client(None).await;
+    for _ in 0..30 {
+        let request = wrong_install_token();
+        anonymous
+            .consume_install_token(request)
+            .await
+            .expect_err("a wrong install token");
+    }
+    let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'install_token.consume'";
+    let audited = count(&db.connect().await, sql).await;
+    assert_eq!(audited, 11, "the first refusal and ten more, one by one");
+}
+
 /// A credential that cannot be checked because the database is away has
 /// not failed: nothing is charged, so once the database is back the caller,
 /// and a service calling from the same address, are served at once.

@@ -119,6 +119,16 @@ where
             return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
         let peer_blocked = self.failures.blocked(&keys, Scope::Peer);
+        // A redemption's credential is in the message, and its handler
+        // checks and audits it: from a refused peer, only up to the bound
+        // of failures audited one by one (install tokens are one-shot and
+        // long random; the first admin can redeem from elsewhere, or later).
+        if rule == Rule::Redeem
+            && let Some(wait) = peer_blocked
+            && !self.failures.audit_from_refused_peer(&keys)
+        {
+            return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
+        }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
