@@ -92,6 +92,13 @@ pub(crate) struct ServeArgs {
         default_value_t = 10_000
     )]
     pub tls_handshake_timeout_ms: u64,
+    /// How long a new connection has to deliver the HTTP/2 client preface
+    /// (its TLS handshake included) before it is closed, in ms (0: no limit).
+    #[arg(long, env = "TESSERA_PREFACE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub preface_timeout_ms: u64,
+    /// Connections held at once; one more is accepted and closed at once.
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN))]
+    pub max_connections: NonZeroU32,
     /// How often an idle HTTP/2 connection is pinged, in ms (0: never).
     #[arg(
         long,
@@ -210,6 +217,8 @@ impl ServeArgs {
                 request_timeout: Duration::from_millis(self.request_timeout_ms),
                 max_concurrent_streams: self.max_concurrent_streams,
                 tls_handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
+                preface_timeout: positive_millis(self.preface_timeout_ms),
+                max_connections: self.max_connections,
                 http2_keepalive_interval: positive_millis(self.http2_keepalive_interval_ms),
                 http2_keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms),
                 max_connection_age: positive_millis(self.max_connection_age_ms),
@@ -249,6 +258,10 @@ pub(crate) struct Limits {
     pub max_concurrent_streams: u32,
     /// Longest TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Longest wait from accept to the HTTP/2 preface; `None`: no limit.
+    pub preface_timeout: Option<Duration>,
+    /// Connections held at once.
+    pub max_connections: NonZeroU32,
     /// HTTP/2 ping period of idle connections; `None`: no pings.
     pub http2_keepalive_interval: Option<Duration>,
     /// Longest wait for a ping's answer.
@@ -292,23 +305,6 @@ impl std::fmt::Debug for TlsSettings {
         f.debug_struct("TlsSettings")
             .field("mutual", &self.client_ca_pem.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-impl TlsSettings {
-    /// The tonic server configuration.
-    pub(crate) fn server_config(
-        &self,
-        handshake_timeout: Duration,
-    ) -> tonic::transport::ServerTlsConfig {
-        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let config = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .timeout(handshake_timeout);
-        match &self.client_ca_pem {
-            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
-            None => config,
-        }
     }
 }
 

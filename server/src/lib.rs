@@ -27,6 +27,7 @@ mod config;
 mod domain;
 mod grpc;
 mod health;
+mod listen;
 mod metrics;
 mod server;
 pub mod store;

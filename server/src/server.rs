@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,11 +11,11 @@ use tessera_client::pb::credential_service_server::CredentialServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::Settings;
 use crate::domain::{InternalCredentials, Tessera};
 use crate::health::{self, Health};
+use crate::listen::{self, Listening};
 use crate::store::{Backend, DatabaseClock, SeaStore, Store, StoreError};
 use crate::{auth, background, grpc, metrics};
 
@@ -39,6 +40,9 @@ pub(crate) enum ServeError {
     /// The reflection service could not be built.
     #[error(transparent)]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The TLS files do not make a TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] listen::TlsConfigError),
 }
 
 /// Starts the database health check, the reaper, the heartbeat and the
@@ -147,6 +151,8 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // Bad TLS files stop the server before it touches the database.
+    let tls = settings.tls.as_ref().map(listen::acceptor).transpose()?;
     let opened = open(&settings).await?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(reporter);
@@ -180,13 +186,10 @@ pub(crate) async fn serve(
             .max_connection_age(age)
             .max_connection_age_grace(limits.request_timeout);
     }
-    if let Some(tls) = &settings.tls {
-        builder = builder.tls_config(tls.server_config(limits.tls_handshake_timeout))?;
-    }
     if let Some(addr) = settings.metrics_listen {
         start_metrics(addr, stop_for_metrics).await?;
     }
-    let server = builder
+    let router = builder
         .layer(metrics::MetricsLayer)
         .layer(auth::AuthLayer::new(
             Arc::new(app.authenticator()),
@@ -200,8 +203,21 @@ pub(crate) async fn serve(
         .add_service(
             CredentialServiceServer::new(grpc::CredentialsApi::new(app))
                 .max_decoding_message_size(limits.max_message_bytes),
-        )
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        );
+    // Accepting starts only now: a connection's preface deadline runs
+    // from its accept, and nothing reads it before tonic serves.
+    let listening = listen::listen(listener, &limits, tls);
+    // One instance of tonic's server per connection type, as each is
+    // generic over it.
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match listening {
+            Listening::Plaintext(incoming) => {
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+            Listening::Tls(incoming) => {
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+        };
     let drain_deadline = async {
         match drain_rx.await {
             Ok(()) => tokio::time::sleep(settings.drain_timeout).await,
@@ -262,12 +278,4 @@ async fn retire(internal: &InternalCredentials) {
         Ok(Err(err)) => tracing::warn!(error = %err, "could not withdraw the internal credential"),
         Err(_) => tracing::warn!("withdrawing the internal credential timed out"),
     }
-}
-
-/// Accepted connections with `TCP_NODELAY`, which tonic sets only on
-/// listeners it binds itself. Without it, a response written in two parts
-/// waits for the peer's delayed ACK: 40 ms at the 99th percentile of ticket
-/// pairs on an idle server.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
 }

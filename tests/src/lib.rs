@@ -12,6 +12,8 @@ pub mod audit;
 pub mod fixture;
 pub mod grpc;
 pub mod install;
+pub mod peers;
+pub mod pki;
 pub mod raw;
 pub mod secrets;
 pub mod sql;

@@ -19,6 +19,7 @@ pub struct ServerOptions {
     args: Vec<String>,
     env: Vec<(String, String)>,
     current_dir: Option<PathBuf>,
+    open_files: Option<u32>,
     pub(crate) tls: Option<ClientTls>,
 }
 
@@ -39,6 +40,7 @@ impl ServerOptions {
                 .to_vec(),
             env: Vec::new(),
             current_dir: None,
+            open_files: None,
             tls: None,
         }
         .log_format("json")
@@ -99,6 +101,13 @@ impl ServerOptions {
         self.env(&format!("TESSERA_SERVICE_TOKEN_{name}"), secret)
     }
 
+    /// Runs the process with at most `limit` open files (soft and hard
+    /// limit, through util-linux `prlimit`, which must be installed).
+    pub fn open_file_limit(mut self, limit: u32) -> Self {
+        self.open_files = Some(limit);
+        self
+    }
+
     /// How the harness's own clients reach a server configured for TLS
     /// (through `env`): they then use `https://`.
     pub fn client_tls(mut self, tls: ClientTls) -> Self {
@@ -122,7 +131,18 @@ impl ServerProcess {
     /// Starts `tessera` as `options` say, with a clean environment (only
     /// `PATH` is inherited) and no standard input. Returns at once.
     pub fn spawn(options: &ServerOptions) -> ServerProcess {
-        let mut command = Command::new(binary());
+        // `prlimit` sets the limit and then execs tessera: same pid.
+        let mut command = match options.open_files {
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(binary());
+                prlimit
+            }
+            None => Command::new(binary()),
+        };
         command
             .args(&options.args)
             .env_clear()
@@ -146,6 +166,11 @@ impl ServerProcess {
             addr,
             tls: options.tls.clone(),
         }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Where it listens, once its `listening` log line has been read.

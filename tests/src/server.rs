@@ -111,6 +111,11 @@ impl TestServer {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Everything the process wrote to standard output so far.
     pub fn stdout(&self) -> String {
         self.process.stdout()
@@ -119,6 +124,22 @@ impl TestServer {
     /// Everything the process wrote to standard error (its logs) so far.
     pub fn stderr(&self) -> String {
         self.process.stderr()
+    }
+
+    /// Waits until a line of its logs satisfies `matches`; false when none
+    /// has after `timeout` (logs reach the harness through a pipe, a little
+    /// after what caused them).
+    pub async fn wait_for_log(&self, matches: impl Fn(&str) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr().lines().any(&matches) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The first `at_most` lines of its (JSON) logs at level ERROR, to show

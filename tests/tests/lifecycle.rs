@@ -251,6 +251,12 @@ async fn sigterm_drains_an_in_flight_call() {
         "the in-flight call ended while the server was draining: {:?}",
         call.await
     );
+    // Draining, it has stopped listening: a new client is refused at once
+    // rather than left waiting in the backlog.
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "the listener stayed open during the drain"
+    );
     lock.rollback().await.expect("release the write lock");
 
     let result = tokio::time::timeout(EXIT_TIMEOUT, call)

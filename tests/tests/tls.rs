@@ -3,88 +3,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tessera_client::pb;
 use tessera_client::{Client, ClientTls, Secret};
+use tessera_tests::peers::closed_within;
+use tessera_tests::pki::Pki;
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, run_tessera, service_secret};
 
-/// A CA, a server certificate for 127.0.0.1/localhost and a client
-/// certificate, as PEM.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
-            .expect("ca");
-        let leaf = |names: Vec<String>| {
-            let key = KeyPair::generate().expect("key");
-            let params = CertificateParams::new(names).expect("params");
-            let cert = params.signed_by(&key, &ca).expect("sign");
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
-        let (client_cert, client_key) = leaf(vec!["scheduler.internal".into()]);
-        Self {
-            ca: ca.pem(),
-            server_cert,
-            server_key,
-            client_cert,
-            client_key,
-        }
-    }
-
-    /// Writes the server's files into `dir` and returns its TLS environment.
-    fn server_env(&self, dir: &Path, mutual: bool) -> Vec<(String, String)> {
-        let write = |name: &str, pem: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, pem).expect("write pem");
-            path.display().to_string()
-        };
-        let mut env = vec![
-            (
-                "TESSERA_TLS_CERT".to_owned(),
-                write("server.pem", &self.server_cert),
-            ),
-            (
-                "TESSERA_TLS_KEY".to_owned(),
-                write("server.key", &self.server_key),
-            ),
-        ];
-        if mutual {
-            env.push((
-                "TESSERA_TLS_CLIENT_CA".to_owned(),
-                write("ca.pem", &self.ca),
-            ));
-        }
-        env
-    }
-
-    fn client(&self, with_identity: bool) -> ClientTls {
-        let tls = ClientTls::with_ca(self.ca.as_bytes());
-        if with_identity {
-            tls.identity(self.client_cert.as_bytes(), self.client_key.as_bytes())
-        } else {
-            tls
-        }
-    }
-}
-
 async fn start(db: &TestDatabase, pki: &Pki, dir: &Path, mutual: bool, secret: &str) -> TestServer {
-    let mut options = ServerOptions::new()
-        .service("SCHEDULER", secret)
-        .client_tls(pki.client(mutual));
-    for (key, value) in pki.server_env(dir, mutual) {
-        options = options.env(&key, &value);
-    }
-    TestServer::start(db, options).await
+    let options = ServerOptions::new().service("SCHEDULER", secret);
+    TestServer::start(db, pki.serve(options, dir, mutual)).await
 }
 
 async fn verify_with(client: Result<Client, tessera_client::ConnectError>, secret: &str) -> bool {
@@ -209,13 +136,11 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 async fn half_a_tls_configuration_does_not_start() {
     let dir = tempfile::tempdir().expect("dir");
     let cert = dir.path().join("missing.pem");
+    let database = format!("sqlite:{}", dir.path().join("t.db").display());
     let out = run_tessera(
         &["serve", "--listen", "127.0.0.1:0"],
         &[
-            (
-                "DATABASE_URL",
-                &format!("sqlite:{}", dir.path().join("t.db").display()),
-            ),
+            ("DATABASE_URL", &database),
             ("TESSERA_TLS_CERT", &cert.display().to_string()),
         ],
     );
@@ -226,40 +151,97 @@ async fn half_a_tls_configuration_does_not_start() {
     let out = run_tessera(
         &["serve", "--listen", "127.0.0.1:0"],
         &[
-            (
-                "DATABASE_URL",
-                &format!("sqlite:{}", dir.path().join("t.db").display()),
-            ),
+            ("DATABASE_URL", &database),
             ("TESSERA_TLS_CERT", &cert.display().to_string()),
             ("TESSERA_TLS_KEY", &cert.display().to_string()),
         ],
     );
     assert!(!out.status.success(), "unreadable files are refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pem"));
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM").expect("write");
+    let garbage = garbage.display().to_string();
+    let out = run_tessera(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", &database),
+            ("TESSERA_TLS_CERT", &garbage),
+            ("TESSERA_TLS_KEY", &garbage),
+        ],
+    );
+    assert!(!out.status.success(), "files without PEM are refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TESSERA_TLS_CERT"));
+}
+
+/// A TLS server (no client certificates) with the extra environment `env`.
+async fn tls_server_with(
+    pki: &Pki,
+    dir: &Path,
+    db: &TestDatabase,
+    env: &[(&str, &str)],
+) -> TestServer {
+    let options = ServerOptions::new().envs(env);
+    TestServer::start(db, pki.serve(options, dir, false)).await
 }
 
 /// A peer that opens a connection and never completes the TLS handshake is
 /// dropped after the handshake timeout, so idle sockets cannot pile up.
 #[tokio::test]
 async fn a_handshake_that_never_finishes_is_dropped() {
-    use tokio::io::AsyncReadExt;
-
-    let pki = Pki::new();
-    let dir = tempfile::tempdir().expect("dir");
-    let db = TestDatabase::sqlite();
-    let mut options = ServerOptions::new().env("TESSERA_TLS_HANDSHAKE_TIMEOUT_MS", "300");
-    options = options.client_tls(pki.client(false));
-    for (key, value) in pki.server_env(dir.path(), false) {
-        options = options.env(&key, &value);
-    }
-    let server = TestServer::start(&db, options).await;
-    let mut silent = tokio::net::TcpStream::connect(server.addr)
+    let (pki, dir, db) = (
+        Pki::new(),
+        tempfile::tempdir().expect("dir"),
+        TestDatabase::sqlite(),
+    );
+    let env = [("TESSERA_TLS_HANDSHAKE_TIMEOUT_MS", "300")];
+    let server = tls_server_with(&pki, dir.path(), &db, &env).await;
+    let silent = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect");
-    let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
     assert!(
-        matches!(closed, Ok(Ok(0) | Err(_))),
-        "the silent connection stayed open: {closed:?}"
+        closed_within(silent, Duration::from_secs(5)).await,
+        "the silent connection stayed open"
     );
+}
+
+/// A peer that completes the TLS handshake and then sends nothing (no
+/// HTTP/2 preface) is closed after the preface timeout.
+#[tokio::test]
+async fn a_tls_connection_silent_after_its_handshake_is_closed() {
+    let (pki, dir, db) = (
+        Pki::new(),
+        tempfile::tempdir().expect("dir"),
+        TestDatabase::sqlite(),
+    );
+    let env = [("TESSERA_PREFACE_TIMEOUT_MS", "300")];
+    let server = tls_server_with(&pki, dir.path(), &db, &env).await;
+    let silent = tls_handshake_only(&pki, server.addr).await;
+    assert!(
+        closed_within(silent, Duration::from_secs(2)).await,
+        "the connection stayed open after its handshake"
+    );
+}
+
+/// A TLS connection to `addr` (trusting `pki`'s CA, offering `h2`) whose
+/// handshake is complete.
+async fn tls_handshake_only(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).expect("ca pem"))
+        .expect("ca");
+    let mut config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    connector.connect(name, tcp).await.expect("TLS handshake")
 }
