@@ -5,14 +5,18 @@
 //! where they happen with the `metrics` macros, which cost nothing while no
 //! recorder is installed.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use prost::Message as _;
+use prost_types::FileDescriptorSet;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::{Layer, Service};
@@ -53,22 +57,31 @@ const CODE_NAMES: [&str; 17] = [
 /// Name of the request latency histogram.
 const REQUEST_SECONDS: &str = "tessera_grpc_request_duration_seconds";
 
+/// How often histogram samples are folded into their buckets. A scrape
+/// folds them too, but without one they would pile up, a few bytes per
+/// call, for as long as nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Installs the process-wide recorder and records the build info.
 pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(WRITE_BATCH_SIZE.into()), BATCH_BUCKETS)?
         .install_recorder()?;
+    // Decoded now rather than by the first call.
+    LazyLock::force(&METHODS);
     metrics::gauge!("tessera_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` turns true.
+/// Serves `GET /metrics` on `listener`, and keeps the recorder's upkeep,
+/// until `stop` turns true.
 pub(crate) async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     mut stop: watch::Receiver<bool>,
 ) {
+    tokio::spawn(upkeep(handle.clone(), stop.clone()));
     let app = Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
     let shutdown = async move {
         let _ = stop.changed().await;
@@ -81,25 +94,64 @@ pub(crate) async fn serve(
     }
 }
 
+/// Runs the recorder's upkeep every [`UPKEEP_EVERY`] until `stop` turns
+/// true (or its sender is gone).
+async fn upkeep(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(UPKEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => handle.run_upkeep(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Counts a domain event, e.g. `event("tessera_tickets_total", "minted")`.
 pub(crate) fn event(name: &'static str, event: &'static str) {
     metrics::counter!(name, "event" => event).increment(1);
 }
 
-/// The method label of an RPC path; anything outside Tessera's services is
-/// `other`, so callers cannot grow the label set.
-fn method_label(path: &str) -> String {
-    const KNOWN: [&str; 4] = [
-        "/tessera.v1.CredentialService/",
-        "/grpc.health.v1.Health/",
-        "/grpc.reflection.v1.ServerReflection/",
-        "/grpc.reflection.v1alpha.ServerReflection/",
-    ];
-    KNOWN
-        .iter()
-        .find_map(|prefix| path.strip_prefix(prefix))
-        .filter(|method| method.len() <= 64 && method.chars().all(|c| c.is_ascii_alphanumeric()))
-        .map_or_else(|| "other".to_owned(), str::to_owned)
+/// The `method` label of every call of a path no served method has.
+const OTHER: &str = "other";
+
+/// The encoded descriptor sets of the services the server serves: the
+/// credential service, health, and reflection in both versions.
+const SERVED: [&[u8]; 4] = [
+    tessera_client::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
+
+/// The path (`/<package>.<Service>/<Method>`) of every served method, with
+/// its label (the method's name), read from the generated descriptors so
+/// that a method added to the proto is labelled without touching this.
+static METHODS: LazyLock<HashMap<String, String>> =
+    LazyLock::new(|| SERVED.iter().flat_map(|set| methods(set)).collect());
+
+/// The methods of one encoded descriptor set, as in [`METHODS`]. The sets
+/// are generated at build time; one that did not decode would only cost
+/// its methods their labels (a unit test decodes them all).
+fn methods(encoded: &[u8]) -> Vec<(String, String)> {
+    let set = FileDescriptorSet::decode(encoded).unwrap_or_default();
+    let mut methods = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                methods.push((path, method.name().to_owned()));
+            }
+        }
+    }
+    methods
+}
+
+/// The method label of an RPC path: the method's name for the methods the
+/// server serves, [`OTHER`] for any other path, so that callers cannot grow
+/// the label set (a refused or unimplemented call is still counted).
+fn method_label(path: &str) -> &'static str {
+    METHODS.get(path).map_or(OTHER, String::as_str)
 }
 
 /// Counts requests by method and gRPC code and times them.
@@ -151,7 +203,7 @@ where
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(0);
             let code = CODE_NAMES.get(code).copied().unwrap_or("Unknown");
-            metrics::histogram!(REQUEST_SECONDS, "method" => method.clone())
+            metrics::histogram!(REQUEST_SECONDS, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("tessera_grpc_requests_total", "method" => method, "code" => code)
                 .increment(1);
@@ -162,16 +214,30 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::method_label;
+    use super::{SERVED, method_label, methods};
 
     #[test]
     fn method_labels_are_bounded() {
+        for set in SERVED {
+            assert!(!methods(set).is_empty(), "a descriptor set did not decode");
+        }
         assert_eq!(
             method_label("/tessera.v1.CredentialService/VerifyBearer"),
             "VerifyBearer"
         );
         assert_eq!(method_label("/grpc.health.v1.Health/Check"), "Check");
+        assert_eq!(method_label("/grpc.health.v1.Health/Watch"), "Watch");
+        for version in ["v1", "v1alpha"] {
+            let path = format!("/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo");
+            assert_eq!(method_label(&path), "ServerReflectionInfo");
+        }
         assert_eq!(method_label("/evil/../x"), "other");
         assert_eq!(method_label("/tessera.v1.CredentialService/a b"), "other");
+        assert_eq!(
+            method_label("/tessera.v1.CredentialService/NoSuchMethod"),
+            "other"
+        );
+        assert_eq!(method_label("/grpc.health.v1.Health/Madeup"), "other");
+        assert_eq!(method_label("/tessera.v1.CredentialService/"), "other");
     }
 }

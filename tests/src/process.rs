@@ -231,6 +231,18 @@ impl ServerProcess {
         }
     }
 
+    /// Waits for the process to exit, as after SIGTERM or SIGINT, and
+    /// asserts it exited with status 0.
+    pub async fn wait_exit_zero(&mut self, timeout: Duration) {
+        let status = self.wait_exit(timeout).await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "tessera must exit 0 after a signal, got {status:?}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Everything the process wrote to standard output so far.
     pub fn stdout(&self) -> String {
         self.stdout.text()
@@ -249,6 +261,11 @@ impl ServerProcess {
     /// Sends SIGINT, as Ctrl-C in a terminal does.
     pub fn interrupt(&mut self) {
         self.signal(Signal::SIGINT);
+    }
+
+    /// Sends SIGHUP, as a closed terminal or `systemctl reload` does.
+    pub fn hangup(&mut self) {
+        self.signal(Signal::SIGHUP);
     }
 
     /// Sends SIGKILL: no shutdown code runs.

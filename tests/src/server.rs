@@ -164,6 +164,11 @@ impl TestServer {
         self.process.interrupt();
     }
 
+    /// Sends SIGHUP.
+    pub fn hangup(&mut self) {
+        self.process.hangup();
+    }
+
     /// Sends SIGKILL.
     pub fn kill(&mut self) {
         self.process.kill();
@@ -178,13 +183,7 @@ impl TestServer {
     /// Waits for the process to exit, as after SIGTERM or SIGINT, and
     /// asserts it exited with status 0.
     pub async fn wait_exit_zero(&mut self, timeout: Duration) {
-        let status = self.wait_exit(timeout).await;
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "tessera must exit 0 after a signal, got {status:?}; stderr:\n{}",
-            self.stderr()
-        );
+        self.process.wait_exit_zero(timeout).await;
     }
 }
 

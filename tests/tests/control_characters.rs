@@ -18,10 +18,38 @@ use tessera_tests::{
 
 /// Characters no free-text field accepts: C0 controls (NUL first), DEL, a
 /// C1 control (which is also white space), a line break, an escape, a
-/// bidirectional override and a line separator.
-const UNPRINTABLE: [char; 9] = [
-    '\0', '\u{7}', '\u{1b}', '\u{7f}', '\u{85}', '\n', '\t', '\u{202e}', '\u{2028}',
+/// bidirectional override and a line separator; and invisible format
+/// characters: bidirectional marks, a zero width space, a byte order mark,
+/// a soft hyphen, invisible operators, a Mongolian vowel separator, an
+/// interlinear annotation anchor and tags.
+const UNPRINTABLE: [char; 22] = [
+    '\0',
+    '\u{7}',
+    '\u{1b}',
+    '\u{7f}',
+    '\u{85}',
+    '\n',
+    '\t',
+    '\u{202e}',
+    '\u{2028}',
+    '\u{200e}',
+    '\u{200f}',
+    '\u{61c}',
+    '\u{200b}',
+    '\u{feff}',
+    '\u{ad}',
+    '\u{2060}',
+    '\u{2064}',
+    '\u{206a}',
+    '\u{180e}',
+    '\u{fff9}',
+    '\u{e0001}',
+    '\u{e0041}',
 ];
+
+/// A name with a zero width joiner, which emoji sequences (and some
+/// scripts) need: accepted.
+const JOINED_NAME: &str = "Ada \u{1f469}\u{200d}\u{1f4bb}";
 
 /// The purpose of the ticket whose consumption is tried with bad purposes.
 const PURPOSE: &str = "ws-upgrade";
@@ -209,7 +237,7 @@ async fn free_text_fields_refuse_control_characters(mut env: Env) {
         &mut anonymous,
         &creds.install_token,
         "ada@example.com",
-        "Ada",
+        JOINED_NAME,
     )
     .await
     .expect("the install token was not spent by the refused calls");
@@ -231,14 +259,16 @@ async fn free_text_fields_refuse_control_characters(mut env: Env) {
     );
 }
 
-/// No column of any audit row holds a control character.
+/// No column of any audit row holds a control or format character.
 #[track_caller]
 fn assert_printable(rows: &[AuditRow]) {
     for row in rows {
         for value in row.values() {
             assert!(
-                !value.chars().any(char::is_control),
-                "raw control character in {row:?}"
+                !value
+                    .chars()
+                    .any(|c| c.is_control() || UNPRINTABLE.contains(&c)),
+                "raw unprintable character in {row:?}"
             );
         }
     }
@@ -269,6 +299,11 @@ async fn tickets_holding_control_characters_are_refused_and_audited(mut env: Env
         ("tsr\u{7}tkt_x", "tsr\\u{0007}tkt_…"),
         ("tsr_tkt_\0\0", "tsr_tkt_…"),
         ("\u{1b}[2J\u{202e}ab\\", "\\u{001B}[2J\\u{202E}ab\\\\…"),
+        ("\u{200e}tsr_tkt_x", "\\u{200E}tsr_tkt…"),
+        (
+            "tsr_\u{feff}\u{e0041}\u{ad}_x",
+            "tsr_\\u{FEFF}\\u{E0041}\\u{00AD}_…",
+        ),
     ];
     for (ticket, prefix) in cases {
         let status = consume_ticket(&mut env.scheduler, ticket, "")
@@ -301,10 +336,9 @@ async fn tickets_holding_control_characters_are_refused_and_audited(mut env: Env
     assert_eq!(consumed, expected, "one audit entry per attempt, escaped");
     let stderr = env.server.stderr();
     assert!(!stderr.contains('\0'), "a NUL reached the log");
-    assert!(
-        !stderr.contains('\u{202e}'),
-        "a bidirectional override reached the log"
-    );
+    for c in ['\u{202e}', '\u{200e}', '\u{feff}'] {
+        assert!(!stderr.contains(c), "{c:?} reached the log");
+    }
 }
 
 tessera_tests::on_both_backends!(open =>

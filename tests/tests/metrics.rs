@@ -4,8 +4,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use tessera_client::tonic::Code;
 use tessera_tests::grpc::{consume_ticket, mint_ticket, verify_as};
+use tessera_tests::raw::{RawCall, frame};
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
+use tonic_health::pb::HealthCheckRequest;
 
 /// The address of the metrics endpoint, from the server's JSON logs.
 async fn metrics_addr(server: &TestServer) -> SocketAddr {
@@ -51,6 +54,15 @@ fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// The sum of the samples whose lines start with `prefix` (every code of
+/// a method, say).
+fn total(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A server on SQLite with the metrics endpoint on; its service secret and
@@ -144,4 +156,50 @@ async fn concurrent_writes_are_committed_together() {
     // Every mint is one write: its ticket with its audit entry.
     assert!(writes >= CALLS as f64, "{writes} writes:\n{after}");
     assert!(alone < batches, "every batch held one write:\n{after}");
+}
+
+/// Only the methods Tessera serves get their own `method` label: calls of
+/// made-up methods, under the public health service and under the
+/// credential service (refused before any method runs), are all counted as
+/// `other`, so callers cannot grow the label set or the scrape.
+#[tokio::test]
+async fn made_up_methods_share_one_label() {
+    const NAMES: usize = 50;
+    let (_db, server, _secret, addr) = start_with_metrics().await;
+    let before = scrape(addr);
+    let channel = tessera_tests::raw::channel(&server.endpoint()).await;
+    let names: Vec<String> = (0..NAMES).map(|i| format!("MadeUp{i}x")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let service = if i % 2 == 0 {
+            "grpc.health.v1.Health"
+        } else {
+            "tessera.v1.CredentialService"
+        };
+        let path = format!("/{service}/{name}");
+        let response = RawCall::new(&path, frame(&[])).send(&channel).await;
+        let status = response.expect("an answer");
+        assert_ne!(status.status().code(), Code::Ok, "{path}");
+    }
+    let mut health = server.health().await;
+    let request = HealthCheckRequest::default();
+    health.check(request).await.expect("health check");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let after = scrape(addr);
+    for name in &names {
+        assert!(
+            !after.contains(name.as_str()),
+            "{name} is a label:\n{after}"
+        );
+    }
+    let other = total(&after, "tessera_grpc_requests_total{method=\"other\",")
+        - total(&before, "tessera_grpc_requests_total{method=\"other\",");
+    assert_eq!(
+        other, NAMES as f64,
+        "made-up calls counted as other:\n{after}"
+    );
+    assert!(
+        after.contains("tessera_grpc_requests_total{method=\"Check\",code=\"Ok\"}"),
+        "a served method keeps its label:\n{after}"
+    );
 }

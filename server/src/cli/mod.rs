@@ -59,6 +59,7 @@ fn init_logging(format: LogFormat) {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let shutdown = shutdown_signal();
+    log_hangups();
     let settings = args.settings(BannerSink::stdout())?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -90,6 +91,26 @@ pub async fn serve_in_process(
     crate::server::serve(settings, listener, shutdown)
         .await
         .map_err(|err| err.to_string())
+}
+
+/// Logs each SIGHUP and otherwise ignores it: service managers send it for
+/// a reload, a closed terminal sends it too, and by default it would kill
+/// the server. Like [`shutdown_signal`], installs the handler at once.
+fn log_hangups() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangup) => {
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        tracing::info!("SIGHUP received; nothing to reload yet");
+                    }
+                });
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot listen for SIGHUP"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is

@@ -5,19 +5,35 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use tessera_client::token;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// True for what is not text a person reads: control characters (Unicode
 /// `Cc`: the C0 controls with NUL, DEL, the C1 controls), the line and
-/// paragraph separators, and the bidirectional embedding, override and
-/// isolate controls, which reorder what a terminal or a UI shows after
-/// them. PostgreSQL refuses NUL in text; the others garble log lines and
-/// audit views, or forge them.
+/// paragraph separators, and the format characters (`Cf`), which are
+/// invisible: bidirectional marks, embeddings, overrides and isolates,
+/// which reorder what a terminal or a UI shows after them, the zero width
+/// space, the byte order mark, the soft hyphen, tags… PostgreSQL refuses
+/// NUL in text; the others garble log lines and audit views, forge them,
+/// or make two different values look the same. The zero width joiner and
+/// non-joiner are format characters too but stay printable: emoji
+/// sequences and some scripts (Persian, Indic) need them.
 pub(crate) fn unprintable(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
     c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-        )
+        || matches!(c, '\u{2028}' | '\u{2029}')
+        || (c.general_category() == GeneralCategory::Format
+            && !matches!(c, '\u{200C}' | '\u{200D}'))
+}
+
+/// True when `text` holds an unprintable character. Printable ASCII, what
+/// almost every request field holds, is recognised a byte at a time.
+pub(crate) fn has_unprintable(text: &str) -> bool {
+    if text.bytes().all(|b| matches!(b, b' '..=b'~')) {
+        return false;
+    }
+    text.chars().any(unprintable)
 }
 
 /// `text` with every unprintable character written as `\u{XXXX}` (its code
@@ -25,7 +41,7 @@ pub(crate) fn unprintable(c: char) -> bool {
 /// doubled, so that an escape cannot be forged by sending its characters.
 /// Borrowed when nothing needs escaping.
 pub(crate) fn escaped(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c == '\\' || unprintable(c)) {
+    if !text.contains('\\') && !has_unprintable(text) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
@@ -55,13 +71,52 @@ mod tests {
     #[test]
     fn unprintable_characters_and_backslashes_are_escaped() {
         assert!(matches!(escaped("user:github/ada"), Cow::Borrowed(_)));
+        assert!(matches!(escaped("Zoë"), Cow::Borrowed(_)));
         assert_eq!(escaped("a\0b"), "a\\u{0000}b");
         assert_eq!(
             escaped("\u{1b}[2J\u{85}\u{202e}"),
             "\\u{001B}[2J\\u{0085}\\u{202E}"
         );
         assert_eq!(escaped("\\u{0000}"), "\\\\u{0000}");
-        assert_eq!(escaped("Zoë \u{200d}"), "Zoë \u{200d}");
+        assert_eq!(escaped("Zoë \u{200c}\u{200d}"), "Zoë \u{200c}\u{200d}");
+    }
+
+    #[test]
+    fn format_characters_are_unprintable_but_joiners() {
+        for c in [
+            '\u{ad}',
+            '\u{61c}',
+            '\u{180e}',
+            '\u{200b}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{feff}',
+            '\u{fff9}',
+            '\u{fffb}',
+            '\u{e0001}',
+            '\u{e0020}',
+            '\u{e007f}',
+        ] {
+            assert!(unprintable(c), "{c:?}");
+        }
+        assert_eq!(escaped("a\u{200e}b\u{e0041}"), "a\\u{200E}b\\u{E0041}");
+        for c in [
+            'a',
+            ' ',
+            '~',
+            'é',
+            'ß',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{fe0f}',
+            '\u{1f600}',
+        ] {
+            assert!(!unprintable(c), "{c:?}");
+        }
     }
 
     #[test]

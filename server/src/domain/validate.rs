@@ -30,10 +30,10 @@ pub(crate) fn display_name(field: &'static str, name: &str) -> Result<()> {
 }
 
 fn printable(field: &'static str, value: &str) -> Result<()> {
-    if value.chars().any(text::unprintable) {
+    if text::has_unprintable(value) {
         return Err(Error::invalid(
             field,
-            "must not hold control, line-separator or bidirectional-override characters",
+            "must not hold control, line-separator or invisible format characters",
         ));
     }
     Ok(())
@@ -84,6 +84,8 @@ mod tests {
             "x@SYSTEM.local",
             "\u{85}ada@example.com",
             "ada\0@example.com",
+            "a\u{200e}b@example.com",
+            "ada@exam\u{ad}ple.com",
         ] {
             assert!(human_email("email", bad).is_err(), "{bad:?} accepted");
         }
@@ -100,5 +102,7 @@ mod tests {
         assert!(display_name("name", "a\nb").is_err());
         assert!(display_name("name", "\u{85}").is_err());
         assert!(display_name("name", "a\u{202e}b").is_err());
+        assert!(display_name("name", "\u{feff}Ada").is_err());
+        assert!(display_name("name", "Zoë \u{1f469}\u{200d}\u{1f4bb}").is_ok());
     }
 }
