@@ -1,13 +1,14 @@
 //! The audit log: appended by the group commit (`batching/writes.rs`).
 
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryOrder, QuerySelect};
 
 use super::DbResult;
-use super::batching::pg_arrays;
+use super::batching::{pg_arrays, sqlite_json};
 use super::entities::audit;
 use crate::store::AuditRecord;
 
-/// Appends audit entries in one statement.
+/// Appends audit entries in one statement (see `pg_arrays.rs` and
+/// `sqlite_json.rs`).
 pub(super) async fn append_audits(
     db: &impl ConnectionTrait,
     records: &[&AuditRecord],
@@ -18,20 +19,7 @@ pub(super) async fn append_audits(
     if db.get_database_backend() == DbBackend::Postgres {
         return pg_arrays::append_audits(db, records).await;
     }
-    let rows = records.iter().map(|record| audit::ActiveModel {
-        at: Set(record.at),
-        actor: Set(record.actor.clone()),
-        action: Set(record.action.clone()),
-        resource: Set(record.resource.clone()),
-        outcome: Set(record.outcome.clone()),
-        credential_id: Set(record.credential_id.clone()),
-        peer: Set(record.peer.clone()),
-        ..Default::default()
-    });
-    audit::Entity::insert_many(rows)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    sqlite_json::append_audits(db, records).await
 }
 
 /// Deletes at most `limit` entries older than `cutoff`, the oldest first

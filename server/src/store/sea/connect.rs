@@ -17,9 +17,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default pool sizes.
 const SQLITE_POOL: u32 = 8;
 const POSTGRES_POOL: u32 = 16;
-/// Prepared statements kept per SQLite connection. The hot lookups are a
-/// handful; batched writes come in many sizes, each its own statement, and
-/// a cached 512-row insert is large.
+/// Prepared statements kept per SQLite connection. The hot lookups and the
+/// group commit's statements are a handful, each one SQL text for any
+/// number of rows (`json_each`).
 const SQLITE_STATEMENT_CACHE: usize = 16;
 /// Page cache per SQLite connection, in KiB (SQLite's default is 2,000).
 /// A write by one connection empties the cache of every other, so under
@@ -42,6 +42,10 @@ const LOOKUP_WORKERS_PER_POOL: u32 = 4;
 const POSTGRES_IDLE_CHECK: Duration = Duration::from_secs(10);
 /// How long SQLite waits for another writer (another process, or the CLI).
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where SQLite keeps temporary b-trees: the group commit's statements
+/// unpack their rows into some (`batching/sqlite_json.rs`), which in a
+/// temporary file cost a write call per page.
+const SQLITE_TEMP_STORE: &str = "memory";
 
 /// An open database: the pool, the gate in front of it, and the workers.
 pub(super) struct Opened {
@@ -105,6 +109,7 @@ fn sqlite_options(opts: SqliteConnectOptions, cache_kib: u32) -> SqliteConnectOp
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
         .pragma("cache_size", format!("-{cache_kib}"))
+        .pragma("temp_store", SQLITE_TEMP_STORE)
 }
 
 /// The group commit's own connection on SQLite (see `SQLITE_WRITER_CACHE_KIB`).

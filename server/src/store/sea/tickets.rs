@@ -1,17 +1,15 @@
 //! Tickets: written and taken by the group commit (`batching/writes.rs`),
 //! reaped by the background reaper.
 
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::DbResult;
-use super::batching::pg_arrays;
+use super::batching::{pg_arrays, sqlite_json};
 use super::entities::{spent_ticket, ticket};
 use crate::store::{SpentTicket, TicketRecord};
 
-/// Stores new tickets in one statement (on PostgreSQL, see `unnest`).
+/// Stores new tickets in one statement (see `pg_arrays.rs` and
+/// `sqlite_json.rs`).
 pub(super) async fn insert_tickets(
     db: &impl ConnectionTrait,
     records: &[&TicketRecord],
@@ -22,18 +20,7 @@ pub(super) async fn insert_tickets(
     if db.get_database_backend() == DbBackend::Postgres {
         return pg_arrays::insert_tickets(db, records).await;
     }
-    let rows = records.iter().map(|record| ticket::ActiveModel {
-        hash: Set(record.hash.clone()),
-        user_id: Set(record.user_id.clone()),
-        provider: Set(record.provider.clone()),
-        purpose: Set(record.purpose.clone()),
-        minted_at: Set(record.minted_at),
-        expires_at: Set(record.expires_at),
-    });
-    ticket::Entity::insert_many(rows)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    sqlite_json::insert_tickets(db, records).await
 }
 
 /// Deletes the tickets with these hashes and returns the rows that existed.
@@ -49,10 +36,7 @@ pub(super) async fn take_tickets(
     let rows = if db.get_database_backend() == DbBackend::Postgres {
         pg_arrays::take_tickets(db, hashes).await?
     } else {
-        ticket::Entity::delete_many()
-            .filter(ticket::Column::Hash.is_in(hashes.iter().copied()))
-            .exec_with_returning(db)
-            .await?
+        sqlite_json::take_tickets(db, hashes).await?
     };
     Ok(rows
         .into_iter()
@@ -85,7 +69,7 @@ pub(super) async fn delete_expired_tickets(
     Ok(reaped.max(tombstones))
 }
 
-/// Stores the tombstones of tickets just spent, in one statement.
+/// Stores the tombstones of tickets just spent (see [`insert_tickets`]).
 pub(super) async fn insert_spent(
     db: &impl ConnectionTrait,
     records: &[SpentTicket],
@@ -96,26 +80,8 @@ pub(super) async fn insert_spent(
     if db.get_database_backend() == DbBackend::Postgres {
         return pg_arrays::insert_spent(db, records).await;
     }
-    // One row per statement, always the same text: SQLite runs a prepared
-    // statement again for a few microseconds, while a multi-row statement
-    // of a new size is parsed and planned afresh (measured: about 30 µs of
-    // server CPU per ticket pair).
-    for record in records {
-        let values = [
-            record.hash.clone().into(),
-            record.spent_at.into(),
-            record.spent_by.clone().into(),
-            record.peer.clone().into(),
-            record.expires_at.into(),
-        ];
-        let statement = Statement::from_sql_and_values(DbBackend::Sqlite, INSERT_SPENT, values);
-        db.execute_raw(statement).await?;
-    }
-    Ok(())
+    sqlite_json::insert_spent(db, records).await
 }
-
-const INSERT_SPENT: &str = "INSERT INTO spent_tickets \
-    (hash, spent_at, spent_by, peer, expires_at) VALUES ($1, $2, $3, $4, $5)";
 
 /// The tombstones of these hashes (asked for only when a take found no live
 /// ticket: a replay, garbage, or a reaped ticket).
@@ -126,10 +92,14 @@ pub(super) async fn find_spent(
     if hashes.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = spent_ticket::Entity::find()
-        .filter(spent_ticket::Column::Hash.is_in(hashes.iter().copied()))
-        .all(db)
-        .await?;
+    let rows = if db.get_database_backend() == DbBackend::Postgres {
+        spent_ticket::Entity::find()
+            .filter(spent_ticket::Column::Hash.is_in(hashes.iter().copied()))
+            .all(db)
+            .await?
+    } else {
+        sqlite_json::find_spent(db, hashes).await?
+    };
     Ok(rows
         .into_iter()
         .map(|row| SpentTicket {

@@ -1,8 +1,6 @@
 //! VerifyBearer's token lookups, answered together (see `queue.rs`): under
 //! load, one query finds the users or workspaces of many tokens.
 
-use std::fmt::Write;
-
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 
 use super::queue::{self, Queue};
@@ -104,31 +102,5 @@ pub(in crate::store::sea) fn any_of(
         return (format!("{column} = ANY($1)"), keys.to_vec().into());
     }
     let condition = format!("{column} IN (SELECT value FROM json_each($1))");
-    (condition, json_array(keys).into())
-}
-
-/// `keys` as a JSON array of strings.
-fn json_array(keys: &[String]) -> String {
-    let mut json = String::from("[");
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push('"');
-        for c in key.chars() {
-            match c {
-                '"' | '\\' => {
-                    json.push('\\');
-                    json.push(c);
-                }
-                c if c.is_control() => {
-                    let _ = write!(json, "\\u{:04x}", u32::from(c));
-                }
-                c => json.push(c),
-            }
-        }
-        json.push('"');
-    }
-    json.push(']');
-    json
+    (condition, serde_json::Value::from(keys).to_string().into())
 }

@@ -1,7 +1,8 @@
 //! Calls answered together: the group commit of ticket and audit writes
 //! (`writes.rs`, with `isolate.rs` for a batch that fails) and
 //! VerifyBearer's token lookups (`lookups.rs`), both on the generic queue
-//! of `queue.rs`; `pg_arrays.rs` holds their PostgreSQL statements.
+//! of `queue.rs`; `pg_arrays.rs` and `sqlite_json.rs` hold the group
+//! commit's PostgreSQL and SQLite statements.
 //!
 //! Why: a statement's cost is mostly fixed (a round trip to PostgreSQL, two
 //! thread hand-offs to sqlx's SQLite worker), so under load one statement
@@ -18,6 +19,7 @@ mod isolate;
 mod lookups;
 pub(super) mod pg_arrays;
 mod queue;
+pub(super) mod sqlite_json;
 mod writes;
 
 pub(super) use lookups::{Lookups, any_of};

@@ -213,3 +213,48 @@ async fn a_nul_fails_alone_in_few_attempts_on_postgres() {
         a_bad_write_fails_alone(&db, bad_at, write).await;
     }
 }
+
+/// A batch of tickets with no audit entries, one of them a duplicate: the
+/// duplicate fails alone and every other ticket is stored once, answered as
+/// stored (a batch of one table's rows is all or nothing too, however its
+/// rows are sent).
+async fn a_duplicate_among_bare_tickets_fails_alone(db: &TestDatabase) {
+    let store = SeaStore::connect(db.url()).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let conn = sea_orm::Database::connect(db.url()).await.expect("connect");
+    let on_file = [Write::Ticket(ticket(DUPLICATE), None)];
+    apply(&conn, &on_file).await.expect("ticket on file");
+
+    let bad_at = 5;
+    let writes: Vec<Write> = (0..8)
+        .map(|i| {
+            let hash = if i == bad_at {
+                DUPLICATE.to_owned()
+            } else {
+                format!("bare-{i}")
+            };
+            Write::Ticket(ticket(&hash), None)
+        })
+        .collect();
+    let answers = isolate(&writes, |part| apply(&conn, part)).await;
+    for (i, answer) in answers.iter().enumerate() {
+        match (i == bad_at, answer) {
+            (true, Err(StoreError::Db(_))) | (false, Ok(Written::Stored)) => {}
+            _ => panic!("write {i} (the bad one at {bad_at}): {answer:?}"),
+        }
+    }
+    let tickets = store.count_tickets_for_tests().await.expect("count");
+    assert_eq!(tickets, writes.len() as u64, "the one on file and 7 new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_among_bare_tickets_fails_alone_on_sqlite() {
+    a_duplicate_among_bare_tickets_fails_alone(&TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_among_bare_tickets_fails_alone_on_postgres() {
+    if let Some(db) = TestDatabase::postgres().await {
+        a_duplicate_among_bare_tickets_fails_alone(&db).await;
+    }
+}
