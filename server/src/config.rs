@@ -163,6 +163,9 @@ pub(crate) struct ServeArgs {
     pub clock_skew_ms: i64,
 }
 
+/// The most `TESSERA_CLOCK_SKEW_MS` may skew a process's clock: a day.
+const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
+
 impl ServeArgs {
     /// The settings of `tessera` run without arguments (environment only).
     pub(crate) fn from_env() -> Result<Self, clap::Error> {
@@ -185,6 +188,9 @@ impl ServeArgs {
     pub(crate) fn settings(&self, banner: BannerSink) -> Result<Settings, String> {
         if self.ticket_ttl == 0 || self.ticket_ttl > self.ticket_max_ttl {
             return Err("TESSERA_TICKET_TTL must be between 1 and TESSERA_TICKET_MAX_TTL".into());
+        }
+        if self.clock_skew_ms.unsigned_abs() > MAX_CLOCK_SKEW_MS {
+            return Err("TESSERA_CLOCK_SKEW_MS (for tests) must be within a day".into());
         }
         for (name, value) in [
             ("TESSERA_DB_CHECK_INTERVAL_MS", self.db_check_interval_ms),
@@ -356,6 +362,14 @@ mod tests {
     struct Only {
         #[command(flatten)]
         serve: ServeArgs,
+    }
+
+    #[test]
+    fn a_clock_skew_beyond_a_day_is_refused() {
+        let skewed = |ms: &str| Only::parse_from(["tessera", "--clock-skew-ms", ms]).serve;
+        assert!(skewed("-86400000").settings(BannerSink::stdout()).is_ok());
+        let refused = skewed("86400001").settings(BannerSink::stdout());
+        assert!(refused.is_err_and(|err| err.contains("TESSERA_CLOCK_SKEW_MS")));
     }
 
     #[test]

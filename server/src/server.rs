@@ -100,7 +100,13 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
     let sea = SeaStore::connect_with_pool(url, settings.db_max_connections).await?;
     let sea = match settings.clock_skew_ms {
         0 => sea,
-        skew => sea.with_clock(DatabaseClock::skewed(skew)).await?,
+        skew_ms => {
+            tracing::warn!(
+                skew_ms,
+                "TESSERA_CLOCK_SKEW_MS is set: this process reads its clock off on purpose (for tests only)"
+            );
+            sea.with_clock(DatabaseClock::skewed(skew_ms)).await?
+        }
     };
     sea.migrate().await?;
     let store: Arc<dyn Store> = Arc::new(sea.clone());

@@ -54,7 +54,12 @@ impl FailureKeys {
         if scope != Scope::Peer
             && let Some(id) = token::credential_id_of(self.bearer.expose())
         {
-            keys.push(format!("credential:{id}"));
+            // The public id (64 bits of the SHA-256) and 64 more: a token
+            // made to share a victim's public id, to have it refused, would
+            // cost about 2^64 hashes; sharing these 128 bits is out of reach.
+            let hash = token::sha256_hex(self.bearer.expose());
+            let more = hash.get(16..32).unwrap_or_default();
+            keys.push(format!("credential:{id}{more}"));
         }
         keys
     }
@@ -226,6 +231,16 @@ mod tests {
             None,
             "another peer is unaffected"
         );
+    }
+
+    #[test]
+    fn a_credential_is_keyed_by_128_bits_of_its_hash() {
+        let token = token::generate(token::TokenKind::UserAccess);
+        let keys = FailureKeys::new(None, token.clone()).resolve(Scope::Credential);
+        let id = token::credential_id_of(token.expose()).expect("well-formed");
+        let hash = token::sha256_hex(token.expose());
+        let expected = format!("credential:{id}{}", &hash[16..32]);
+        assert_eq!(keys, [expected], "the public id alone is only 64 bits");
     }
 
     #[test]

@@ -22,8 +22,13 @@ use super::failures::{FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
 use super::streams::{HoldingPlace, StreamLimit};
-use super::throttle::peer_key;
+use super::throttle::{failure_peer, peer_address};
 use crate::grpc::CallerAtFault;
+
+/// Set on a call whose refusal its handler should count, not audit: the
+/// call comes from a refused peer that has spent its audited failures.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RefusalUnaudited;
 
 /// Adds caller authentication and the policy table to a tonic server.
 #[derive(Clone)]
@@ -100,19 +105,19 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let rule = policy::rule_for(request.uri().path());
         let addr = remote_addr(&request);
-        let peer_key = addr.map(|a| peer_key(a.ip()));
+        let peer_ip = addr.map(|a| peer_address(a.ip()));
         if rule == Rule::Public {
-            return self.public(request, peer_key);
+            return self.public(request, peer_ip);
         }
         let bearer = Secret::new(bearer_of(&request).unwrap_or_default());
-        let keys = FailureKeys::new(peer_key, bearer);
+        let keys = FailureKeys::new(peer_ip.map(failure_peer), bearer);
         // A credential that keeps failing is refused wherever it comes from.
         // A peer that keeps failing is refused only on the calls that fail
         // again (below): a valid credential is never refused for what others
         // behind the same address did.
         let refusal = match self.failures.blocked(&keys, Scope::Credential) {
             Some(wait) => Some(wait),
-            None if rule == Rule::Anonymous => self.throttle.check(peer_key).err(),
+            None if rule == Rule::Anonymous => self.throttle.check(peer_ip).err(),
             None => None,
         };
         if let Some(wait) = refusal {
@@ -120,14 +125,13 @@ where
         }
         let peer_blocked = self.failures.blocked(&keys, Scope::Peer);
         // A redemption's credential is in the message, and its handler
-        // checks and audits it: from a refused peer, only up to the bound
-        // of failures audited one by one (install tokens are one-shot and
-        // long random; the first admin can redeem from elsewhere, or later).
+        // checks and audits it: from a refused peer, its refusal is audited
+        // only within the bound of failures audited one by one.
         if rule == Rule::Redeem
-            && let Some(wait) = peer_blocked
+            && peer_blocked.is_some()
             && !self.failures.audit_from_refused_peer(&keys)
         {
-            return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
+            request.extensions_mut().insert(RefusalUnaudited);
         }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
@@ -198,7 +202,7 @@ impl<S> Auth<S> {
     fn public<B>(
         &mut self,
         request: http::Request<B>,
-        peer_key: Option<IpAddr>,
+        peer_ip: Option<IpAddr>,
     ) -> BoxFuture<S::Response, S::Error>
     where
         S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
@@ -208,7 +212,7 @@ impl<S> Auth<S> {
         if !PUBLIC_STREAMS.contains(&request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
-        let Some(place) = self.watches.acquire(peer_key) else {
+        let Some(place) = self.watches.acquire(peer_ip) else {
             let status = Status::resource_exhausted("too many open streams from this address");
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };

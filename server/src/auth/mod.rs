@@ -16,7 +16,7 @@ pub(crate) mod verify;
 pub(crate) use authenticate::Authenticator;
 pub(crate) use failures::FailureThrottle;
 pub use header::parse_bearer;
-pub(crate) use layer::AuthLayer;
+pub(crate) use layer::{AuthLayer, RefusalUnaudited};
 pub(crate) use shared_failures::share_failures;
 pub(crate) use streams::StreamLimit;
 pub(crate) use throttle::Throttle;

@@ -86,17 +86,26 @@ impl Throttle {
     }
 }
 
-/// The address a peer is throttled as: an IPv4 address (also when it comes
-/// IPv4-mapped), or an IPv6 address's /64, the smallest block a host is
-/// usually given, so that one host cannot use each of its 2^64 addresses
-/// as a fresh budget.
-pub(super) fn peer_key(ip: IpAddr) -> IpAddr {
+/// A peer's address as its budgets know it: IPv4 also when it comes
+/// IPv4-mapped, so the two forms share one budget.
+pub(super) fn peer_address(ip: IpAddr) -> IpAddr {
     match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
-        },
+    }
+}
+
+/// The address a peer's failed authentications are charged to: its
+/// [`peer_address`], or for IPv6 its /64, the smallest block a host is
+/// usually given, so that one host cannot use each of its 2^64 addresses
+/// as a fresh failure budget. Only failing calls are refused by it, so
+/// hosts sharing a /64 (pods of one node) cannot deny each other service;
+/// the other per-peer bounds (anonymous rate, public streams) keep the
+/// full address for that reason.
+pub(super) fn failure_peer(ip: IpAddr) -> IpAddr {
+    match peer_address(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
     }
 }
 
@@ -122,16 +131,20 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_host_is_one_peer_and_a_mapped_ipv4_address_is_itself() {
+    fn an_ipv6_host_fails_as_its_64_and_a_mapped_ipv4_address_is_itself() {
         let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
-        assert_eq!(peer_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
         assert_eq!(
-            peer_key(ip("2001:db8:1:2:ffff:1:2:3")),
+            failure_peer(ip("2001:db8:1:2:aaaa::1")),
             ip("2001:db8:1:2::")
         );
-        assert_ne!(peer_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
-        assert_eq!(peer_key(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
-        assert_eq!(peer_key(ip("10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(
+            failure_peer(ip("2001:db8:1:2:ffff:1:2:3")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(failure_peer(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(failure_peer(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(peer_address(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
+        assert_eq!(peer_address(ip("2001:db8:1:2::1")), ip("2001:db8:1:2::1"));
     }
 
     #[test]

@@ -131,15 +131,16 @@ impl Install {
         }
     }
 
-    /// ConsumeInstallToken from `peer`: creates the first admin; audited
-    /// either way.
-    pub(crate) async fn consume(
-        &self,
-        peer: &str,
-        presented: &str,
-        email: &str,
-        name: &str,
-    ) -> Result<FirstAdmin> {
+    /// ConsumeInstallToken: creates the first admin; audited either way
+    /// (a refusal only if the redemption says so, and counted otherwise).
+    pub(crate) async fn consume(&self, redemption: Redemption<'_>) -> Result<FirstAdmin> {
+        let Redemption {
+            peer,
+            presented,
+            email,
+            name,
+            audit_refusal,
+        } = redemption;
         let result = self.create_first_admin(presented, email, name).await;
         let event = if result.is_ok() {
             "consumed"
@@ -171,7 +172,8 @@ impl Install {
                     .as_actor(actor, &credential_id, peer, event)
                     .await;
             }
-            Err(_) => self.audit.failed_auth(&credential_id, peer, event).await,
+            Err(_) if audit_refusal => self.audit.failed_auth(&credential_id, peer, event).await,
+            Err(_) => ::metrics::counter!("tessera_auth_failures_unaudited_total").increment(1),
         }
         result
     }
@@ -295,6 +297,21 @@ fn display_name_or_local_part<'a>(name: &'a str, email: &'a str) -> &'a str {
     } else {
         name
     }
+}
+
+/// One ConsumeInstallToken call.
+pub(crate) struct Redemption<'a> {
+    /// The caller's address, for the audit entry.
+    pub peer: &'a str,
+    /// The install token presented.
+    pub presented: &'a str,
+    /// The first admin's e-mail.
+    pub email: &'a str,
+    /// The first admin's display name.
+    pub name: &'a str,
+    /// False when a refusal is to be counted, not audited (the caller is a
+    /// refused peer that has spent its audited failures).
+    pub audit_refusal: bool,
 }
 
 #[cfg(test)]

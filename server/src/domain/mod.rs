@@ -21,7 +21,7 @@ pub(crate) use audit::{Auditor, Event};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
 pub(crate) use error::{Error, Result};
-pub(crate) use install::{Install, InstallState};
+pub(crate) use install::{Install, InstallState, Redemption};
 pub(crate) use internal_credential::InternalCredentials;
 pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};

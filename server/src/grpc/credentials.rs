@@ -6,7 +6,8 @@ use tessera_client::pb::{self, credential_service_server::CredentialService};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use crate::domain::{Caller, Tessera, TicketRequest};
+use crate::auth::RefusalUnaudited;
+use crate::domain::{Caller, Redemption, Tessera, TicketRequest};
 
 /// The gRPC face of [`Tessera`].
 pub(crate) struct CredentialsApi {
@@ -136,17 +137,16 @@ impl CredentialService for CredentialsApi {
             .remote_addr()
             .map(|addr| addr.to_string())
             .unwrap_or_default();
+        let audit_refusal = request.extensions().get::<RefusalUnaudited>().is_none();
         let body = request.get_ref();
-        let first = self
-            .app
-            .install
-            .consume(
-                &peer,
-                &body.install_token,
-                &body.admin_email,
-                &body.admin_name,
-            )
-            .await?;
+        let redemption = Redemption {
+            peer: &peer,
+            presented: &body.install_token,
+            email: &body.admin_email,
+            name: &body.admin_name,
+            audit_refusal,
+        };
+        let first = self.app.install.consume(redemption).await?;
         Ok(Response::new(pb::ConsumeInstallTokenResponse {
             admin: Some(first.admin.into()),
             admin_token: first.token.expose().to_owned(),

@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A reading whose round trip took longer than this says too little about
-/// when it was taken; it is ignored.
+/// when it was taken; it is ignored (and the last offset kept).
 const MAX_ROUND_TRIP_MS: i64 = 250;
+/// Shortest time between two warnings about ignored readings.
+const WARN_EVERY_MS: i64 = 60_000;
 
 /// The database's time, as this process estimates it.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +28,8 @@ struct Offsets {
     skew_ms: i64,
     /// The database's clock minus this process's.
     to_database_ms: AtomicI64,
+    /// When (local ms) a reading was last ignored with a warning.
+    warned_at_ms: AtomicI64,
 }
 
 impl DatabaseClock {
@@ -35,7 +39,7 @@ impl DatabaseClock {
         Self {
             offsets: Arc::new(Offsets {
                 skew_ms,
-                to_database_ms: AtomicI64::new(0),
+                ..Offsets::default()
             }),
         }
     }
@@ -59,11 +63,31 @@ impl DatabaseClock {
     pub(crate) fn observe(&self, sent_ms: i64, database_ms: i64, received_ms: i64) {
         let round_trip = received_ms.saturating_sub(sent_ms);
         if !(0..=MAX_ROUND_TRIP_MS).contains(&round_trip) {
+            self.warn_ignored(round_trip, received_ms);
             return;
         }
         let midpoint = sent_ms.saturating_add(round_trip / 2);
         let offset = database_ms.saturating_sub(midpoint);
         self.offsets.to_database_ms.store(offset, Ordering::Relaxed);
+    }
+}
+
+impl DatabaseClock {
+    /// Says, at most once a minute, that the offset could not be renewed:
+    /// until it can, this process keeps the last one (none at all if it
+    /// never had a good reading, and then trusts its own clock).
+    fn warn_ignored(&self, round_trip_ms: i64, now_ms: i64) {
+        let last = self.offsets.warned_at_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < WARN_EVERY_MS {
+            return;
+        }
+        self.offsets.warned_at_ms.store(now_ms, Ordering::Relaxed);
+        let offset_ms = self.offsets.to_database_ms.load(Ordering::Relaxed);
+        tracing::warn!(
+            round_trip_ms,
+            offset_ms,
+            "the database's clock could not be read precisely; keeping the last offset"
+        );
     }
 }
 

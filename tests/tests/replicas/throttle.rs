@@ -126,4 +126,10 @@ async fn concurrent_guesses_over_replicas_share_one_budget() {
         "{admitted} guesses admitted; at most {most}"
     );
     assert_refused_everywhere(&servers, &guess).await;
+    // Replicas writing the same keys at once must not deadlock each other
+    // (a lost write is a failure nobody counted).
+    for server in &servers {
+        let stderr = server.stderr();
+        assert!(!stderr.contains("could not share"), "{stderr}");
+    }
 }

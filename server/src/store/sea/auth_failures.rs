@@ -40,6 +40,10 @@ pub(super) async fn add_auth_failures(
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(Vec::new());
     }
+    // In key order: two replicas' upserts then lock the rows they share in
+    // the same order, and cannot deadlock each other.
+    let mut failures = failures.to_vec();
+    failures.sort_unstable();
     let mut tallies = Vec::with_capacity(failures.len());
     for chunk in failures.chunks(KEYS_PER_STATEMENT) {
         let keys: Vec<String> = chunk.iter().map(|(key, _)| key.clone()).collect();
