@@ -52,14 +52,14 @@ impl FailureKeys {
             keys.push(format!("peer:{ip}"));
         }
         if scope != Scope::Peer
-            && let Some(id) = token::credential_id_of(self.bearer.expose())
+            && let Ok(kind) = token::parse(self.bearer.expose())
         {
-            // The public id (64 bits of the SHA-256) and 64 more: a token
-            // made to share a victim's public id, to have it refused, would
-            // cost about 2^64 hashes; sharing these 128 bits is out of reach.
+            // The public id (the tag and 64 bits of the SHA-256) and 64 bits
+            // more: a token made to share a victim's public id, to have it
+            // refused, would cost about 2^64 hashes; 128 are out of reach.
             let hash = token::sha256_hex(self.bearer.expose());
-            let more = hash.get(16..32).unwrap_or_default();
-            keys.push(format!("credential:{id}{more}"));
+            let bits = hash.get(..32).unwrap_or_default();
+            keys.push(format!("credential:{}_{bits}", kind.tag()));
         }
         keys
     }

@@ -38,7 +38,6 @@ pub(super) struct PendingFailures {
 }
 
 /// The batch being filled.
-#[derive(Default)]
 struct Batch {
     number: u64,
     counts: HashMap<String, u32>,

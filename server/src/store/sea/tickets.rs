@@ -1,11 +1,11 @@
 //! Tickets: written and taken by the group commit (`batching/writes.rs`),
 //! reaped by the background reaper.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait};
 
 use super::DbResult;
 use super::batching::{pg_arrays, sqlite_json};
-use super::entities::{spent_ticket, ticket};
+use super::entities::ticket;
 use crate::store::{SpentTicket, TicketRecord};
 
 /// Stores new tickets in one statement (see `pg_arrays.rs` and
@@ -93,10 +93,7 @@ pub(super) async fn find_spent(
         return Ok(Vec::new());
     }
     let rows = if db.get_database_backend() == DbBackend::Postgres {
-        spent_ticket::Entity::find()
-            .filter(spent_ticket::Column::Hash.is_in(hashes.iter().copied()))
-            .all(db)
-            .await?
+        pg_arrays::find_spent(db, hashes).await?
     } else {
         sqlite_json::find_spent(db, hashes).await?
     };

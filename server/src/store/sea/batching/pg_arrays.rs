@@ -11,7 +11,7 @@
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, Value};
 
 use crate::store::sea::DbResult;
-use crate::store::sea::entities::ticket;
+use crate::store::sea::entities::{spent_ticket, ticket};
 use crate::store::{AuditRecord, SpentTicket, TicketRecord};
 
 const INSERT_TICKETS: &str = "INSERT INTO tickets \
@@ -24,6 +24,9 @@ const INSERT_SPENT: &str = "INSERT INTO spent_tickets \
 
 const TAKE_TICKETS: &str = "DELETE FROM tickets WHERE hash = ANY($1::text[]) \
     RETURNING hash, user_id, provider, purpose, minted_at, expires_at";
+
+const FIND_SPENT: &str = "SELECT hash, spent_at, spent_by, peer, expires_at FROM spent_tickets \
+    WHERE hash = ANY($1::text[])";
 
 // WITH ORDINALITY: entries get their ids in the order they were given.
 const APPEND_AUDITS: &str = "INSERT INTO audit_log \
@@ -68,9 +71,26 @@ pub(in crate::store::sea) async fn take_tickets(
     db: &impl ConnectionTrait,
     hashes: &[&str],
 ) -> DbResult<Vec<ticket::Model>> {
+    rows_of::<ticket::Entity>(db, TAKE_TICKETS, hashes).await
+}
+
+/// The tombstones found, one per hash that has one.
+pub(in crate::store::sea) async fn find_spent(
+    db: &impl ConnectionTrait,
+    hashes: &[&str],
+) -> DbResult<Vec<spent_ticket::Model>> {
+    rows_of::<spent_ticket::Entity>(db, FIND_SPENT, hashes).await
+}
+
+/// The rows of `E` that `sql`, given `hashes` as its one array, returns.
+async fn rows_of<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    hashes: &[&str],
+) -> DbResult<Vec<E::Model>> {
     let hashes: Vec<String> = hashes.iter().map(|&hash| hash.to_owned()).collect();
-    let delete = statement(TAKE_TICKETS, vec![hashes.into()]);
-    ticket::Entity::find().from_raw_sql(delete).all(db).await
+    let statement = statement(sql, vec![hashes.into()]);
+    E::find().from_raw_sql(statement).all(db).await
 }
 
 pub(in crate::store::sea) async fn insert_spent(

@@ -162,9 +162,12 @@ async fn apply(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Vec<Writte
         match apply_once(db, &rest).await? {
             Applied::Done(answers) => {
                 let mut answers = answers.into_iter();
-                let all = (0..writes.len()).map(|i| match abandoned.contains(&i) {
-                    true => Some(Written::Taken(Err(TicketRejection::Unknown))),
-                    false => answers.next(),
+                let all = (0..writes.len()).map(|i| {
+                    if abandoned.contains(&i) {
+                        Some(Written::Taken(Err(TicketRejection::Unknown)))
+                    } else {
+                        answers.next()
+                    }
                 });
                 return Ok(all.flatten().collect());
             }
