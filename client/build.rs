@@ -16,6 +16,7 @@ const SECRET_BEARING: &[&str] = &[
     ".tessera.v1.ProvisionWorkspaceResponse",
     ".tessera.v1.RegisterWorkspaceResponse",
     ".tessera.v1.GetInboundSecretResponse",
+    ".tessera.v1.CreateAccessTokenResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -84,6 +84,7 @@ redacted_debug! {
         registered_at: shown,
     }
     GetInboundSecretResponse { platform_inbound_secret: opt_secret }
+    CreateAccessTokenResponse { access_token: secret, credential: shown }
 }
 
 #[cfg(test)]
@@ -229,6 +230,20 @@ mod tests {
                 }
             ),
             &["platform_inbound_secret: Some([redacted])"],
+        );
+        let credential = pb::CredentialInfo {
+            credential_id: "usr_0123456789abcdef".into(),
+            ..Default::default()
+        };
+        check(
+            format!(
+                "{:?}",
+                pb::CreateAccessTokenResponse {
+                    access_token: s(),
+                    credential: Some(credential),
+                }
+            ),
+            &["access_token: [redacted]", "usr_0123456789abcdef"],
         );
     }
 

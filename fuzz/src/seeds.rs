@@ -177,6 +177,24 @@ pub fn rpc_seeds() -> Vec<(String, Vec<u8>)> {
             Bearer::Service,
             inbound(),
         ),
+        seed(
+            "create-access-token",
+            "CreateAccessToken",
+            Bearer::User,
+            create_access_token(),
+        ),
+        seed(
+            "list-credentials",
+            "ListCredentials",
+            Bearer::User,
+            list_credentials(),
+        ),
+        seed(
+            "revoke-credential",
+            "RevokeCredential",
+            Bearer::Service,
+            revoke_credential(),
+        ),
         seed("health", "Check", Bearer::None, vec![]),
         seed("unknown-method", "NoSuchMethod", Bearer::Service, vec![]),
         seed("two-bearers", "VerifyBearer", Bearer::Twice, verify("$usr")),
@@ -268,6 +286,30 @@ fn register(reissue: bool) -> Vec<u8> {
 fn inbound() -> Vec<u8> {
     pb::GetInboundSecretRequest {
         workspace_id: "$wid".into(),
+    }
+    .encode_to_vec()
+}
+
+fn create_access_token() -> Vec<u8> {
+    pb::CreateAccessTokenRequest {
+        name: "laptop".into(),
+        ttl_seconds: 3_600,
+    }
+    .encode_to_vec()
+}
+
+fn list_credentials() -> Vec<u8> {
+    pb::ListCredentialsRequest {
+        include_revoked: true,
+        page_size: 2,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn revoke_credential() -> Vec<u8> {
+    pb::RevokeCredentialRequest {
+        credential_id: "usr_0123456789abcdef".into(),
     }
     .encode_to_vec()
 }

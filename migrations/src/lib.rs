@@ -10,6 +10,7 @@ mod m0003_workspaces;
 mod m0004_audit_at;
 mod m0005_spent_tickets;
 mod m0006_auth_failures;
+mod m0007_credentials;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_audit_at::Migration),
             Box::new(m0005_spent_tickets::Migration),
             Box::new(m0006_auth_failures::Migration),
+            Box::new(m0007_credentials::Migration),
         ]
     }
 }

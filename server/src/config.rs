@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, ValueEnum};
 
 use crate::auth::verify::ServiceSecrets;
-use crate::domain::{BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
+use crate::domain::{
+    AccessTokenPolicy, BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, Policies, TicketPolicy,
+};
 use crate::store::DatabaseUrl;
 
 /// How logs are written (to standard error).
@@ -61,6 +63,13 @@ pub(crate) struct ServeArgs {
     /// Longest ticket lifetime a caller may ask for, in seconds.
     #[arg(long, env = "TESSERA_TICKET_MAX_TTL", default_value_t = DEFAULT_MAX_TTL_SECS)]
     pub ticket_max_ttl: u64,
+    /// Lifetime of a user access token when its creator asks for none
+    /// (and of those made by ConsumeInstallToken), e.g. `90d` or plain seconds.
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL", default_value = "90d", value_parser = parse_retention)]
+    pub access_token_ttl: Duration,
+    /// Longest lifetime a user may give its access token.
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_MAX_TTL", default_value = "366d", value_parser = parse_retention)]
+    pub access_token_max_ttl: Duration,
     /// How often the database is checked for the health service, in ms.
     #[arg(long, env = "TESSERA_DB_CHECK_INTERVAL_MS", default_value_t = 2_000)]
     pub db_check_interval_ms: u64,
@@ -189,6 +198,11 @@ impl ServeArgs {
         if self.ticket_ttl == 0 || self.ticket_ttl > self.ticket_max_ttl {
             return Err("TESSERA_TICKET_TTL must be between 1 and TESSERA_TICKET_MAX_TTL".into());
         }
+        if self.access_token_ttl > self.access_token_max_ttl {
+            return Err(
+                "TESSERA_ACCESS_TOKEN_TTL must not exceed TESSERA_ACCESS_TOKEN_MAX_TTL".into(),
+            );
+        }
         if self.clock_skew_ms.unsigned_abs() > MAX_CLOCK_SKEW_MS {
             return Err("TESSERA_CLOCK_SKEW_MS (for tests) must be within a day".into());
         }
@@ -204,9 +218,15 @@ impl ServeArgs {
         Ok(Settings {
             tls: self.tls()?,
             database_url: self.database.url()?,
-            tickets: TicketPolicy {
-                default_ttl: Duration::from_secs(self.ticket_ttl),
-                max_ttl: Duration::from_secs(self.ticket_max_ttl),
+            policies: Policies {
+                tickets: TicketPolicy {
+                    default_ttl: Duration::from_secs(self.ticket_ttl),
+                    max_ttl: Duration::from_secs(self.ticket_max_ttl),
+                },
+                access_tokens: AccessTokenPolicy {
+                    default_ttl: self.access_token_ttl,
+                    max_ttl: self.access_token_max_ttl,
+                },
             },
             db_check_interval: Duration::from_millis(self.db_check_interval_ms),
             reaper_interval: Duration::from_millis(self.reaper_interval_ms),
@@ -319,8 +339,8 @@ impl std::fmt::Debug for TlsSettings {
 pub(crate) struct Settings {
     /// Database URL; its `Debug` masks the password.
     pub database_url: DatabaseUrl,
-    /// Ticket lifetimes.
-    pub tickets: TicketPolicy,
+    /// Ticket and access-token lifetimes.
+    pub policies: Policies,
     /// Health check period.
     pub db_check_interval: Duration,
     /// Reaper period.

@@ -115,7 +115,7 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
     let app = Arc::new(Tessera::new(
         store.clone(),
         settings.service_secrets.clone(),
-        settings.tickets,
+        settings.policies,
         internal.clone(),
         settings.banner.clone(),
     ));

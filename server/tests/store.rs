@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditDraft, AuditRecord, CallerWaiting, InstallOutcome, InternalCredentialRecord, NewAdmin,
-    NewUser, SeaStore, Store, TicketRecord, TicketRejection, TicketTake, UserKind, Verdict,
-    WorkspaceRecord,
+    AuditDraft, AuditRecord, CallerWaiting, CredentialKind, CredentialRecord, InstallOutcome,
+    InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store, TicketRecord, TicketRejection,
+    TicketTake, UserKind, Verdict, WorkspaceRecord,
 };
 use tessera_tests::TestDatabase;
 
@@ -189,21 +189,10 @@ async fn concurrent_writes_each_get_their_own_answer(store: Arc<SeaStore>) {
 async fn concurrent_lookups_each_get_their_own_answer(store: Arc<SeaStore>) {
     const WORKSPACES: usize = 40;
     for i in 0..WORKSPACES {
-        let workspace = workspace(&format!("ws-{i}"), Some(format!("auth-{i}")));
-        assert!(store.insert_workspace(&workspace).await.expect("insert"));
+        insert_workspace(&store, &format!("ws-{i}"), Some(format!("auth-{i}"))).await;
     }
-    assert!(
-        store
-            .insert_workspace(&workspace("ws-none", None))
-            .await
-            .expect("insert")
-    );
-    let admin = NewAdmin {
-        id: random_id(),
-        email: "admin@example.com".into(),
-        display_name: "Admin".into(),
-        token_hash: "user-token".into(),
-    };
+    insert_workspace(&store, "ws-none", None).await;
+    let admin = new_admin("admin@example.com", "user-token");
     store
         .insert_install_token("install", 1)
         .await
@@ -225,7 +214,10 @@ async fn concurrent_lookups_each_get_their_own_answer(store: Arc<SeaStore>) {
             tokio::spawn(async move {
                 let workspace = store.workspace_by_auth(&hash).await.expect("workspace");
                 let user = store.user_by_token(&hash).await.expect("user");
-                (workspace.map(|w| w.id), user.map(|u| (u.email, u.groups)))
+                (
+                    workspace.map(|w| w.0.id),
+                    user.map(|u| (u.0.email, u.0.groups)),
+                )
             })
         })
         .collect();
@@ -241,16 +233,58 @@ async fn concurrent_lookups_each_get_their_own_answer(store: Arc<SeaStore>) {
     }
 }
 
-fn workspace(id: &str, auth_hash: Option<String>) -> WorkspaceRecord {
-    WorkspaceRecord {
+/// Stores workspace `id`, its registration token's record and, with
+/// `auth_hash`, the record of an auth token with that hash.
+async fn insert_workspace(store: &SeaStore, id: &str, auth_hash: Option<String>) {
+    let registration_hash = format!("registration-{id}");
+    let workspace = WorkspaceRecord {
         id: id.to_owned(),
         name: id.to_owned(),
         inbound_secret: None,
-        registration_hash: format!("registration-{id}"),
-        auth_hash,
+        registration_hash: registration_hash.clone(),
+        auth_hash: auth_hash.clone(),
         created_at: 1,
         registered_at: None,
         last_registered_at: None,
+    };
+    let registration = credential(
+        CredentialKind::WorkspaceRegistration,
+        &registration_hash,
+        id,
+    );
+    let inserted = store.insert_workspace(&workspace, &registration).await;
+    assert!(inserted.expect("insert"), "workspace {id} inserted");
+    if let Some(hash) = auth_hash {
+        let auth = credential(CredentialKind::WorkspaceAuth, &hash, id);
+        store.insert_credential(&auth).await.expect("auth record");
+    }
+}
+
+/// The record of a credential of `kind` whose hash is `hash` (its id made
+/// from the hash as the server does), issued to `subject` at time 1.
+fn credential(kind: CredentialKind, hash: &str, subject: &str) -> CredentialRecord {
+    CredentialRecord {
+        id: format!("{}_{hash}", kind.as_str()),
+        hash: hash.to_owned(),
+        kind,
+        subject: subject.to_owned(),
+        name: String::new(),
+        created_at: 1,
+        created_by: String::new(),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+/// A first admin `email` whose access token hashes to `token_hash`.
+fn new_admin(email: &str, token_hash: &str) -> NewAdmin {
+    let id = random_id();
+    NewAdmin {
+        token: credential(CredentialKind::UserAccess, token_hash, &id),
+        id,
+        email: email.to_owned(),
+        display_name: "Admin".into(),
     }
 }
 
@@ -481,12 +515,7 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let admin = NewAdmin {
-                    id: random_id(),
-                    email: format!("admin{i}@example.com"),
-                    display_name: "Admin".into(),
-                    token_hash: format!("token-{i}"),
-                };
+                let admin = new_admin(&format!("admin{i}@example.com"), &format!("token-{i}"));
                 store
                     .consume_install_token("install-hash", 5, &admin, &["Admin"])
                     .await
@@ -516,7 +545,7 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
             .trim_end_matches("@example.com")
     );
     let found = store.user_by_token(&token_hash).await.expect("lookup");
-    assert_eq!(found.as_ref(), Some(admin));
+    assert_eq!(found.as_ref().map(|(user, _)| user), Some(admin));
     assert_eq!(
         store
             .install_token()
@@ -540,12 +569,7 @@ async fn the_install_token_creates_one_admin(store: Arc<SeaStore>) {
     );
 
     // A wrong hash changes nothing; the admin exists, and that is the answer.
-    let other = NewAdmin {
-        id: random_id(),
-        email: "x@example.com".into(),
-        display_name: "X".into(),
-        token_hash: "t".into(),
-    };
+    let other = new_admin("x@example.com", "t");
     assert_eq!(
         store
             .consume_install_token("wrong", 6, &other, &[])

@@ -174,7 +174,8 @@ pub async fn humans(conn: &DatabaseConnection) -> i64 {
 
 /// How many user access tokens are stored.
 pub async fn user_tokens(conn: &DatabaseConnection) -> i64 {
-    crate::sql::count(conn, "SELECT COUNT(*) FROM user_tokens").await
+    let sql = "SELECT COUNT(*) FROM credentials WHERE kind = 'user_access'";
+    crate::sql::count(conn, sql).await
 }
 
 /// Inserts a human user `id` with `email` straight into the database (a

@@ -9,6 +9,7 @@ mod process;
 mod server;
 
 pub mod audit;
+pub mod credentials;
 pub mod fixture;
 pub mod grpc;
 pub mod install;

@@ -119,7 +119,8 @@ async fn consume_makes_an_admin(db: TestDatabase) {
     // Stored: one human, one hashed access token for it.
     let conn = db.connect().await;
     assert_eq!(humans(&conn).await, 1);
-    let tokens = strings(&conn, "SELECT hash, user_id FROM user_tokens", 2).await;
+    let sql = "SELECT hash, subject FROM credentials WHERE kind = 'user_access'";
+    let tokens = strings(&conn, sql, 2).await;
     assert_eq!(
         tokens,
         vec![vec![token::sha256_hex(&admin_token), subject.clone()]]

@@ -232,6 +232,17 @@ async fn legacy_workspace_without_secret_registers_with_the_field_absent() {
     ))
     .await
     .expect("seed legacy row");
+    // Its registration token's record, as the credentials migration makes
+    // for rows from before it (server/tests/credentials_migration.rs).
+    let hash = token::sha256_hex(registration.expose());
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "INSERT INTO credentials (id, hash, kind, subject, name, created_at, created_by) \
+         VALUES ($1, $2, 'workspace_registration', 'legacy', '', 0, '')",
+        [format!("wsr_{}", &hash[..16]).into(), hash.clone().into()],
+    ))
+    .await
+    .expect("seed its registration record");
 
     let response = register_workspace(&server, registration.expose(), "legacy", false)
         .await

@@ -163,6 +163,9 @@ fake_service! {
     consume_install_token(ConsumeInstallTokenRequest) -> ConsumeInstallTokenResponse;
     provision_workspace(ProvisionWorkspaceRequest) -> ProvisionWorkspaceResponse;
     get_inbound_secret(GetInboundSecretRequest) -> GetInboundSecretResponse;
+    create_access_token(CreateAccessTokenRequest) -> CreateAccessTokenResponse;
+    list_credentials(ListCredentialsRequest) -> ListCredentialsResponse;
+    revoke_credential(RevokeCredentialRequest) -> RevokeCredentialResponse;
 }
 
 /// A client for the same server authenticating with `secret`.

@@ -22,6 +22,11 @@ pub(crate) enum Rule {
     ServiceOrUser,
     /// Members of `Admin`, `SERVICE` or `USER`.
     Admin,
+    /// A `USER` (the handler restricts it to itself).
+    User,
+    /// A `USER` (the handler restricts it to its own), or a member of
+    /// `Admin`.
+    UserOrAdmin,
     /// A workspace's own registration or auth token.
     Workspace,
     /// Any authenticated principal (paths not in the table).
@@ -46,6 +51,8 @@ pub(super) fn rule_for(path: &str) -> Rule {
         "MintTicket" => Rule::ServiceOrUser,
         "IssueInstallToken" | "ProvisionWorkspace" | "GetInboundSecret" => Rule::Admin,
         "RegisterWorkspace" => Rule::Workspace,
+        "CreateAccessToken" => Rule::User,
+        "ListCredentials" | "RevokeCredential" => Rule::UserOrAdmin,
         _ => Rule::Authenticated,
     }
 }
@@ -60,6 +67,8 @@ pub(super) fn allows(rule: Rule, principal: &Principal) -> bool {
         Rule::Admin => {
             matches!(kind, PrincipalKind::Service | PrincipalKind::User) && principal.is_admin()
         }
+        Rule::User => kind == PrincipalKind::User,
+        Rule::UserOrAdmin => allows(Rule::User, principal) || allows(Rule::Admin, principal),
         Rule::Workspace => kind == PrincipalKind::Workspace,
     }
 }
@@ -97,6 +106,9 @@ mod tests {
         assert_eq!(rpc("GetInstallTokenStatus"), Rule::Anonymous);
         assert_eq!(rpc("ConsumeInstallToken"), Rule::Redeem);
         assert_eq!(rpc("RegisterWorkspace"), Rule::Workspace);
+        assert_eq!(rpc("CreateAccessToken"), Rule::User);
+        assert_eq!(rpc("ListCredentials"), Rule::UserOrAdmin);
+        assert_eq!(rpc("RevokeCredential"), Rule::UserOrAdmin);
         assert_eq!(rpc("Unknown"), Rule::Authenticated);
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);
         assert_eq!(rule_for("/other.Service/Call"), Rule::Authenticated);
@@ -116,5 +128,12 @@ mod tests {
         assert!(allows(Rule::Admin, &admin_user));
         assert!(!allows(Rule::Admin, &user));
         assert!(!allows(Rule::Workspace, &service));
+        assert!(allows(Rule::User, &user));
+        assert!(!allows(Rule::User, &service));
+        assert!(allows(Rule::UserOrAdmin, &user));
+        assert!(allows(Rule::UserOrAdmin, &service));
+        let plain_service = principal(PrincipalKind::Service, false);
+        assert!(!allows(Rule::UserOrAdmin, &plain_service));
+        assert!(!allows(Rule::UserOrAdmin, &internal));
     }
 }

@@ -3,12 +3,27 @@
 
 use std::sync::Arc;
 
+use super::error::{Error, Result};
 use super::principal::Caller;
 use super::text;
 use crate::store::{AuditDraft, AuditRecord, Store};
 
 /// Outcome recorded for a success.
 pub(super) const OK: &str = "ok";
+
+/// The outcome recorded for `result`: `ok`, or what kind of refusal.
+pub(super) fn outcome<T>(result: &Result<T>) -> &'static str {
+    match result {
+        Ok(_) => OK,
+        Err(Error::Unauthenticated(reason)) => reason,
+        Err(Error::PermissionDenied(_)) => "permission denied",
+        Err(Error::InvalidArgument { .. }) => "invalid argument",
+        Err(Error::NotFound(_)) => "not found",
+        Err(Error::AlreadyExists(_)) => "already exists",
+        Err(Error::FailedPrecondition(_)) => "failed precondition",
+        Err(_) => "error",
+    }
+}
 
 /// Writes audit entries. A failed write is logged and does not fail the
 /// call that caused it.

@@ -14,11 +14,12 @@ use tessera_client::token::{self, TokenKind};
 
 use super::audit::{Auditor, Event, OK};
 use super::banner::BannerSink;
+use super::credentials::{self, AccessTokenPolicy};
 use super::error::{Error, Result};
 use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 use super::validate;
 use crate::metrics;
-use crate::store::{InstallOutcome, NewAdmin, Store};
+use crate::store::{CredentialKind, InstallOutcome, NewAdmin, Store};
 
 /// Counter of install-token events.
 const INSTALL: &str = "tessera_install_token_events_total";
@@ -59,14 +60,20 @@ pub(crate) struct Install {
     store: Arc<dyn Store>,
     audit: Auditor,
     banner: BannerSink,
+    access_tokens: AccessTokenPolicy,
 }
 
 impl Install {
-    pub(crate) fn new(store: Arc<dyn Store>, banner: BannerSink) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        banner: BannerSink,
+        access_tokens: AccessTokenPolicy,
+    ) -> Self {
         Self {
             audit: Auditor::new(store.clone()),
             store,
             banner,
+            access_tokens,
         }
     }
 
@@ -254,20 +261,22 @@ impl Install {
         if !matches {
             return Err(Error::Unauthenticated("wrong install token"));
         }
-        let token = token::try_generate(TokenKind::UserAccess)?;
+        let (id, now) = (token::random_id()?, self.store.now_ms());
+        let expires_at = Some(self.access_tokens.default_expiry(now));
+        let token = credentials::issue(CredentialKind::UserAccess, &id, email, now, expires_at)?;
         let admin = NewAdmin {
-            id: token::random_id()?,
+            id,
             email: email.to_owned(),
             display_name: display_name_or_local_part(name, email).to_owned(),
-            token_hash: token::sha256_hex(token.expose()),
+            token: token.record,
         };
-        let outcome =
-            self.store
-                .consume_install_token(&hash, self.store.now_ms(), &admin, &[ADMIN_GROUP]);
+        let outcome = self
+            .store
+            .consume_install_token(&hash, now, &admin, &[ADMIN_GROUP]);
         match outcome.await? {
             InstallOutcome::Created(user) => Ok(FirstAdmin {
-                admin: Principal::user(user, token.expose()),
-                token,
+                admin: Principal::user(user, token.secret.expose()),
+                token: token.secret,
             }),
             InstallOutcome::NotPending => Err(Error::Unauthenticated("wrong install token")),
             InstallOutcome::HumanExists => Err(first_admin_exists()),
@@ -338,7 +347,10 @@ mod banner_tests {
         let store = SeaStore::connect(db.url()).await.expect("connect");
         store.migrate().await.expect("migrate");
         let (sink, shown) = BannerSink::buffer();
-        (Install::new(Arc::new(store), sink), shown)
+        (
+            Install::new(Arc::new(store), sink, AccessTokenPolicy::default()),
+            shown,
+        )
     }
 
     #[tokio::test]

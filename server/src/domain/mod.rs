@@ -5,9 +5,11 @@
 mod audit;
 mod banner;
 mod bearers;
+mod credentials;
 mod error;
 mod install;
 mod internal_credential;
+mod page_token;
 mod principal;
 mod text;
 mod tickets;
@@ -20,6 +22,7 @@ use std::time::Duration;
 pub(crate) use audit::{Auditor, Event};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
+pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials};
 pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState, Redemption};
 pub(crate) use internal_credential::InternalCredentials;
@@ -33,6 +36,15 @@ use crate::auth::verify::{ServiceSecrets, Verifier};
 use crate::store::Store;
 pub(crate) use crate::store::TicketRejection;
 
+/// The lifetimes callers may ask for.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Policies {
+    /// Of tickets.
+    pub tickets: TicketPolicy,
+    /// Of user access tokens.
+    pub access_tokens: AccessTokenPolicy,
+}
+
 /// Tessera's domain, wired over a store: one field per RPC group.
 pub(crate) struct Tessera {
     /// VerifyBearer.
@@ -45,6 +57,8 @@ pub(crate) struct Tessera {
     pub(crate) install: Install,
     /// The workspace RPCs.
     pub(crate) workspaces: Workspaces,
+    /// Access tokens, listing and revocation.
+    pub(crate) credentials: Credentials,
     verifier: Arc<Verifier>,
     audit: Auditor,
 }
@@ -54,7 +68,7 @@ impl Tessera {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         secrets: ServiceSecrets,
-        policy: TicketPolicy,
+        policies: Policies,
         internal: Arc<InternalCredentials>,
         banner: BannerSink,
     ) -> Self {
@@ -62,9 +76,10 @@ impl Tessera {
         let verifier = Arc::new(Verifier::new(secrets, store.clone(), internal.clone()));
         Self {
             bearers: Bearers::new(verifier.clone(), audit.clone()),
-            tickets: Tickets::new(store.clone(), policy, internal.clone()),
-            install: Install::new(store.clone(), banner),
-            workspaces: Workspaces::new(store),
+            tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
+            install: Install::new(store.clone(), banner, policies.access_tokens),
+            workspaces: Workspaces::new(store.clone()),
+            credentials: Credentials::new(store, policies.access_tokens),
             internal,
             verifier,
             audit,
@@ -75,8 +90,8 @@ impl Tessera {
     /// secrets, and an internal credential that is never minted.
     pub(crate) fn offline(store: Arc<dyn Store>, banner: BannerSink) -> Self {
         let internal = Arc::new(InternalCredentials::new(store.clone(), Duration::ZERO));
-        let (secrets, policy) = (ServiceSecrets::default(), TicketPolicy::default());
-        Self::new(store, secrets, policy, internal, banner)
+        let (secrets, policies) = (ServiceSecrets::default(), Policies::default());
+        Self::new(store, secrets, policies, internal, banner)
     }
 
     /// Seeds the synthetic user of every configured service.

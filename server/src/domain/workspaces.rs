@@ -5,12 +5,13 @@ use std::sync::Arc;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use super::audit::{Auditor, Event, OK};
+use super::audit::{self, Auditor, Event, OK};
+use super::credentials;
 use super::error::{Error, Result};
 use super::principal::{Caller, PrincipalKind};
 use super::validate;
 use crate::metrics;
-use crate::store::{AuthTokenChange, Store, WorkspaceRecord};
+use crate::store::{AuthTokenChange, CredentialKind, Store, WorkspaceRecord};
 
 /// Counter of workspace events.
 const WORKSPACES: &str = "tessera_workspace_events_total";
@@ -67,26 +68,29 @@ impl Workspaces {
         caller.require_admin()?;
         validate_id(id)?;
         validate::display_name("name", name)?;
-        let registration_token = token::try_generate(TokenKind::WorkspaceRegistration)?;
+        let now = self.store.now_ms();
+        let kind = CredentialKind::WorkspaceRegistration;
+        let registration = credentials::issue(kind, id, caller.principal.actor(), now, None)?;
         let inbound_secret = token::try_generate(TokenKind::WorkspaceInbound)?;
         let record = WorkspaceRecord {
             id: id.to_owned(),
             name: if name.is_empty() { id } else { name }.to_owned(),
             inbound_secret: Some(inbound_secret.clone()),
-            registration_hash: token::sha256_hex(registration_token.expose()),
+            registration_hash: registration.record.hash.clone(),
             auth_hash: None,
-            created_at: self.store.now_ms(),
+            created_at: now,
             registered_at: None,
             last_registered_at: None,
         };
-        if !self.store.insert_workspace(&record).await? {
+        let inserted = self.store.insert_workspace(&record, &registration.record);
+        if !inserted.await? {
             return Err(Error::AlreadyExists(format!("workspace {id}")));
         }
         metrics::event(WORKSPACES, "provisioned");
         self.audit_by(caller, "workspace.provision", id, OK).await;
         Ok(Provisioned {
             workspace_id: id.to_owned(),
-            registration_token,
+            registration_token: registration.secret,
             inbound_secret,
         })
     }
@@ -104,13 +108,7 @@ impl Workspaces {
         let result = self
             .register_runtime(caller, workspace_id, reissue_auth_token)
             .await;
-        let outcome = match &result {
-            Ok(_) => OK,
-            Err(Error::PermissionDenied(_)) => "permission denied",
-            Err(Error::NotFound(_)) => "not found",
-            Err(Error::InvalidArgument { .. }) => "invalid argument",
-            Err(_) => "error",
-        };
+        let outcome = audit::outcome(&result);
         if result.is_ok() {
             metrics::event(WORKSPACES, "registered");
         }
@@ -130,6 +128,7 @@ impl Workspaces {
         workspace_id: &str,
         reissue_auth_token: bool,
     ) -> Result<Registration> {
+        let actor = caller.principal.actor();
         let caller = &caller.principal;
         validate_id(workspace_id)?;
         if caller.kind != PrincipalKind::Workspace || caller.subject != workspace_id {
@@ -153,25 +152,25 @@ impl Workspaces {
         let now = self.store.now_ms();
         let rotating = reissue_auth_token && workspace.auth_hash.is_some();
         let new_token = if reissue_auth_token || workspace.auth_hash.is_none() {
-            Some(token::try_generate(TokenKind::WorkspaceAuth)?)
+            let kind = CredentialKind::WorkspaceAuth;
+            Some(credentials::issue(kind, workspace_id, actor, now, None)?)
         } else {
             None
         };
-        let hash = new_token.as_ref().map(|t| token::sha256_hex(t.expose()));
-        let change = match (&hash, reissue_auth_token) {
+        let change = match (&new_token, reissue_auth_token) {
             (None, _) => AuthTokenChange::Keep,
-            (Some(hash), true) => AuthTokenChange::Replace {
-                new: hash,
+            (Some(new), true) => AuthTokenChange::Replace {
+                new: &new.record,
                 current: workspace.auth_hash.as_deref(),
             },
-            (Some(hash), false) => AuthTokenChange::SetIfNone(hash),
+            (Some(new), false) => AuthTokenChange::SetIfNone(&new.record),
         };
         let written = self
             .store
             .record_registration(workspace_id, now, change)
             .await?;
         Ok(Registration {
-            auth_token: new_token.filter(|_| written),
+            auth_token: new_token.filter(|_| written).map(|new| new.secret),
             inbound_secret: workspace.inbound_secret,
             registered_at: now,
             rotated: rotating && written,
@@ -186,13 +185,7 @@ impl Workspaces {
         workspace_id: &str,
     ) -> Result<Option<Secret>> {
         let result = self.read_inbound_secret(caller, workspace_id).await;
-        let outcome = match &result {
-            Ok(_) => OK,
-            Err(Error::PermissionDenied(_)) => "permission denied",
-            Err(Error::NotFound(_)) => "not found",
-            Err(Error::InvalidArgument { .. }) => "invalid argument",
-            Err(_) => "error",
-        };
+        let outcome = audit::outcome(&result);
         self.audit_by(
             caller,
             "workspace.read_inbound_secret",

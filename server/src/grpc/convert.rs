@@ -3,7 +3,8 @@
 use prost_types::Timestamp;
 use tessera_client::pb;
 
-use crate::domain::{InstallState, Principal, PrincipalKind, TicketIdentity};
+use crate::domain::{Error, InstallState, Principal, PrincipalKind, TicketIdentity};
+use crate::store::{CredentialKind, CredentialRecord};
 
 /// Unix milliseconds as a protobuf timestamp.
 pub(crate) fn timestamp(ms: i64) -> Timestamp {
@@ -55,6 +56,46 @@ impl From<TicketIdentity> for pb::TicketIdentity {
             provider: identity.provider,
             minted_at: Some(timestamp(identity.minted_at)),
             internal: identity.internal,
+        }
+    }
+}
+
+impl From<CredentialKind> for pb::CredentialKind {
+    fn from(kind: CredentialKind) -> Self {
+        match kind {
+            CredentialKind::UserAccess => pb::CredentialKind::UserAccess,
+            CredentialKind::WorkspaceRegistration => pb::CredentialKind::WorkspaceRegistration,
+            CredentialKind::WorkspaceAuth => pb::CredentialKind::WorkspaceAuth,
+        }
+    }
+}
+
+/// A request's `CredentialKind` filter: `None` for UNSPECIFIED (every
+/// kind), `INVALID_ARGUMENT` for a value this server does not know.
+pub(crate) fn credential_kind(value: i32) -> Result<Option<CredentialKind>, Error> {
+    let kind = pb::CredentialKind::try_from(value)
+        .map_err(|_| Error::invalid("kind", format!("unknown credential kind {value}")))?;
+    Ok(match kind {
+        pb::CredentialKind::Unspecified => None,
+        pb::CredentialKind::UserAccess => Some(CredentialKind::UserAccess),
+        pb::CredentialKind::WorkspaceRegistration => Some(CredentialKind::WorkspaceRegistration),
+        pb::CredentialKind::WorkspaceAuth => Some(CredentialKind::WorkspaceAuth),
+    })
+}
+
+/// Metadata only: the record's hash is never sent.
+impl From<CredentialRecord> for pb::CredentialInfo {
+    fn from(record: CredentialRecord) -> Self {
+        pb::CredentialInfo {
+            credential_id: record.id,
+            kind: pb::CredentialKind::from(record.kind).into(),
+            subject: record.subject,
+            name: record.name,
+            created_at: Some(timestamp(record.created_at)),
+            created_by: record.created_by,
+            expires_at: record.expires_at.map(timestamp),
+            last_used_at: record.last_used_at.map(timestamp),
+            revoked_at: record.revoked_at.map(timestamp),
         }
     }
 }

@@ -6,6 +6,7 @@ use tessera_client::pb::{self, credential_service_server::CredentialService};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
+use super::lifecycle;
 use crate::auth::RefusalUnaudited;
 use crate::domain::{Caller, Redemption, Tessera, TicketRequest};
 
@@ -202,5 +203,26 @@ impl CredentialService for CredentialsApi {
         Ok(Response::new(pb::GetInboundSecretResponse {
             platform_inbound_secret: secret.map(|s| s.expose().to_owned()),
         }))
+    }
+
+    async fn create_access_token(
+        &self,
+        request: Request<pb::CreateAccessTokenRequest>,
+    ) -> Reply<pb::CreateAccessTokenResponse> {
+        lifecycle::create_access_token(&self.app, caller(&request)?, request).await
+    }
+
+    async fn list_credentials(
+        &self,
+        request: Request<pb::ListCredentialsRequest>,
+    ) -> Reply<pb::ListCredentialsResponse> {
+        lifecycle::list_credentials(&self.app, caller(&request)?, request).await
+    }
+
+    async fn revoke_credential(
+        &self,
+        request: Request<pb::RevokeCredentialRequest>,
+    ) -> Reply<pb::RevokeCredentialResponse> {
+        lifecycle::revoke_credential(&self.app, caller(&request)?, request).await
     }
 }

@@ -3,6 +3,7 @@
 
 mod convert;
 mod credentials;
+mod lifecycle;
 mod status;
 
 pub(crate) use credentials::CredentialsApi;

@@ -5,6 +5,7 @@
 //! [`StoreError`], which names no backend.
 
 mod clock;
+mod credentials;
 mod database_url;
 mod records;
 mod sea;
@@ -14,6 +15,7 @@ use std::future::Future;
 use async_trait::async_trait;
 
 pub use clock::DatabaseClock;
+pub use credentials::*;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use records::*;
 pub use sea::SeaStore;
@@ -90,8 +92,28 @@ pub trait Store: Send + Sync + 'static {
     /// True when at least one human (non-service) user exists.
     async fn any_human_user(&self) -> Result<bool>;
 
-    /// The user an access token (by hash) belongs to.
-    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRecord>>;
+    /// The user an access token (by hash) belongs to, and the token's
+    /// standing (revoked or expired tokens are found too, to tell why they
+    /// are refused).
+    async fn user_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(UserRecord, CredentialState)>>;
+
+    /// Stores the record of a newly issued credential.
+    async fn insert_credential(&self, credential: &CredentialRecord) -> Result<()>;
+
+    /// The credential with this public id.
+    async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>>;
+
+    /// The credentials `query` selects, ordered by `(created_at, id)`.
+    async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>>;
+
+    /// Marks credential `id` revoked at `now` unless it was already (the
+    /// first time stays), and returns its record. A revoked workspace auth
+    /// token is also cleared from its workspace, so that the next
+    /// registration issues a fresh one.
+    async fn revoke_credential(&self, id: &str, now: i64) -> Result<Option<CredentialRecord>>;
 
     /// The install token on file.
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>>;
@@ -116,17 +138,30 @@ pub trait Store: Send + Sync + 'static {
         groups: &[&str],
     ) -> Result<InstallOutcome>;
 
-    /// Stores a new workspace; false when its id is taken.
-    async fn insert_workspace(&self, workspace: &WorkspaceRecord) -> Result<bool>;
+    /// Stores a new workspace and the record of its registration token;
+    /// false when its id is taken.
+    async fn insert_workspace(
+        &self,
+        workspace: &WorkspaceRecord,
+        registration: &CredentialRecord,
+    ) -> Result<bool>;
 
     /// The workspace with this id.
     async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>>;
 
-    /// The workspace whose registration token has this hash.
-    async fn workspace_by_registration(&self, hash: &str) -> Result<Option<WorkspaceRecord>>;
+    /// The workspace whose registration token has this hash, and the
+    /// token's standing.
+    async fn workspace_by_registration(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
 
-    /// The workspace whose current auth token has this hash.
-    async fn workspace_by_auth(&self, hash: &str) -> Result<Option<WorkspaceRecord>>;
+    /// The workspace whose current auth token has this hash, and the
+    /// token's standing.
+    async fn workspace_by_auth(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
 
     /// Records a registration at `now` and applies `auth`; true when the
     /// auth token hash was written (false for [`AuthTokenChange::Keep`], or

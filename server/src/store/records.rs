@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tessera_client::Secret;
 
+use super::CredentialRecord;
+
 /// Whether a user is a person or a synthetic service identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserKind {
@@ -28,6 +30,8 @@ pub struct UserRecord {
     pub kind: UserKind,
     /// Group names, sorted.
     pub groups: Vec<String>,
+    /// When it was disabled: none of its credentials is accepted then.
+    pub disabled_at: Option<i64>,
 }
 
 /// A user to create.
@@ -318,8 +322,8 @@ pub struct NewAdmin {
     pub email: String,
     /// Its display name.
     pub display_name: String,
-    /// Hex SHA-256 of its first user access token.
-    pub token_hash: String,
+    /// Its first user access token (whose subject is `id`).
+    pub token: CredentialRecord,
 }
 
 /// What [`Store::consume_install_token`](super::Store::consume_install_token) did.
@@ -360,13 +364,14 @@ pub struct WorkspaceRecord {
 pub enum AuthTokenChange<'a> {
     /// Leave it as it is.
     Keep,
-    /// Set this hash only if no auth token is set yet (first registration).
-    SetIfNone(&'a str),
+    /// Set this token only if no auth token is set yet (first registration).
+    SetIfNone(&'a CredentialRecord),
     /// Replace it with `new` (rotation) if it is still `current` (`None`:
-    /// no token); the old token stops verifying at once.
+    /// no token); the old token stops verifying at once and its record is
+    /// marked revoked.
     Replace {
-        /// Hash of the new auth token.
-        new: &'a str,
+        /// The new auth token.
+        new: &'a CredentialRecord,
         /// Hash the rotation expects to replace.
         current: Option<&'a str>,
     },

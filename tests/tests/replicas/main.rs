@@ -15,6 +15,7 @@ mod clocks;
 mod install_token;
 mod internal_credentials;
 mod kill_under_load;
+mod revocation;
 mod throttle;
 mod tickets;
 mod workspaces;

@@ -19,7 +19,7 @@ pub(crate) use service_secrets::ServiceSecrets;
 use service_users::ServiceUsers;
 
 use crate::domain::{Error, InternalCredentials, Principal, Result};
-use crate::store::{Store, UserKind};
+use crate::store::{CredentialState, Store, Unusable, UserKind};
 
 /// Verifies every kind of bearer Tessera accepts.
 pub(crate) struct Verifier {
@@ -78,21 +78,42 @@ impl Verifier {
                 None => Err(Error::Unauthenticated("unknown internal credential")),
             },
             TokenKind::UserAccess => match self.store.user_by_token(&hash).await? {
-                Some(user) if user.kind == UserKind::Human => Ok(Principal::user(user, bearer)),
+                Some((user, state)) if user.kind == UserKind::Human => {
+                    self.accept(state)?;
+                    if user.disabled_at.is_some() {
+                        return Err(Error::Unauthenticated("disabled user"));
+                    }
+                    Ok(Principal::user(user, bearer))
+                }
                 _ => Err(Error::Unauthenticated("unknown bearer")),
             },
             TokenKind::WorkspaceAuth => {
-                let workspace = self.store.workspace_by_auth(&hash).await?;
-                let workspace = workspace.ok_or(Error::Unauthenticated("unknown bearer"))?;
+                let found = self.store.workspace_by_auth(&hash).await?;
+                let (workspace, state) = found.ok_or(Error::Unauthenticated("unknown bearer"))?;
+                self.accept(state)?;
                 Ok(Principal::workspace(workspace, kind, bearer))
             }
             TokenKind::WorkspaceRegistration if registration => {
-                let workspace = self.store.workspace_by_registration(&hash).await?;
-                let workspace = workspace.ok_or(Error::Unauthenticated("unknown bearer"))?;
+                let found = self.store.workspace_by_registration(&hash).await?;
+                let (workspace, state) = found.ok_or(Error::Unauthenticated("unknown bearer"))?;
+                self.accept(state)?;
                 Ok(Principal::workspace(workspace, kind, bearer))
             }
             _ => Err(Error::Unauthenticated("not a bearer credential")),
         }
+    }
+}
+
+impl Verifier {
+    /// Refuses a stored credential that was revoked or has expired, by the
+    /// database's clock; each has its own audit outcome.
+    fn accept(&self, state: CredentialState) -> Result<()> {
+        state
+            .standing(self.store.now_ms())
+            .map_err(|unusable| match unusable {
+                Unusable::Revoked => Error::Unauthenticated("revoked credential"),
+                Unusable::Expired => Error::Unauthenticated("expired credential"),
+            })
     }
 }
 

@@ -14,6 +14,7 @@ pub(super) mod user {
         pub display_name: String,
         pub kind: String,
         pub created_at: i64,
+        pub disabled_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -150,17 +151,26 @@ pub(super) mod install_token {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// `user_tokens`: user access tokens, keyed by SHA-256.
-pub(super) mod user_token {
+/// `credentials`: the record of every issued credential, keyed by its
+/// public id.
+pub(super) mod credential {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "user_tokens")]
+    #[sea_orm(table_name = "credentials")]
     pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        #[sea_orm(unique)]
         pub hash: String,
-        pub user_id: String,
+        pub kind: String,
+        pub subject: String,
+        pub name: String,
         pub created_at: i64,
+        pub created_by: String,
+        pub expires_at: Option<i64>,
+        pub last_used_at: Option<i64>,
+        pub revoked_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod audit;
 mod auth_failures;
 mod batching;
 mod connect;
+mod credentials;
 mod entities;
 mod error;
 mod gate;
@@ -35,9 +36,10 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
-    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError,
-    TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord, CredentialState,
+    DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
+    InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
+    TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -239,8 +241,27 @@ impl Store for SeaStore {
         self.gated(users::any_human_user(&self.db)).await
     }
 
-    async fn user_by_token(&self, token_hash: &str) -> Result<Option<UserRecord>> {
+    async fn user_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(UserRecord, CredentialState)>> {
         self.lookups.user(token_hash).await
+    }
+
+    async fn insert_credential(&self, credential: &CredentialRecord) -> Result<()> {
+        self.gated(credentials::insert(&self.db, credential)).await
+    }
+
+    async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
+        self.gated(credentials::by_id(&self.db, id)).await
+    }
+
+    async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>> {
+        self.gated(credentials::list(&self.db, query)).await
+    }
+
+    async fn revoke_credential(&self, id: &str, now: i64) -> Result<Option<CredentialRecord>> {
+        self.gated(credentials::revoke(&self.db, id, now)).await
     }
 
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {
@@ -268,20 +289,31 @@ impl Store for SeaStore {
         self.gated(consume).await
     }
 
-    async fn insert_workspace(&self, workspace: &WorkspaceRecord) -> Result<bool> {
-        self.gated(workspaces::insert(&self.db, workspace)).await
+    async fn insert_workspace(
+        &self,
+        workspace: &WorkspaceRecord,
+        registration: &CredentialRecord,
+    ) -> Result<bool> {
+        self.gated(workspaces::insert(&self.db, workspace, registration))
+            .await
     }
 
     async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>> {
         self.gated(workspaces::by_id(&self.db, id)).await
     }
 
-    async fn workspace_by_registration(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
+    async fn workspace_by_registration(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
         self.gated(workspaces::by_registration(&self.db, hash))
             .await
     }
 
-    async fn workspace_by_auth(&self, hash: &str) -> Result<Option<WorkspaceRecord>> {
+    async fn workspace_by_auth(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
         self.lookups.workspace(hash).await
     }
 

@@ -10,8 +10,12 @@ use sea_orm::{
 };
 
 use super::DbResult;
-use super::entities::{group_member, install_token, user, user_token};
-use crate::store::{InstallOutcome, InstallTokenRecord, NewAdmin, NewUser, UserKind, UserRecord};
+use super::credentials;
+use super::entities::{group_member, install_token, user};
+use crate::store::{
+    CredentialKind, CredentialState, InstallOutcome, InstallTokenRecord, NewAdmin, NewUser,
+    UserKind, UserRecord,
+};
 
 /// Primary key of the single install-token row.
 const INSTALL_ID: &str = "install";
@@ -56,36 +60,46 @@ pub(super) async fn any_human_user(db: &impl ConnectionTrait) -> DbResult<bool> 
     Ok(human.is_some())
 }
 
-/// The user of each token hash, in order (`None` for a hash no token has):
-/// one query for them all, VerifyBearer's hot path (see `batching/lookups.rs`).
+/// The user of each access token hash, in order, with the token's standing
+/// (`None` for a hash no access token has): one query for them all,
+/// VerifyBearer's hot path (see `batching/lookups.rs`).
 pub(super) async fn users_by_tokens(
     db: &impl ConnectionTrait,
     hashes: &[String],
-) -> DbResult<Vec<Option<UserRecord>>> {
-    let (condition, hashes_param) = super::batching::any_of(db, "t.hash", hashes);
+) -> DbResult<Vec<Option<(UserRecord, CredentialState)>>> {
+    let (condition, hashes_param) = super::batching::any_of(db, "c.hash", hashes);
     // The user and one row per group. `$1` is a placeholder on SQLite and
-    // PostgreSQL alike.
+    // PostgreSQL alike; the kind is a constant of ours, not input.
     let sql = format!(
-        "SELECT t.hash, u.id, u.email, u.display_name, u.kind, g.group_name \
-         FROM user_tokens t JOIN users u ON u.id = t.user_id \
+        "SELECT c.hash, u.id, u.email, u.display_name, u.kind, u.disabled_at, \
+         c.expires_at, c.revoked_at, g.group_name \
+         FROM credentials c JOIN users u ON u.id = c.subject \
          LEFT JOIN group_members g ON g.user_id = u.id \
-         WHERE {condition} ORDER BY t.hash, g.group_name"
+         WHERE {condition} AND c.kind = '{kind}' ORDER BY c.hash, g.group_name",
+        kind = CredentialKind::UserAccess.as_str(),
     );
     let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, [hashes_param]);
-    let mut found: HashMap<String, UserRecord> = HashMap::new();
+    let mut found: HashMap<String, (UserRecord, CredentialState)> = HashMap::new();
     for row in db.query_all_raw(statement).await? {
         let hash: String = row.try_get_by_index(0)?;
-        let user = match found.entry(hash) {
+        let (user, _) = match found.entry(hash) {
             Entry::Occupied(user) => user.into_mut(),
-            Entry::Vacant(slot) => slot.insert(UserRecord {
-                id: row.try_get_by_index(1)?,
-                email: row.try_get_by_index(2)?,
-                display_name: row.try_get_by_index(3)?,
-                kind: kind_of(&row.try_get_by_index::<String>(4)?),
-                groups: Vec::new(),
-            }),
+            Entry::Vacant(slot) => slot.insert((
+                UserRecord {
+                    id: row.try_get_by_index(1)?,
+                    email: row.try_get_by_index(2)?,
+                    display_name: row.try_get_by_index(3)?,
+                    kind: kind_of(&row.try_get_by_index::<String>(4)?),
+                    groups: Vec::new(),
+                    disabled_at: row.try_get_by_index(5)?,
+                },
+                CredentialState {
+                    expires_at: row.try_get_by_index(6)?,
+                    revoked_at: row.try_get_by_index(7)?,
+                },
+            )),
         };
-        if let Some(group) = row.try_get_by_index::<Option<String>>(5)? {
+        if let Some(group) = row.try_get_by_index::<Option<String>>(8)? {
             user.groups.push(group);
         }
     }
@@ -181,13 +195,7 @@ pub(super) async fn consume_install_token(
     .exec_with_returning(&txn)
     .await?;
     add_to_groups(&txn, &row.id, groups, now).await?;
-    user_token::Entity::insert(user_token::ActiveModel {
-        hash: Set(admin.token_hash.clone()),
-        user_id: Set(row.id.clone()),
-        created_at: Set(now),
-    })
-    .exec_without_returning(&txn)
-    .await?;
+    credentials::insert(&txn, &admin.token).await?;
     let admin = with_groups(&txn, row).await?;
     txn.commit().await?;
     Ok(InstallOutcome::Created(admin))
@@ -206,6 +214,7 @@ fn new_user(
         display_name: Set(display_name.to_owned()),
         kind: Set(kind.as_str().to_owned()),
         created_at: Set(now),
+        disabled_at: Set(None),
     }
 }
 
@@ -253,6 +262,7 @@ async fn with_groups(db: &impl ConnectionTrait, row: user::Model) -> DbResult<Us
         display_name: row.display_name,
         kind,
         groups,
+        disabled_at: row.disabled_at,
     })
 }
 

@@ -4,16 +4,25 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement,
-    TryInsertResult, UpdateMany,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, QueryResult, Statement, TransactionTrait, TryInsertResult,
+    UpdateMany, Value,
 };
 use tessera_client::Secret;
 
-use super::DbResult;
 use super::entities::workspace::{self, Column};
-use crate::store::{AuthTokenChange, WorkspaceRecord};
+use super::{DbResult, credentials};
+use crate::store::{AuthTokenChange, CredentialRecord, CredentialState, WorkspaceRecord};
 
-pub(super) async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) -> DbResult<bool> {
+/// A workspace found by one of its tokens, and that token's standing.
+type WithState = (WorkspaceRecord, CredentialState);
+
+pub(super) async fn insert(
+    db: &DatabaseConnection,
+    record: &WorkspaceRecord,
+    registration: &CredentialRecord,
+) -> DbResult<bool> {
+    let txn = db.begin().await?;
     let inserted = workspace::Entity::insert(workspace::ActiveModel {
         id: Set(record.id.clone()),
         name: Set(record.name.clone()),
@@ -28,9 +37,14 @@ pub(super) async fn insert(db: &impl ConnectionTrait, record: &WorkspaceRecord) 
         last_registered_at: Set(record.last_registered_at),
     })
     .on_conflict_do_nothing_on([Column::Id])
-    .exec_without_returning(db)
+    .exec_without_returning(&txn)
     .await?;
-    Ok(matches!(inserted, TryInsertResult::Inserted(1)))
+    let inserted = matches!(inserted, TryInsertResult::Inserted(1));
+    if inserted {
+        credentials::insert(&txn, registration).await?;
+    }
+    txn.commit().await?;
+    Ok(inserted)
 }
 
 pub(super) async fn by_id(
@@ -43,61 +57,103 @@ pub(super) async fn by_id(
 pub(super) async fn by_registration(
     db: &impl ConnectionTrait,
     hash: &str,
-) -> DbResult<Option<WorkspaceRecord>> {
-    find(db, Column::RegistrationHash.eq(hash)).await
+) -> DbResult<Option<WithState>> {
+    let condition = "w.registration_hash = $1";
+    let found = with_state(db, "registration_hash", condition, hash.into()).await?;
+    Ok(found.into_iter().next().map(|(_, found)| found))
 }
 
-/// The workspace of each auth token hash, in order, in one query (see
-/// `batching/lookups.rs`).
+/// The workspace of each auth token hash, in order, with the token's
+/// standing, in one query (see `batching/lookups.rs`).
 pub(super) async fn by_auth_hashes(
     db: &impl ConnectionTrait,
     hashes: &[String],
-) -> DbResult<Vec<Option<WorkspaceRecord>>> {
-    let (condition, hashes_param) = super::batching::any_of(db, "auth_hash", hashes);
-    let sql = format!("SELECT * FROM workspaces WHERE {condition}");
-    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, [hashes_param]);
-    let rows = workspace::Entity::find()
-        .from_raw_sql(statement)
-        .all(db)
-        .await?;
-    let found: HashMap<String, WorkspaceRecord> = rows
+) -> DbResult<Vec<Option<WithState>>> {
+    let (condition, hashes_param) = super::batching::any_of(db, "w.auth_hash", hashes);
+    let found: HashMap<String, WithState> = with_state(db, "auth_hash", &condition, hashes_param)
+        .await?
         .into_iter()
-        .filter_map(|row| Some((row.auth_hash.clone()?, record(row))))
         .collect();
     Ok(hashes.iter().map(|hash| found.get(hash).cloned()).collect())
 }
 
-pub(super) async fn record_registration(
+/// The workspaces whose token in `column` meets `condition` (on `$1`),
+/// each keyed by that token's hash, with the token's standing from its
+/// credential record.
+async fn with_state(
     db: &impl ConnectionTrait,
+    column: &str,
+    condition: &str,
+    param: Value,
+) -> DbResult<Vec<(String, WithState)>> {
+    let sql = format!(
+        "SELECT w.*, c.expires_at AS token_expires_at, c.revoked_at AS token_revoked_at \
+         FROM workspaces w JOIN credentials c ON c.hash = w.{column} WHERE {condition}"
+    );
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, [param]);
+    let rows = db.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| {
+            let hash: String = row.try_get("", column)?;
+            Ok((
+                hash,
+                (
+                    record(workspace::Model::from_query_result(row, "")?),
+                    state(row)?,
+                ),
+            ))
+        })
+        .collect()
+}
+
+fn state(row: &QueryResult) -> DbResult<CredentialState> {
+    Ok(CredentialState {
+        expires_at: row.try_get("", "token_expires_at")?,
+        revoked_at: row.try_get("", "token_revoked_at")?,
+    })
+}
+
+pub(super) async fn record_registration(
+    db: &DatabaseConnection,
     id: &str,
     now: i64,
     auth: AuthTokenChange<'_>,
 ) -> DbResult<bool> {
+    let txn = db.begin().await?;
     let written = match auth {
-        AuthTokenChange::Keep => false,
-        AuthTokenChange::SetIfNone(hash) => {
+        AuthTokenChange::Keep => None,
+        AuthTokenChange::SetIfNone(new) => {
             // Conditional on NULL, so of two racing first registrations
             // only one token is ever valid.
             let update = registration(id, now)
-                .col_expr(Column::AuthHash, Expr::value(hash))
+                .col_expr(Column::AuthHash, Expr::value(new.hash.as_str()))
                 .filter(Column::AuthHash.is_null());
-            update.exec(db).await?.rows_affected == 1
+            (update.exec(&txn).await?.rows_affected == 1).then_some(new)
         }
         AuthTokenChange::Replace { new, current } => {
             // Compare-and-set: of racing rotations only one wins, and a
             // rotation decided on a token already replaced writes nothing.
-            let update = registration(id, now).col_expr(Column::AuthHash, Expr::value(new));
+            let update =
+                registration(id, now).col_expr(Column::AuthHash, Expr::value(new.hash.as_str()));
             let update = match current {
                 Some(current) => update.filter(Column::AuthHash.eq(current)),
                 None => update.filter(Column::AuthHash.is_null()),
             };
-            update.exec(db).await?.rows_affected == 1
+            let replaced = update.exec(&txn).await?.rows_affected == 1;
+            if let (true, Some(current)) = (replaced, current) {
+                credentials::revoke_hash(&txn, current, now).await?;
+            }
+            replaced.then_some(new)
         }
     };
-    if !written {
-        registration(id, now).exec(db).await?;
+    match written {
+        Some(new) => credentials::insert(&txn, new).await?,
+        None => {
+            registration(id, now).exec(&txn).await?;
+        }
     }
-    Ok(written)
+    txn.commit().await?;
+    Ok(written.is_some())
 }
 
 /// An update of `id` that records a registration at `now`.

@@ -161,6 +161,32 @@ impl CredentialService for Noop {
             platform_inbound_secret: Some(self.secret.clone()),
         }))
     }
+
+    async fn create_access_token(
+        &self,
+        _: Request<CreateAccessTokenRequest>,
+    ) -> Result<Response<CreateAccessTokenResponse>, Status> {
+        Ok(Response::new(CreateAccessTokenResponse {
+            access_token: self.secret.clone(),
+            credential: Some(CredentialInfo::default()),
+        }))
+    }
+
+    async fn list_credentials(
+        &self,
+        _: Request<ListCredentialsRequest>,
+    ) -> Result<Response<ListCredentialsResponse>, Status> {
+        Ok(Response::new(ListCredentialsResponse::default()))
+    }
+
+    async fn revoke_credential(
+        &self,
+        _: Request<RevokeCredentialRequest>,
+    ) -> Result<Response<RevokeCredentialResponse>, Status> {
+        Ok(Response::new(RevokeCredentialResponse {
+            credential: Some(CredentialInfo::default()),
+        }))
+    }
 }
 
 #[tokio::main]

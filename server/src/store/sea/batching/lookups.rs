@@ -7,7 +7,7 @@ use super::queue::{self, Queue};
 use crate::store::sea::error::store_error;
 use crate::store::sea::gate::Gate;
 use crate::store::sea::{DbResult, users, workspaces};
-use crate::store::{Result, UserRecord, WorkspaceRecord};
+use crate::store::{CredentialState, Result, UserRecord, WorkspaceRecord};
 
 /// Most tokens in one query.
 const MAX_BATCH: usize = 256;
@@ -20,8 +20,8 @@ type Lookup<V> = Queue<String, Result<Option<V>>>;
 /// The lookup queues, each with its own worker tasks.
 #[derive(Debug)]
 pub(in crate::store::sea) struct Lookups {
-    users: Lookup<UserRecord>,
-    workspaces: Lookup<WorkspaceRecord>,
+    users: Lookup<(UserRecord, CredentialState)>,
+    workspaces: Lookup<(WorkspaceRecord, CredentialState)>,
 }
 
 impl Lookups {
@@ -42,7 +42,10 @@ impl Lookups {
     }
 
     /// The user whose access token hashes to `hash`.
-    pub(in crate::store::sea) async fn user(&self, hash: &str) -> Result<Option<UserRecord>> {
+    pub(in crate::store::sea) async fn user(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(UserRecord, CredentialState)>> {
         let answer = self.users.call(hash.to_owned()).await;
         answer.unwrap_or_else(|| Err(queue::stopped(USERS)))
     }
@@ -51,7 +54,7 @@ impl Lookups {
     pub(in crate::store::sea) async fn workspace(
         &self,
         hash: &str,
-    ) -> Result<Option<WorkspaceRecord>> {
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
         let answer = self.workspaces.call(hash.to_owned()).await;
         answer.unwrap_or_else(|| Err(queue::stopped(WORKSPACES)))
     }

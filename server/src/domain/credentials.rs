@@ -1,0 +1,272 @@
+//! Credential lifecycle: users mint their own access tokens, and anyone
+//! lists and revokes its own credentials (members of `Admin`: anybody's).
+//! Every issued credential has a record (`store/credentials.rs`); the
+//! verifier refuses a revoked or expired one on its next presentation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_client::Secret;
+use tessera_client::token::{self, TokenKind};
+
+use super::audit::{self, Auditor, Event, OK};
+use super::error::{Error, Result};
+use super::page_token::PageToken;
+use super::principal::{Caller, PrincipalKind};
+use super::validate;
+use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Store};
+
+/// Default lifetime of a user access token: 90 days.
+pub(crate) const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(90 * 86_400);
+/// Longest lifetime a user may give its access token: 366 days.
+pub(crate) const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(366 * 86_400);
+/// Longest credential name accepted, in bytes.
+const MAX_NAME_LEN: usize = 128;
+/// Credentials per page when the caller asks for no size.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Most credentials per page.
+const MAX_PAGE_SIZE: u32 = 1_000;
+
+/// Lifetimes of user access tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AccessTokenPolicy {
+    /// When the caller asks for none (and for tokens made by redemptions).
+    pub default_ttl: Duration,
+    /// The longest a caller may ask for.
+    pub max_ttl: Duration,
+}
+
+impl Default for AccessTokenPolicy {
+    fn default() -> Self {
+        Self {
+            default_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            max_ttl: MAX_ACCESS_TOKEN_TTL,
+        }
+    }
+}
+
+impl AccessTokenPolicy {
+    /// When a token issued at `now` with the default lifetime expires.
+    pub(crate) fn default_expiry(&self, now: i64) -> i64 {
+        now.saturating_add(millis(self.default_ttl))
+    }
+}
+
+/// A credential of `kind` for `subject`, freshly drawn, and its record.
+pub(crate) struct Issued {
+    /// The credential itself, returned once.
+    pub secret: Secret,
+    /// Its record, to store.
+    pub record: CredentialRecord,
+}
+
+/// Draws a fresh credential of `kind` for `subject` and makes its record.
+pub(crate) fn issue(
+    kind: CredentialKind,
+    subject: &str,
+    created_by: &str,
+    now: i64,
+    expires_at: Option<i64>,
+) -> Result<Issued> {
+    let secret = token::try_generate(token_kind(kind))?;
+    let record = CredentialRecord {
+        id: token::credential_id(token_kind(kind).tag(), secret.expose()),
+        hash: token::sha256_hex(secret.expose()),
+        kind,
+        subject: subject.to_owned(),
+        name: String::new(),
+        created_at: now,
+        created_by: created_by.to_owned(),
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    Ok(Issued { secret, record })
+}
+
+fn token_kind(kind: CredentialKind) -> TokenKind {
+    match kind {
+        CredentialKind::UserAccess => TokenKind::UserAccess,
+        CredentialKind::WorkspaceRegistration => TokenKind::WorkspaceRegistration,
+        CredentialKind::WorkspaceAuth => TokenKind::WorkspaceAuth,
+    }
+}
+
+/// What ListCredentials asks for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CredentialFilter {
+    /// Whose; empty: the caller's own (everybody's for members of `Admin`).
+    pub subject: String,
+    /// Of which kind; `None`: every kind.
+    pub kind: Option<CredentialKind>,
+    /// Revoked ones too.
+    pub include_revoked: bool,
+    /// Expired ones too.
+    pub include_expired: bool,
+    /// At most this many (0: the default).
+    pub page_size: u32,
+    /// Where the previous page ended; empty for the first page.
+    pub page_token: String,
+}
+
+/// One page of credentials.
+#[derive(Clone, Debug)]
+pub(crate) struct CredentialPage {
+    /// The records, ordered by creation time and id.
+    pub credentials: Vec<CredentialRecord>,
+    /// Where the next page starts; empty when this is the last one.
+    pub next_page_token: String,
+}
+
+/// CreateAccessToken, ListCredentials, RevokeCredential.
+pub(crate) struct Credentials {
+    store: Arc<dyn Store>,
+    audit: Auditor,
+    policy: AccessTokenPolicy,
+}
+
+impl Credentials {
+    pub(crate) fn new(store: Arc<dyn Store>, policy: AccessTokenPolicy) -> Self {
+        Self {
+            audit: Auditor::new(store.clone()),
+            store,
+            policy,
+        }
+    }
+
+    /// CreateAccessToken: a user mints a named access token for itself.
+    pub(crate) async fn create_access_token(
+        &self,
+        caller: &Caller,
+        name: &str,
+        ttl_seconds: u32,
+    ) -> Result<(Secret, CredentialRecord)> {
+        let principal = &caller.principal;
+        if principal.kind != PrincipalKind::User {
+            return Err(Error::PermissionDenied(
+                "only a user mints access tokens, for itself".into(),
+            ));
+        }
+        validate::free_text("name", name, MAX_NAME_LEN)?;
+        let ttl = match ttl_seconds {
+            0 => self.policy.default_ttl,
+            seconds => Duration::from_secs(u64::from(seconds)),
+        };
+        if ttl > self.policy.max_ttl {
+            let max = self.policy.max_ttl.as_secs();
+            return Err(Error::invalid("ttl_seconds", format!("above {max} s")));
+        }
+        let now = self.store.now_ms();
+        let expires_at = now.saturating_add(millis(ttl));
+        let kind = CredentialKind::UserAccess;
+        let mut issued = issue(
+            kind,
+            &principal.subject,
+            principal.actor(),
+            now,
+            Some(expires_at),
+        )?;
+        issued.record.name = name.trim().to_owned();
+        self.store.insert_credential(&issued.record).await?;
+        let event = Event {
+            action: "access_token.create",
+            resource: &issued.record.id,
+            outcome: OK,
+        };
+        self.audit.by(caller, event).await;
+        Ok((issued.secret, issued.record))
+    }
+
+    /// ListCredentials: metadata only, a page at a time.
+    pub(crate) async fn list(
+        &self,
+        caller: &Caller,
+        filter: &CredentialFilter,
+    ) -> Result<CredentialPage> {
+        let subject = self.subject_visible_to(caller, &filter.subject)?;
+        let limit = match filter.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let scope = PageToken::scope(&caller.principal.subject, filter);
+        let after = PageToken::decode(&filter.page_token, &scope)?;
+        let query = CredentialQuery {
+            subject,
+            kind: filter.kind,
+            include_revoked: filter.include_revoked,
+            include_expired: filter.include_expired,
+            now: self.store.now_ms(),
+            after,
+            limit: u64::from(limit) + 1,
+        };
+        let mut credentials = self.store.list_credentials(&query).await?;
+        let next_page_token = if credentials.len() > limit as usize {
+            credentials.truncate(limit as usize);
+            credentials
+                .last()
+                .map(|last| PageToken::encode(last, &scope))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(CredentialPage {
+            credentials,
+            next_page_token,
+        })
+    }
+
+    /// RevokeCredential: refused from now on, on every replica (lookups
+    /// are never cached). Revoking twice returns the first revocation.
+    pub(crate) async fn revoke(&self, caller: &Caller, id: &str) -> Result<CredentialRecord> {
+        let result = self.revoke_visible(caller, id).await;
+        let outcome = audit::outcome(&result);
+        let event = Event {
+            action: "credential.revoke",
+            resource: id,
+            outcome,
+        };
+        self.audit.by(caller, event).await;
+        result
+    }
+
+    async fn revoke_visible(&self, caller: &Caller, id: &str) -> Result<CredentialRecord> {
+        validate::free_text("credential_id", id, MAX_NAME_LEN)?;
+        let not_found = || Error::NotFound(format!("credential {id}"));
+        let admin = caller.principal.is_admin();
+        if admin && id.starts_with(&format!("{}_", TokenKind::Service.tag())) {
+            return Err(Error::FailedPrecondition(
+                "a service secret is revoked by changing its configuration and reloading".into(),
+            ));
+        }
+        let found = self.store.credential(id).await?.ok_or_else(not_found)?;
+        if !admin && found.subject != caller.principal.subject {
+            return Err(not_found());
+        }
+        let now = self.store.now_ms();
+        self.store
+            .revoke_credential(id, now)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    /// The subject a listing may cover: a member of `Admin` any (`None`:
+    /// everybody), anyone else only itself.
+    fn subject_visible_to(&self, caller: &Caller, asked: &str) -> Result<Option<String>> {
+        validate::free_text("subject", asked, MAX_NAME_LEN)?;
+        let own = &caller.principal.subject;
+        match (caller.principal.is_admin(), asked) {
+            (true, "") => Ok(None),
+            (true, subject) => Ok(Some(subject.to_owned())),
+            (false, "") => Ok(Some(own.clone())),
+            (false, subject) if subject == own => Ok(Some(own.clone())),
+            (false, _) => Err(Error::PermissionDenied(
+                "only members of Admin list others' credentials".into(),
+            )),
+        }
+    }
+}
+
+/// `duration` in milliseconds, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,132 @@
+//! The record every issued credential has: what it is, whose, who made it,
+//! when it expires, when it was last used, whether it was revoked.
+
+/// What a stored credential is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// A user access token (`tsr_usr_`).
+    UserAccess,
+    /// A workspace registration token (`tsr_wsr_`).
+    WorkspaceRegistration,
+    /// A workspace auth token (`tsr_wsa_`).
+    WorkspaceAuth,
+}
+
+impl CredentialKind {
+    /// Every kind.
+    pub const ALL: [CredentialKind; 3] = [
+        CredentialKind::UserAccess,
+        CredentialKind::WorkspaceRegistration,
+        CredentialKind::WorkspaceAuth,
+    ];
+
+    /// The value of `credentials.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::UserAccess => "user_access",
+            CredentialKind::WorkspaceRegistration => "workspace_registration",
+            CredentialKind::WorkspaceAuth => "workspace_auth",
+        }
+    }
+
+    /// The kind stored as `value`, if it is one.
+    pub fn from_stored(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+}
+
+/// A credential's record. Holds its hash, never the credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialRecord {
+    /// Public id: the token's kind tag and 16 hex digits of its hash.
+    pub id: String,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// What it is.
+    pub kind: CredentialKind,
+    /// The user id or workspace id it authenticates.
+    pub subject: String,
+    /// A name its owner chose; empty when none.
+    pub name: String,
+    /// When it was issued.
+    pub created_at: i64,
+    /// Who caused it to be issued (an e-mail or subject); empty when unknown.
+    pub created_by: String,
+    /// When it stops being accepted; `None`: never.
+    pub expires_at: Option<i64>,
+    /// When it was last presented successfully, to the minute.
+    pub last_used_at: Option<i64>,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// Why a stored credential is not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unusable {
+    /// It was revoked.
+    Revoked,
+    /// Its lifetime is over.
+    Expired,
+}
+
+/// The part of a credential's record a lookup needs to judge it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredentialState {
+    /// When it stops being accepted; `None`: never.
+    pub expires_at: Option<i64>,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+}
+
+impl CredentialState {
+    /// Whether the credential is accepted at `now`: `Ok`, or why not.
+    pub fn standing(&self, now: i64) -> Result<(), Unusable> {
+        if self.revoked_at.is_some() {
+            return Err(Unusable::Revoked);
+        }
+        match self.expires_at {
+            Some(expires_at) if expires_at <= now => Err(Unusable::Expired),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Which credentials a listing returns, and from where.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CredentialQuery {
+    /// Only this subject's; `None`: everybody's.
+    pub subject: Option<String>,
+    /// Only of this kind; `None`: every kind.
+    pub kind: Option<CredentialKind>,
+    /// Revoked ones too.
+    pub include_revoked: bool,
+    /// Expired ones too (judged at `now`).
+    pub include_expired: bool,
+    /// The time expiry is judged at.
+    pub now: i64,
+    /// Only those after this `(created_at, id)`, in that order.
+    pub after: Option<(i64, String)>,
+    /// At most this many.
+    pub limit: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_wins_over_expired_and_expiry_is_exclusive() {
+        let state = |revoked_at, expires_at| CredentialState {
+            expires_at,
+            revoked_at,
+        };
+        assert_eq!(state(None, None).standing(10), Ok(()));
+        assert_eq!(state(None, Some(11)).standing(10), Ok(()));
+        assert_eq!(state(None, Some(10)).standing(10), Err(Unusable::Expired));
+        assert_eq!(state(Some(1), Some(5)).standing(10), Err(Unusable::Revoked));
+        for kind in CredentialKind::ALL {
+            assert_eq!(CredentialKind::from_stored(kind.as_str()), Some(kind));
+        }
+        assert_eq!(CredentialKind::from_stored("service"), None);
+    }
+}
