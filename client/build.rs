@@ -17,6 +17,9 @@ const SECRET_BEARING: &[&str] = &[
     ".tessera.v1.RegisterWorkspaceResponse",
     ".tessera.v1.GetInboundSecretResponse",
     ".tessera.v1.CreateAccessTokenResponse",
+    ".tessera.v1.InviteUserResponse",
+    ".tessera.v1.AcceptInviteRequest",
+    ".tessera.v1.AcceptInviteResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,7 +2,9 @@
 //!
 //! * [`pb`]: the generated messages and the `CredentialServiceClient` stub
 //!   (and, with the `server` feature, the server trait).
-//! * [`Client`]: a connected client that attaches a bearer to every call.
+//! * [`Client`]: a connected client that attaches a bearer to every call,
+//!   with typed helpers for managing credentials ([`Client::mint_access_token`],
+//!   [`Client::all_credentials`], [`Client::revoke`]).
 //! * [`token`]: the format of Tessera tokens, shared with the server.
 //! * [`Secret`]: a string whose `Debug` is redacted.
 //! * [`workspace`]: the runtime side of workspaces (secret files, the
@@ -10,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod lifecycle;
 mod redact;
 mod secret;
 #[cfg(feature = "tls")]

@@ -85,6 +85,9 @@ redacted_debug! {
     }
     GetInboundSecretResponse { platform_inbound_secret: opt_secret }
     CreateAccessTokenResponse { access_token: secret, credential: shown }
+    InviteUserResponse { invite_token: secret, user: shown, expires_at: shown }
+    AcceptInviteRequest { invite_token: secret, token_name: shown }
+    AcceptInviteResponse { user: shown, access_token: secret }
 }
 
 #[cfg(test)]
@@ -244,6 +247,37 @@ mod tests {
                 }
             ),
             &["access_token: [redacted]", "usr_0123456789abcdef"],
+        );
+        check(
+            format!(
+                "{:?}",
+                pb::InviteUserResponse {
+                    invite_token: s(),
+                    user: None,
+                    expires_at: ts(),
+                }
+            ),
+            &["invite_token: [redacted]", "1700000000"],
+        );
+        check(
+            format!(
+                "{:?}",
+                pb::AcceptInviteRequest {
+                    invite_token: s(),
+                    token_name: "laptop".into(),
+                }
+            ),
+            &["invite_token: [redacted]", "laptop"],
+        );
+        check(
+            format!(
+                "{:?}",
+                pb::AcceptInviteResponse {
+                    user: None,
+                    access_token: s(),
+                }
+            ),
+            &["access_token: [redacted]"],
         );
     }
 

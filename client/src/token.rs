@@ -37,11 +37,13 @@ pub enum TokenKind {
     WorkspaceInbound,
     /// Shared secret for a service, from `tessera gen-secret` (`tsr_svc_`).
     Service,
+    /// One-shot invitation of a new user (`tsr_inv_`).
+    Invite,
 }
 
 impl TokenKind {
     /// Every kind, for parsing.
-    pub const ALL: [TokenKind; 8] = [
+    pub const ALL: [TokenKind; 9] = [
         TokenKind::Ticket,
         TokenKind::Internal,
         TokenKind::UserAccess,
@@ -50,6 +52,7 @@ impl TokenKind {
         TokenKind::WorkspaceAuth,
         TokenKind::WorkspaceInbound,
         TokenKind::Service,
+        TokenKind::Invite,
     ];
 
     /// The three-letter tag used in the prefix.
@@ -63,6 +66,7 @@ impl TokenKind {
             TokenKind::WorkspaceAuth => "wsa",
             TokenKind::WorkspaceInbound => "wsi",
             TokenKind::Service => "svc",
+            TokenKind::Invite => "inv",
         }
     }
 

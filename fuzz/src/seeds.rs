@@ -195,6 +195,19 @@ pub fn rpc_seeds() -> Vec<(String, Vec<u8>)> {
             Bearer::Service,
             revoke_credential(),
         ),
+        seed(
+            "revoke-subject",
+            "RevokeSubject",
+            Bearer::Service,
+            revoke_subject(),
+        ),
+        seed("invite-user", "InviteUser", Bearer::User, invite_user()),
+        seed(
+            "accept-invite",
+            "AcceptInvite",
+            Bearer::None,
+            accept_invite(),
+        ),
         seed("health", "Check", Bearer::None, vec![]),
         seed("unknown-method", "NoSuchMethod", Bearer::Service, vec![]),
         seed("two-bearers", "VerifyBearer", Bearer::Twice, verify("$usr")),
@@ -310,6 +323,32 @@ fn list_credentials() -> Vec<u8> {
 fn revoke_credential() -> Vec<u8> {
     pb::RevokeCredentialRequest {
         credential_id: "usr_0123456789abcdef".into(),
+    }
+    .encode_to_vec()
+}
+
+fn revoke_subject() -> Vec<u8> {
+    pb::RevokeSubjectRequest {
+        subject: "$wid".into(),
+        disable: false,
+    }
+    .encode_to_vec()
+}
+
+fn invite_user() -> Vec<u8> {
+    pb::InviteUserRequest {
+        email: "new@example.com".into(),
+        display_name: "New".into(),
+        groups: vec!["Ops".into()],
+        ttl_seconds: 3_600,
+    }
+    .encode_to_vec()
+}
+
+fn accept_invite() -> Vec<u8> {
+    pb::AcceptInviteRequest {
+        invite_token: token_of(TokenKind::Invite),
+        token_name: "laptop".into(),
     }
     .encode_to_vec()
 }

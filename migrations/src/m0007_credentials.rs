@@ -3,7 +3,8 @@
 //! used and whether it was revoked. User access tokens move here from
 //! `user_tokens`; workspace tokens keep their hashes on `workspaces` (the
 //! registration compares and sets them there) and gain a record beside.
-//! Users gain `disabled_at`.
+//! Users gain `disabled_at`, internal credentials `revoked_at` (a revoked
+//! one stays refused while its process keeps heartbeating it).
 //!
 //! Existing user access tokens never expired; they get the default
 //! lifetime (90 days) counted from the moment this migration runs.
@@ -46,6 +47,14 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Users::Table)
                     .add_column(big_integer_null(Users::DisabledAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(InternalCredentials::Table)
+                    .add_column(big_integer_null(InternalCredentials::RevokedAt))
                     .to_owned(),
             )
             .await?;
@@ -133,6 +142,12 @@ enum Credentials {
 enum Users {
     Table,
     DisabledAt,
+}
+
+#[derive(DeriveIden)]
+enum InternalCredentials {
+    Table,
+    RevokedAt,
 }
 
 #[derive(DeriveIden)]

@@ -65,10 +65,10 @@ pub(crate) struct ServeArgs {
     pub ticket_max_ttl: u64,
     /// Lifetime of a user access token when its creator asks for none
     /// (and of those made by ConsumeInstallToken), e.g. `90d` or plain seconds.
-    #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL", default_value = "90d", value_parser = parse_retention)]
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL", default_value = "90d", value_parser = parse_lifetime)]
     pub access_token_ttl: Duration,
     /// Longest lifetime a user may give its access token.
-    #[arg(long, env = "TESSERA_ACCESS_TOKEN_MAX_TTL", default_value = "366d", value_parser = parse_retention)]
+    #[arg(long, env = "TESSERA_ACCESS_TOKEN_MAX_TTL", default_value = "366d", value_parser = parse_lifetime)]
     pub access_token_max_ttl: Duration,
     /// How often the database is checked for the health service, in ms.
     #[arg(long, env = "TESSERA_DB_CHECK_INTERVAL_MS", default_value_t = 2_000)]
@@ -155,7 +155,7 @@ pub(crate) struct ServeArgs {
     pub tls_client_ca: Option<PathBuf>,
     /// How long audit entries are kept, e.g. `90d` or `2160h` (a plain
     /// number is seconds); older ones are pruned by the reaper.
-    #[arg(long, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    #[arg(long, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_parser = parse_lifetime)]
     pub audit_retention: Duration,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
@@ -299,7 +299,7 @@ pub(crate) struct Limits {
 }
 
 /// A positive duration: `90d`, `36h`, or plain seconds.
-fn parse_retention(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_lifetime(value: &str) -> Result<Duration, String> {
     let duration = match value.trim().parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
         Err(_) => humantime::parse_duration(value.trim()).map_err(|err| err.to_string())?,

@@ -408,6 +408,7 @@ async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {
         instance_id: "instance-a".into(),
         created_at: 100,
         heartbeat_at: 100,
+        revoked_at: None,
     };
     store
         .upsert_internal_credential(&record)
@@ -420,6 +421,28 @@ async fn internal_credentials_heartbeat_and_expire(store: Arc<SeaStore>) {
         .expect("heartbeat");
     let found = store.find_internal_credential("int-a").await.expect("find");
     assert_eq!(found, Some(record.clone()));
+
+    // A revocation stays: a later heartbeat does not undo it, nor a second
+    // revocation move its time.
+    let revoked = store
+        .revoke_internal_credential("int-a", 950)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.and_then(|r| r.revoked_at), Some(950));
+    store
+        .upsert_internal_credential(&record)
+        .await
+        .expect("heartbeat");
+    let again = store
+        .revoke_internal_credential("int-a", 990)
+        .await
+        .expect("revoke");
+    assert_eq!(again.and_then(|r| r.revoked_at), Some(950));
+    let missing = store
+        .revoke_internal_credential("int-z", 990)
+        .await
+        .expect("revoke");
+    assert_eq!(missing, None);
 
     let stale = InternalCredentialRecord {
         hash: "int-b".into(),

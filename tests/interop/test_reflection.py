@@ -27,6 +27,12 @@ RPCS = {
     "ProvisionWorkspace",
     "RegisterWorkspace",
     "GetInboundSecret",
+    "CreateAccessToken",
+    "ListCredentials",
+    "RevokeCredential",
+    "RevokeSubject",
+    "InviteUser",
+    "AcceptInvite",
 }
 
 

@@ -6,18 +6,17 @@
 
 use std::time::Duration;
 
-use tessera_client::Client;
 use tessera_client::pb::{self, CredentialKind, PrincipalKind};
 use tessera_client::token;
 use tessera_client::tonic::Code;
 use tessera_tests::audit::{assert_not_in_audit, audit_rows};
 use tessera_tests::credentials::{
-    create_access_token, insert_user_with_token, list_all, list_credentials, revoke_credential,
+    WithAdmin, create_access_token, insert_user_with_token, list_all, list_credentials,
+    revoke_credential,
 };
 use tessera_tests::grpc::{provision_workspace, register_workspace, verify_as};
-use tessera_tests::install::bootstrap_admin;
 use tessera_tests::{
-    ServerOptions, TestDatabase, TestServer, assert_status, now_seconds, scheduler_secret, seconds,
+    ServerOptions, TestDatabase, assert_status, now_seconds, scheduler_secret, seconds,
 };
 
 tessera_tests::on_both_backends!(
@@ -26,6 +25,7 @@ tessera_tests::on_both_backends!(
     access_tokens_expire_and_their_lifetime_is_bounded,
     who_may_list_and_revoke_what,
     pages_cover_everything_once_despite_a_concurrent_insert,
+    the_client_crate_helpers_manage_credentials,
     workspace_tokens_are_recorded_and_revocable,
 );
 
@@ -33,35 +33,9 @@ tessera_tests::on_both_backends!(
 const MAX_TTL_SECS: u32 = 100 * 86_400;
 
 /// A server with its first admin, Ada, whose token `admin_token` is.
-struct Setup {
-    db_url: String,
-    server: TestServer,
-    admin_token: String,
-    admin_subject: String,
-}
-
-impl Setup {
-    async fn admin(&self) -> Client {
-        self.server.client(Some(&self.admin_token)).await
-    }
-
-    async fn conn(&self) -> sea_orm::DatabaseConnection {
-        sea_orm::Database::connect(&self.db_url)
-            .await
-            .expect("connect")
-    }
-}
-
-async fn open(db: &TestDatabase) -> Setup {
+async fn open(db: &TestDatabase) -> WithAdmin {
     let options = ServerOptions::scheduler().envs(&[("TESSERA_ACCESS_TOKEN_MAX_TTL", "100d")]);
-    let server = TestServer::start(db, options).await;
-    let admin = bootstrap_admin(&server).await;
-    Setup {
-        db_url: db.url().to_owned(),
-        admin_subject: admin.admin.expect("admin").subject,
-        admin_token: admin.admin_token,
-        server,
-    }
+    WithAdmin::start(db, options).await
 }
 
 fn request(subject: &str, include_revoked: bool) -> pb::ListCredentialsRequest {
@@ -83,7 +57,7 @@ fn ids(credentials: &[pb::CredentialInfo]) -> Vec<&str> {
 /// (metadata only) beside the one ConsumeInstallToken gave her, and once
 /// revoked it is refused by the very next VerifyBearer, audited as
 /// revoked; revoking again returns the first revocation.
-async fn a_user_creates_lists_and_revokes_its_own_tokens(setup: Setup) {
+async fn a_user_creates_lists_and_revokes_its_own_tokens(setup: WithAdmin) {
     let mut ada = setup.admin().await;
     let created = create_access_token(&mut ada, " laptop ", 0)
         .await
@@ -108,7 +82,9 @@ async fn a_user_creates_lists_and_revokes_its_own_tokens(setup: Setup) {
     assert_eq!(verified.subject, setup.admin_subject);
     assert_eq!(verified.credential_id, info.credential_id);
 
-    let listed = list_all(&mut ada, request("", false)).await.expect("list");
+    let listed = list_all(&mut ada, request(&setup.admin_subject, false))
+        .await
+        .expect("list");
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert_eq!(listed[1].credential_id, info.credential_id);
     assert_eq!(
@@ -138,9 +114,13 @@ async fn a_user_creates_lists_and_revokes_its_own_tokens(setup: Setup) {
         "the first revocation stays"
     );
 
-    let live = list_all(&mut ada, request("", false)).await.expect("list");
+    let live = list_all(&mut ada, request(&setup.admin_subject, false))
+        .await
+        .expect("list");
     assert_eq!(ids(&live), vec![listed[0].credential_id.as_str()]);
-    let all = list_all(&mut ada, request("", true)).await.expect("list");
+    let all = list_all(&mut ada, request(&setup.admin_subject, true))
+        .await
+        .expect("list");
     assert_eq!(all.len(), 2);
 
     let audit = audit_rows(&setup.conn().await).await;
@@ -167,7 +147,7 @@ async fn a_user_creates_lists_and_revokes_its_own_tokens(setup: Setup) {
 /// A lifetime above the maximum is refused; a short one ends, after which
 /// the token is refused as expired (audited so); the first admin's token
 /// got the default lifetime.
-async fn access_tokens_expire_and_their_lifetime_is_bounded(setup: Setup) {
+async fn access_tokens_expire_and_their_lifetime_is_bounded(setup: WithAdmin) {
     let mut ada = setup.admin().await;
     let status = create_access_token(&mut ada, "long", MAX_TTL_SECS + 1)
         .await
@@ -205,12 +185,15 @@ async fn access_tokens_expire_and_their_lifetime_is_bounded(setup: Setup) {
     );
 
     let expired_too = pb::ListCredentialsRequest {
+        subject: setup.admin_subject.clone(),
         include_expired: true,
         ..Default::default()
     };
     let listed = list_all(&mut ada, expired_too).await.expect("list");
     assert_eq!(listed.len(), 2);
-    let live = list_all(&mut ada, request("", false)).await.expect("list");
+    let live = list_all(&mut ada, request(&setup.admin_subject, false))
+        .await
+        .expect("list");
     assert_eq!(
         ids(&live),
         vec![listed[0].credential_id.as_str()],
@@ -228,7 +211,7 @@ async fn access_tokens_expire_and_their_lifetime_is_bounded(setup: Setup) {
 /// only its own (another's id is NOT_FOUND); a service mints no access
 /// token; a workspace lists nothing; an admin sees and revokes anybody's;
 /// a service secret cannot be revoked here.
-async fn who_may_list_and_revoke_what(setup: Setup) {
+async fn who_may_list_and_revoke_what(setup: WithAdmin) {
     let conn = setup.conn().await;
     let bob_token = insert_user_with_token(&conn, "bob", "bob@example.com", None).await;
     let bob_id = token::credential_id("usr", &bob_token);
@@ -300,7 +283,7 @@ async fn who_may_list_and_revoke_what(setup: Setup) {
 /// Paging by three over more than three pages sees every credential once,
 /// in (created_at, id) order, even with one created between two pages; a
 /// page token is refused with other filters.
-async fn pages_cover_everything_once_despite_a_concurrent_insert(setup: Setup) {
+async fn pages_cover_everything_once_despite_a_concurrent_insert(setup: WithAdmin) {
     let mut ada = setup.admin().await;
     for i in 0..9 {
         create_access_token(&mut ada, &format!("t{i}"), 60)
@@ -309,6 +292,7 @@ async fn pages_cover_everything_once_despite_a_concurrent_insert(setup: Setup) {
     }
     let mut page_request = pb::ListCredentialsRequest {
         page_size: 3,
+        kind: CredentialKind::UserAccess.into(),
         ..Default::default()
     };
     let mut seen = Vec::new();
@@ -362,7 +346,7 @@ async fn pages_cover_everything_once_despite_a_concurrent_insert(setup: Setup) {
 /// predecessor shows revoked; revoking the auth token refuses it at once
 /// and the next registration issues a fresh one; a revoked registration
 /// token registers no more.
-async fn workspace_tokens_are_recorded_and_revocable(setup: Setup) {
+async fn workspace_tokens_are_recorded_and_revocable(setup: WithAdmin) {
     let mut ada = setup.admin().await;
     let ws = provision_workspace(&mut ada, "ws-1", "")
         .await
@@ -421,4 +405,46 @@ async fn workspace_tokens_are_recorded_and_revocable(setup: Setup) {
         .await
         .expect_err("revoked registration token");
     assert_status(&status, Code::Unauthenticated, None);
+}
+
+/// The typed helpers of `tessera-client`: mint, list every page, revoke.
+async fn the_client_crate_helpers_manage_credentials(setup: WithAdmin) {
+    let mut ada = setup.admin().await;
+    let (token, info) = ada
+        .mint_access_token("embedder", Duration::from_secs(600))
+        .await
+        .expect("mint");
+    assert_eq!(
+        info.credential_id,
+        token::credential_id("usr", token.expose())
+    );
+    assert!(
+        !format!("{token:?}").contains(token.expose()),
+        "Debug is redacted"
+    );
+    let filter = pb::ListCredentialsRequest {
+        page_size: 1,
+        subject: setup.admin_subject.clone(),
+        ..Default::default()
+    };
+    let all = ada.all_credentials(filter).await.expect("list");
+    assert_eq!(
+        ids(&all),
+        vec![
+            token::credential_id("usr", &setup.admin_token),
+            info.credential_id.clone()
+        ]
+    );
+    let revoked = ada.revoke(&info.credential_id).await.expect("revoke");
+    assert!(revoked.revoked_at.is_some());
+    let status = ada
+        .revoke("usr_0000000000000000")
+        .await
+        .expect_err("unknown");
+    assert_status(&status, Code::NotFound, None);
+    let status = ada
+        .mint_access_token("too long", Duration::from_secs(u64::from(u32::MAX) + 1))
+        .await
+        .expect_err("does not fit");
+    assert_status(&status, Code::InvalidArgument, None);
 }

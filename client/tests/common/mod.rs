@@ -166,6 +166,9 @@ fake_service! {
     create_access_token(CreateAccessTokenRequest) -> CreateAccessTokenResponse;
     list_credentials(ListCredentialsRequest) -> ListCredentialsResponse;
     revoke_credential(RevokeCredentialRequest) -> RevokeCredentialResponse;
+    revoke_subject(RevokeSubjectRequest) -> RevokeSubjectResponse;
+    invite_user(InviteUserRequest) -> InviteUserResponse;
+    accept_invite(AcceptInviteRequest) -> AcceptInviteResponse;
 }
 
 /// A client for the same server authenticating with `secret`.

@@ -179,7 +179,7 @@ where
                     }
                     Err(Refusal::Unverified(err)) => Status::from(err).into_http(),
                     Err(Refusal::PermissionDenied) => {
-                        Status::permission_denied("caller may not call this method").into_http()
+                        Status::permission_denied(policy::denial(rule)).into_http()
                     }
                 }
             };

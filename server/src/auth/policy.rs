@@ -27,6 +27,9 @@ pub(crate) enum Rule {
     /// A `USER` (the handler restricts it to its own), or a member of
     /// `Admin`.
     UserOrAdmin,
+    /// A `USER` in `Admin`: never a `SERVICE`, for RPCs whose result
+    /// becomes a user credential.
+    AdminUser,
     /// A workspace's own registration or auth token.
     Workspace,
     /// Any authenticated principal (paths not in the table).
@@ -46,14 +49,28 @@ pub(super) fn rule_for(path: &str) -> Rule {
     };
     match method {
         "GetInstallTokenStatus" => Rule::Anonymous,
-        "ConsumeInstallToken" => Rule::Redeem,
+        "ConsumeInstallToken" | "AcceptInvite" => Rule::Redeem,
         "VerifyBearer" | "ConsumeTicket" | "GetInternalCredential" => Rule::Service,
         "MintTicket" => Rule::ServiceOrUser,
-        "IssueInstallToken" | "ProvisionWorkspace" | "GetInboundSecret" => Rule::Admin,
+        "IssueInstallToken" | "ProvisionWorkspace" | "GetInboundSecret" | "RevokeSubject" => {
+            Rule::Admin
+        }
+        "InviteUser" => Rule::AdminUser,
         "RegisterWorkspace" => Rule::Workspace,
         "CreateAccessToken" => Rule::User,
         "ListCredentials" | "RevokeCredential" => Rule::UserOrAdmin,
         _ => Rule::Authenticated,
+    }
+}
+
+/// Why a known caller that `rule` does not admit is refused.
+pub(super) fn denial(rule: Rule) -> &'static str {
+    match rule {
+        Rule::AdminUser => {
+            "only a user in Admin may call this: a service never causes a user credential to exist"
+        }
+        Rule::User => "only a user may call this, for itself",
+        _ => "caller may not call this method",
     }
 }
 
@@ -69,6 +86,7 @@ pub(super) fn allows(rule: Rule, principal: &Principal) -> bool {
         }
         Rule::User => kind == PrincipalKind::User,
         Rule::UserOrAdmin => allows(Rule::User, principal) || allows(Rule::Admin, principal),
+        Rule::AdminUser => kind == PrincipalKind::User && principal.is_admin(),
         Rule::Workspace => kind == PrincipalKind::Workspace,
     }
 }
@@ -109,6 +127,9 @@ mod tests {
         assert_eq!(rpc("CreateAccessToken"), Rule::User);
         assert_eq!(rpc("ListCredentials"), Rule::UserOrAdmin);
         assert_eq!(rpc("RevokeCredential"), Rule::UserOrAdmin);
+        assert_eq!(rpc("RevokeSubject"), Rule::Admin);
+        assert_eq!(rpc("InviteUser"), Rule::AdminUser);
+        assert_eq!(rpc("AcceptInvite"), Rule::Redeem);
         assert_eq!(rpc("Unknown"), Rule::Authenticated);
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);
         assert_eq!(rule_for("/other.Service/Call"), Rule::Authenticated);
@@ -135,5 +156,11 @@ mod tests {
         let plain_service = principal(PrincipalKind::Service, false);
         assert!(!allows(Rule::UserOrAdmin, &plain_service));
         assert!(!allows(Rule::UserOrAdmin, &internal));
+        assert!(allows(Rule::AdminUser, &admin_user));
+        assert!(
+            !allows(Rule::AdminUser, &service),
+            "a service never invites"
+        );
+        assert!(!allows(Rule::AdminUser, &user));
     }
 }

@@ -2,10 +2,11 @@
 //! the health probe.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{DatabaseArgs, LogFormat, ServeArgs};
+use crate::config::{DatabaseArgs, LogFormat, ServeArgs, parse_lifetime};
 
 /// Tessera: a gRPC credential-issuing service.
 #[derive(Debug, Parser)]
@@ -31,6 +32,31 @@ pub(crate) enum Command {
         /// What to do with it.
         #[command(subcommand)]
         action: InstallTokenAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Mint an access token for an existing user (the recovery path when
+    /// no admin token works; needs the database, not a running server).
+    AccessToken {
+        /// What to do.
+        #[command(subcommand)]
+        action: AccessTokenAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List or revoke issued credentials (needs the database).
+    Credentials {
+        /// What to do.
+        #[command(subcommand)]
+        action: CredentialsAction,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Enable a user that RevokeSubject disabled (needs the database).
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        action: UsersAction,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -81,4 +107,54 @@ pub(crate) enum InstallTokenAction {
     Status,
     /// Mint a fresh install token (replacing a pending one) and print its banner.
     Regenerate,
+}
+
+/// `tessera access-token …`.
+#[derive(Clone, Debug, Subcommand)]
+pub(crate) enum AccessTokenAction {
+    /// Print a new access token (`tsr_usr_…`) of the user with this e-mail.
+    Create {
+        /// The user's e-mail.
+        #[arg(long)]
+        email: String,
+        /// A name for the token, shown in listings.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Its lifetime, e.g. `30d` (default: `TESSERA_ACCESS_TOKEN_TTL`, or 90 days).
+        #[arg(long, env = "TESSERA_ACCESS_TOKEN_TTL", value_parser = parse_lifetime)]
+        ttl: Option<Duration>,
+    },
+}
+
+/// `tessera credentials …`.
+#[derive(Clone, Debug, Subcommand)]
+pub(crate) enum CredentialsAction {
+    /// Print the records of issued credentials, oldest first (never a secret).
+    List {
+        /// Only this user id or workspace id.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Include revoked credentials.
+        #[arg(long)]
+        include_revoked: bool,
+        /// Include expired credentials.
+        #[arg(long)]
+        include_expired: bool,
+    },
+    /// Revoke a credential by its public id (e.g. `usr_0123456789abcdef`).
+    Revoke {
+        /// The credential's public id.
+        id: String,
+    },
+}
+
+/// `tessera users …`.
+#[derive(Clone, Debug, Subcommand)]
+pub(crate) enum UsersAction {
+    /// Enable a disabled user again (its revoked credentials stay revoked).
+    Enable {
+        /// The user's e-mail.
+        #[arg(long)]
+        email: String,
+    },
 }

@@ -5,6 +5,7 @@
 mod args;
 mod operator;
 mod probe;
+mod recovery;
 
 use std::io::IsTerminal;
 
@@ -26,6 +27,13 @@ pub async fn main() -> i32 {
         Some(Command::InstallToken { action, database }) => {
             operator::install_token(action, &database).await
         }
+        Some(Command::AccessToken { action, database }) => {
+            recovery::access_token(action, &database).await
+        }
+        Some(Command::Credentials { action, database }) => {
+            recovery::credentials(action, &database).await
+        }
+        Some(Command::Users { action, database }) => recovery::users(action, &database).await,
         Some(Command::GenSecret) => operator::gen_secret(),
         Some(Command::Health(args)) => return probe::health(&args).await,
         None => match ServeArgs::from_env() {

@@ -9,11 +9,8 @@ use tessera_client::token::{self, TokenKind};
 
 use super::args::InstallTokenAction;
 use crate::config::DatabaseArgs;
-use crate::domain::{BannerSink, InstallState, Tessera};
+use crate::domain::{BannerSink, InstallState, OPERATOR, Tessera};
 use crate::store::{SeaStore, Store};
-
-/// Actor recorded in the audit log for operator commands.
-const OPERATOR: &str = "operator-cli";
 
 /// `tessera migrate`.
 pub(crate) async fn migrate(database: &DatabaseArgs) -> Result<(), String> {
@@ -62,7 +59,7 @@ pub(crate) fn gen_secret() -> Result<(), String> {
     write_stdout(secret.expose())
 }
 
-async fn open(database: &DatabaseArgs) -> Result<SeaStore, String> {
+pub(super) async fn open(database: &DatabaseArgs) -> Result<SeaStore, String> {
     let url = database.url()?;
     let store = SeaStore::connect_with_pool(&url, None)
         .await
@@ -74,14 +71,14 @@ async fn open(database: &DatabaseArgs) -> Result<SeaStore, String> {
     Ok(store)
 }
 
-fn write_stdout(text: &str) -> Result<(), String> {
+pub(super) fn write_stdout(text: &str) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")
         .and_then(|()| stdout.flush())
         .map_err(|err| format!("cannot write to standard output: {err}"))
 }
 
-fn rfc3339(ms: Option<i64>) -> String {
+pub(super) fn rfc3339(ms: Option<i64>) -> String {
     match ms.and_then(|ms| u64::try_from(ms).ok()) {
         Some(ms) => {
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()

@@ -12,8 +12,9 @@ use tessera_client::token::{self, TokenKind};
 use super::audit::{self, Auditor, Event, OK};
 use super::error::{Error, Result};
 use super::page_token::PageToken;
-use super::principal::{Caller, PrincipalKind};
+use super::principal::{ADMIN_GROUP, Caller, INTERNAL_SUBJECT, PrincipalKind};
 use super::validate;
+use crate::auth::verify::ListedSecret;
 use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Store};
 
 /// Default lifetime of a user access token: 90 days.
@@ -21,7 +22,7 @@ pub(crate) const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(90 * 8
 /// Longest lifetime a user may give its access token: 366 days.
 pub(crate) const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(366 * 86_400);
 /// Longest credential name accepted, in bytes.
-const MAX_NAME_LEN: usize = 128;
+pub(super) const MAX_NAME_LEN: usize = 128;
 /// Credentials per page when the caller asks for no size.
 const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Most credentials per page.
@@ -89,6 +90,9 @@ fn token_kind(kind: CredentialKind) -> TokenKind {
         CredentialKind::UserAccess => TokenKind::UserAccess,
         CredentialKind::WorkspaceRegistration => TokenKind::WorkspaceRegistration,
         CredentialKind::WorkspaceAuth => TokenKind::WorkspaceAuth,
+        CredentialKind::Invite => TokenKind::Invite,
+        CredentialKind::Internal => TokenKind::Internal,
+        CredentialKind::ServiceSecret => TokenKind::Service,
     }
 }
 
@@ -109,11 +113,31 @@ pub(crate) struct CredentialFilter {
     pub page_token: String,
 }
 
+/// One entry of a listing.
+#[derive(Clone, Debug)]
+pub(crate) enum Listed {
+    /// An issued credential's record.
+    Stored(CredentialRecord),
+    /// A configured service secret, read-only; it sorts first (as if
+    /// created at time 0).
+    Service(ListedSecret),
+}
+
+impl Listed {
+    /// Where it stands in a listing: by creation time, then id.
+    pub(super) fn key(&self) -> (i64, &str) {
+        match self {
+            Listed::Stored(record) => (record.created_at, &record.id),
+            Listed::Service(secret) => (0, &secret.credential_id),
+        }
+    }
+}
+
 /// One page of credentials.
 #[derive(Clone, Debug)]
 pub(crate) struct CredentialPage {
-    /// The records, ordered by creation time and id.
-    pub credentials: Vec<CredentialRecord>,
+    /// The entries, ordered by creation time and id.
+    pub credentials: Vec<Listed>,
     /// Where the next page starts; empty when this is the last one.
     pub next_page_token: String,
 }
@@ -123,14 +147,21 @@ pub(crate) struct Credentials {
     store: Arc<dyn Store>,
     audit: Auditor,
     policy: AccessTokenPolicy,
+    /// The configured service secrets, for listings.
+    services: Vec<ListedSecret>,
 }
 
 impl Credentials {
-    pub(crate) fn new(store: Arc<dyn Store>, policy: AccessTokenPolicy) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        policy: AccessTokenPolicy,
+        services: Vec<ListedSecret>,
+    ) -> Self {
         Self {
             audit: Auditor::new(store.clone()),
             store,
             policy,
+            services,
         }
     }
 
@@ -190,21 +221,40 @@ impl Credentials {
         };
         let scope = PageToken::scope(&caller.principal.subject, filter);
         let after = PageToken::decode(&filter.page_token, &scope)?;
-        let query = CredentialQuery {
-            subject,
-            kind: filter.kind,
-            include_revoked: filter.include_revoked,
-            include_expired: filter.include_expired,
-            now: self.store.now_ms(),
-            after,
-            limit: u64::from(limit) + 1,
+        let stored = match filter.kind {
+            Some(CredentialKind::ServiceSecret) => Vec::new(),
+            kind => {
+                let query = CredentialQuery {
+                    subject: subject.clone(),
+                    kind,
+                    include_revoked: filter.include_revoked,
+                    include_expired: filter.include_expired,
+                    now: self.store.now_ms(),
+                    after: after.clone(),
+                    limit: u64::from(limit) + 1,
+                };
+                self.store.list_credentials(&query).await?
+            }
         };
-        let mut credentials = self.store.list_credentials(&query).await?;
+        let mut credentials: Vec<Listed> = stored.into_iter().map(Listed::Stored).collect();
+        let services_too = caller.principal.is_admin()
+            && matches!(filter.kind, None | Some(CredentialKind::ServiceSecret));
+        if services_too {
+            let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+            let services = self.services.iter().filter(|secret| {
+                subject
+                    .as_deref()
+                    .is_none_or(|subject| subject == secret.email)
+                    && after.is_none_or(|after| (0, secret.credential_id.as_str()) > after)
+            });
+            credentials.extend(services.cloned().map(Listed::Service));
+            credentials.sort_by(|a, b| a.key().cmp(&b.key()));
+        }
         let next_page_token = if credentials.len() > limit as usize {
             credentials.truncate(limit as usize);
             credentials
                 .last()
-                .map(|last| PageToken::encode(last, &scope))
+                .map(|last| PageToken::encode(last.key(), &scope))
                 .unwrap_or_default()
         } else {
             String::new()
@@ -238,15 +288,44 @@ impl Credentials {
                 "a service secret is revoked by changing its configuration and reloading".into(),
             ));
         }
+        if let Some(hex) = id.strip_prefix("int_") {
+            return self.revoke_internal(admin, id, hex).await;
+        }
         let found = self.store.credential(id).await?.ok_or_else(not_found)?;
         if !admin && found.subject != caller.principal.subject {
             return Err(not_found());
         }
         let now = self.store.now_ms();
+        keep_an_admin(self.store.as_ref(), now, |admin| admin.id == id).await?;
         self.store
             .revoke_credential(id, now)
             .await?
             .ok_or_else(not_found)
+    }
+
+    /// Revokes the internal credential `id` (`int_` and `hex`): every
+    /// replica, its own process included, refuses it from now on, and its
+    /// process mints a replacement on the next GetInternalCredential.
+    async fn revoke_internal(&self, admin: bool, id: &str, hex: &str) -> Result<CredentialRecord> {
+        let is_id = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !admin || !is_id {
+            return Err(Error::NotFound(format!("credential {id}")));
+        }
+        let now = self.store.now_ms();
+        let row = self.store.revoke_internal_credential(hex, now).await?;
+        let row = row.ok_or_else(|| Error::NotFound(format!("credential {id}")))?;
+        Ok(CredentialRecord {
+            id: id.to_owned(),
+            hash: row.hash,
+            kind: CredentialKind::Internal,
+            subject: INTERNAL_SUBJECT.to_owned(),
+            name: row.instance_id,
+            created_at: row.created_at,
+            created_by: String::new(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: row.revoked_at,
+        })
     }
 
     /// The subject a listing may cover: a member of `Admin` any (`None`:
@@ -264,6 +343,24 @@ impl Credentials {
             )),
         }
     }
+}
+
+/// Refuses a revocation that would leave no enabled admin user with a
+/// live access token (nobody could then invite users or recover without
+/// local database access): `revoked` says which of the live admin tokens
+/// it takes away.
+pub(super) async fn keep_an_admin(
+    store: &dyn Store,
+    now: i64,
+    revoked: impl Fn(&CredentialRecord) -> bool,
+) -> Result<()> {
+    let live = store.live_admin_credentials(ADMIN_GROUP, now).await?;
+    if !live.is_empty() && live.iter().all(revoked) {
+        return Err(Error::FailedPrecondition(
+            "this would leave no enabled admin with a live access token".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `duration` in milliseconds, saturating.

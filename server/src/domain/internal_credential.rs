@@ -5,15 +5,18 @@
 //! with a heartbeat, so every replica accepts it while the minting process
 //! runs. A clean shutdown deletes the row; a process that died stops
 //! heartbeating and its credential is refused once the heartbeat is older
-//! than the liveness bound (and the reaper then deletes the row).
+//! than the liveness bound (and the reaper then deletes the row). A revoked
+//! one is refused by every replica, its own process included (which reads
+//! the row for it too), and that process mints a replacement on the next
+//! GetInternalCredential.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::Mutex;
 
 use super::audit::{Auditor, Event, OK};
 use super::error::{Error, Result};
@@ -32,10 +35,10 @@ pub(crate) struct InternalCredentials {
     audit: Auditor,
     instance_id: String,
     liveness: Duration,
-    mine: OnceCell<Minted>,
+    /// The credential of this process, once minted; replaced when revoked.
+    mine: RwLock<Option<Arc<Minted>>>,
     /// Set once the credential is withdrawn; the lock also keeps a
-    /// heartbeat, or a first mint, from inserting the row after the
-    /// withdrawal.
+    /// heartbeat, or a mint, from inserting the row after the withdrawal.
     retired: Mutex<bool>,
     /// The same, readable without waiting: a retiring process stops
     /// accepting its own credential too.
@@ -51,7 +54,7 @@ impl InternalCredentials {
             store,
             instance_id: hex::encode(rand::random::<[u8; 8]>()),
             liveness,
-            mine: OnceCell::new(),
+            mine: RwLock::new(None),
             retired: Mutex::new(false),
             withdrawn: AtomicBool::new(false),
         }
@@ -72,25 +75,29 @@ impl InternalCredentials {
     }
 
     async fn get_or_mint(&self) -> Result<Secret> {
-        if let Some(mine) = self.mine.get() {
-            return self.unless_withdrawn(mine);
-        }
         // Minting holds the lock `retire` takes, so a credential is never
         // stored after (or while) it withdraws this process's credential.
         let retired = self.retired.lock().await;
-        if *retired {
+        if *retired || self.withdrawn.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
         }
-        let minted = self.mine.get_or_try_init(|| self.mint()).await?;
+        if let Some(mine) = self.current() {
+            let row = self.store.find_internal_credential(&mine.hash).await?;
+            if row.is_some_and(|row| row.revoked_at.is_none()) {
+                return Ok(mine.secret.clone());
+            }
+        }
+        let minted = Arc::new(self.mint().await?);
+        if let Ok(mut mine) = self.mine.write() {
+            *mine = Some(minted.clone());
+        }
         drop(retired);
-        self.unless_withdrawn(minted)
+        Ok(minted.secret.clone())
     }
 
-    fn unless_withdrawn(&self, mine: &Minted) -> Result<Secret> {
-        if self.withdrawn.load(Ordering::SeqCst) {
-            return Err(Error::ShuttingDown);
-        }
-        Ok(mine.secret.clone())
+    /// This process's credential, if one was minted.
+    fn current(&self) -> Option<Arc<Minted>> {
+        self.mine.read().ok().and_then(|mine| mine.clone())
     }
 
     async fn mint(&self) -> Result<Minted> {
@@ -117,19 +124,19 @@ impl InternalCredentials {
     /// A withdrawn credential (this process is shutting down) is refused
     /// here too; the others' are still accepted while they live.
     pub(crate) async fn check(&self, presented: &str) -> Result<Option<i64>, StoreError> {
-        if let Some(mine) = self.mine.get()
-            && mine.secret.ct_eq(presented)
-        {
-            let withdrawn = self.withdrawn.load(Ordering::SeqCst);
-            return Ok((!withdrawn).then_some(mine.created_at));
+        let own = self.current().filter(|mine| mine.secret.ct_eq(presented));
+        if own.is_some() && self.withdrawn.load(Ordering::SeqCst) {
+            return Ok(None);
         }
         let hash = token::sha256_hex(presented);
         let cutoff = self.store.now_ms() - self.liveness_ms();
-        Ok(self
-            .store
-            .find_internal_credential(&hash)
-            .await?
-            .filter(|row| row.heartbeat_at >= cutoff)
+        // Its own credential is read from the row too: no copy in memory
+        // may outlive a revocation. Its heartbeat is not judged: the
+        // process is alive, it is answering.
+        let row = self.store.find_internal_credential(&hash).await?;
+        Ok(row
+            .filter(|row| row.revoked_at.is_none())
+            .filter(|row| own.is_some() || row.heartbeat_at >= cutoff)
             .map(|row| row.created_at))
     }
 
@@ -139,10 +146,10 @@ impl InternalCredentials {
         if *retired {
             return Ok(());
         }
-        match self.mine.get() {
+        match self.current() {
             Some(mine) => {
                 self.store
-                    .upsert_internal_credential(&self.record(mine, self.store.now_ms()))
+                    .upsert_internal_credential(&self.record(&mine, self.store.now_ms()))
                     .await
             }
             None => Ok(()),
@@ -155,7 +162,7 @@ impl InternalCredentials {
         self.withdrawn.store(true, Ordering::SeqCst);
         let mut retired = self.retired.lock().await;
         *retired = true;
-        match self.mine.get() {
+        match self.current() {
             Some(mine) => self.store.delete_internal_credential(&mine.hash).await,
             None => Ok(()),
         }
@@ -172,6 +179,7 @@ impl InternalCredentials {
             instance_id: self.instance_id.clone(),
             created_at: minted.created_at,
             heartbeat_at,
+            revoked_at: None,
         }
     }
 }

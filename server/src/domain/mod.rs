@@ -11,8 +11,10 @@ mod install;
 mod internal_credential;
 mod page_token;
 mod principal;
+mod recovery;
 mod text;
 mod tickets;
+mod users;
 mod validate;
 mod workspaces;
 
@@ -22,13 +24,15 @@ use std::time::Duration;
 pub(crate) use audit::{Auditor, Event};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
-pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials};
+pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials, Listed};
 pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState, Redemption};
 pub(crate) use internal_credential::InternalCredentials;
 pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
+pub(crate) use recovery::{OPERATOR, Recovery};
 pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
 pub(crate) use tickets::{TicketIdentity, TicketRequest, Tickets};
+pub(crate) use users::{Invitation, InviteRedemption, Users};
 pub(crate) use workspaces::Workspaces;
 
 use crate::auth::Authenticator;
@@ -59,6 +63,10 @@ pub(crate) struct Tessera {
     pub(crate) workspaces: Workspaces,
     /// Access tokens, listing and revocation.
     pub(crate) credentials: Credentials,
+    /// Invitations and revoking everything of a subject.
+    pub(crate) users: Users,
+    /// The operator commands' recovery path.
+    pub(crate) recovery: Recovery,
     verifier: Arc<Verifier>,
     audit: Auditor,
 }
@@ -73,13 +81,16 @@ impl Tessera {
         banner: BannerSink,
     ) -> Self {
         let audit = Auditor::new(store.clone());
+        let listed_secrets = secrets.listed();
         let verifier = Arc::new(Verifier::new(secrets, store.clone(), internal.clone()));
         Self {
             bearers: Bearers::new(verifier.clone(), audit.clone()),
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
             install: Install::new(store.clone(), banner, policies.access_tokens),
             workspaces: Workspaces::new(store.clone()),
-            credentials: Credentials::new(store, policies.access_tokens),
+            credentials: Credentials::new(store.clone(), policies.access_tokens, listed_secrets),
+            users: Users::new(store.clone(), policies.access_tokens),
+            recovery: Recovery::new(store, policies.access_tokens),
             internal,
             verifier,
             audit,

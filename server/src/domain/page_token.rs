@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::credentials::CredentialFilter;
 use super::error::{Error, Result};
-use crate::store::{CredentialKind, CredentialRecord};
+use crate::store::CredentialKind;
 
 /// Encodes and checks page tokens.
 pub(super) struct PageToken;
@@ -23,9 +23,9 @@ impl PageToken {
         hex::encode(&Sha256::digest(bound.as_bytes())[..8])
     }
 
-    /// The token of a page that ended with `last`.
-    pub(super) fn encode(last: &CredentialRecord, scope: &str) -> String {
-        hex::encode(format!("{scope}:{}:{}", last.created_at, last.id))
+    /// The token of a page that ended with the entry at `(created_at, id)`.
+    pub(super) fn encode((created_at, id): (i64, &str), scope: &str) -> String {
+        hex::encode(format!("{scope}:{created_at}:{id}"))
     }
 
     /// Where the page of `token` resumes (`None` for the first page);
@@ -58,19 +58,7 @@ mod tests {
     fn a_token_resumes_only_the_listing_it_was_made_for() {
         let filter = CredentialFilter::default();
         let scope = PageToken::scope("alice", &filter);
-        let last = CredentialRecord {
-            id: "usr_00".into(),
-            hash: "h".into(),
-            kind: CredentialKind::UserAccess,
-            subject: "alice".into(),
-            name: String::new(),
-            created_at: 42,
-            created_by: String::new(),
-            expires_at: None,
-            last_used_at: None,
-            revoked_at: None,
-        };
-        let token = PageToken::encode(&last, &scope);
+        let token = PageToken::encode((42, "usr_00"), &scope);
         assert_eq!(
             PageToken::decode(&token, &scope).expect("decode"),
             Some((42, "usr_00".to_owned()))

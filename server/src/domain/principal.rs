@@ -44,13 +44,22 @@ pub struct Principal {
 impl Principal {
     /// The `USER` principal of a human's access token `bearer`.
     pub fn user(user: UserRecord, bearer: &str) -> Self {
+        Self::user_by(
+            user,
+            token::credential_id(TokenKind::UserAccess.tag(), bearer),
+        )
+    }
+
+    /// The `USER` principal of `user`, named by the public id of the
+    /// credential that concerns it (a new access token, an invite).
+    pub fn user_by(user: UserRecord, credential_id: String) -> Self {
         Self {
             kind: PrincipalKind::User,
             subject: user.id,
             email: user.email,
             display_name: user.display_name,
             groups: user.groups,
-            credential_id: token::credential_id(TokenKind::UserAccess.tag(), bearer),
+            credential_id,
         }
     }
 

@@ -3,7 +3,7 @@
 use prost_types::Timestamp;
 use tessera_client::pb;
 
-use crate::domain::{Error, InstallState, Principal, PrincipalKind, TicketIdentity};
+use crate::domain::{Error, InstallState, Listed, Principal, PrincipalKind, TicketIdentity};
 use crate::store::{CredentialKind, CredentialRecord};
 
 /// Unix milliseconds as a protobuf timestamp.
@@ -66,6 +66,9 @@ impl From<CredentialKind> for pb::CredentialKind {
             CredentialKind::UserAccess => pb::CredentialKind::UserAccess,
             CredentialKind::WorkspaceRegistration => pb::CredentialKind::WorkspaceRegistration,
             CredentialKind::WorkspaceAuth => pb::CredentialKind::WorkspaceAuth,
+            CredentialKind::Invite => pb::CredentialKind::Invite,
+            CredentialKind::Internal => pb::CredentialKind::Internal,
+            CredentialKind::ServiceSecret => pb::CredentialKind::ServiceSecret,
         }
     }
 }
@@ -80,6 +83,9 @@ pub(crate) fn credential_kind(value: i32) -> Result<Option<CredentialKind>, Erro
         pb::CredentialKind::UserAccess => Some(CredentialKind::UserAccess),
         pb::CredentialKind::WorkspaceRegistration => Some(CredentialKind::WorkspaceRegistration),
         pb::CredentialKind::WorkspaceAuth => Some(CredentialKind::WorkspaceAuth),
+        pb::CredentialKind::Invite => Some(CredentialKind::Invite),
+        pb::CredentialKind::Internal => Some(CredentialKind::Internal),
+        pb::CredentialKind::ServiceSecret => Some(CredentialKind::ServiceSecret),
     })
 }
 
@@ -96,6 +102,23 @@ impl From<CredentialRecord> for pb::CredentialInfo {
             expires_at: record.expires_at.map(timestamp),
             last_used_at: record.last_used_at.map(timestamp),
             revoked_at: record.revoked_at.map(timestamp),
+            slot: String::new(),
+        }
+    }
+}
+
+impl From<Listed> for pb::CredentialInfo {
+    fn from(listed: Listed) -> Self {
+        match listed {
+            Listed::Stored(record) => record.into(),
+            Listed::Service(secret) => pb::CredentialInfo {
+                credential_id: secret.credential_id,
+                kind: pb::CredentialKind::ServiceSecret.into(),
+                subject: secret.email,
+                name: secret.name,
+                slot: secret.slot.as_str().to_owned(),
+                ..Default::default()
+            },
         }
     }
 }

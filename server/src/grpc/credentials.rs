@@ -36,6 +36,18 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Of an anonymous redemption (its credential is in the message): the
+/// caller's address, and whether a refusal is audited (false when the
+/// caller is a refused peer that has spent its audited failures).
+pub(super) fn redeemer<T>(request: &Request<T>) -> (String, bool) {
+    let peer = request
+        .remote_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default();
+    let audit_refusal = request.extensions().get::<RefusalUnaudited>().is_none();
+    (peer, audit_refusal)
+}
+
 #[tonic::async_trait]
 impl CredentialService for CredentialsApi {
     async fn verify_bearer(
@@ -134,11 +146,7 @@ impl CredentialService for CredentialsApi {
         &self,
         request: Request<pb::ConsumeInstallTokenRequest>,
     ) -> Reply<pb::ConsumeInstallTokenResponse> {
-        let peer = request
-            .remote_addr()
-            .map(|addr| addr.to_string())
-            .unwrap_or_default();
-        let audit_refusal = request.extensions().get::<RefusalUnaudited>().is_none();
+        let (peer, audit_refusal) = redeemer(&request);
         let body = request.get_ref();
         let redemption = Redemption {
             peer: &peer,
@@ -224,5 +232,26 @@ impl CredentialService for CredentialsApi {
         request: Request<pb::RevokeCredentialRequest>,
     ) -> Reply<pb::RevokeCredentialResponse> {
         lifecycle::revoke_credential(&self.app, caller(&request)?, request).await
+    }
+
+    async fn revoke_subject(
+        &self,
+        request: Request<pb::RevokeSubjectRequest>,
+    ) -> Reply<pb::RevokeSubjectResponse> {
+        lifecycle::revoke_subject(&self.app, caller(&request)?, request).await
+    }
+
+    async fn invite_user(
+        &self,
+        request: Request<pb::InviteUserRequest>,
+    ) -> Reply<pb::InviteUserResponse> {
+        lifecycle::invite_user(&self.app, caller(&request)?, request).await
+    }
+
+    async fn accept_invite(
+        &self,
+        request: Request<pb::AcceptInviteRequest>,
+    ) -> Reply<pb::AcceptInviteResponse> {
+        lifecycle::accept_invite(&self.app, request).await
     }
 }

@@ -4,8 +4,8 @@
 use tessera_client::pb;
 use tonic::{Request, Response, Status};
 
-use super::convert::credential_kind;
-use crate::domain::{Caller, CredentialFilter, Tessera};
+use super::convert::{credential_kind, timestamp};
+use crate::domain::{Caller, CredentialFilter, Invitation, InviteRedemption, Tessera};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -57,5 +57,62 @@ pub(super) async fn revoke_credential(
     let record = app.credentials.revoke(&caller, id).await?;
     Ok(Response::new(pb::RevokeCredentialResponse {
         credential: Some(record.into()),
+    }))
+}
+
+/// RevokeSubject.
+pub(super) async fn revoke_subject(
+    app: &Tessera,
+    caller: Caller,
+    request: Request<pb::RevokeSubjectRequest>,
+) -> Reply<pb::RevokeSubjectResponse> {
+    let body = request.get_ref();
+    let revoked = app
+        .users
+        .revoke_subject(&caller, &body.subject, body.disable)
+        .await?;
+    Ok(Response::new(pb::RevokeSubjectResponse {
+        revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+    }))
+}
+
+/// InviteUser.
+pub(super) async fn invite_user(
+    app: &Tessera,
+    caller: Caller,
+    request: Request<pb::InviteUserRequest>,
+) -> Reply<pb::InviteUserResponse> {
+    let body = request.into_inner();
+    let invitation = Invitation {
+        email: body.email,
+        display_name: body.display_name,
+        groups: body.groups,
+        ttl_seconds: body.ttl_seconds,
+    };
+    let invited = app.users.invite(&caller, &invitation).await?;
+    Ok(Response::new(pb::InviteUserResponse {
+        invite_token: invited.invite.expose().to_owned(),
+        user: Some(invited.user.into()),
+        expires_at: Some(timestamp(invited.expires_at)),
+    }))
+}
+
+/// AcceptInvite: anonymous; the invite in the message is the credential.
+pub(super) async fn accept_invite(
+    app: &Tessera,
+    request: Request<pb::AcceptInviteRequest>,
+) -> Reply<pb::AcceptInviteResponse> {
+    let (peer, audit_refusal) = super::credentials::redeemer(&request);
+    let body = request.get_ref();
+    let redemption = InviteRedemption {
+        peer: &peer,
+        presented: &body.invite_token,
+        token_name: &body.token_name,
+        audit_refusal,
+    };
+    let (user, token) = app.users.accept(redemption).await?;
+    Ok(Response::new(pb::AcceptInviteResponse {
+        user: Some(user.into()),
+        access_token: token.expose().to_owned(),
     }))
 }

@@ -10,14 +10,24 @@ pub enum CredentialKind {
     WorkspaceRegistration,
     /// A workspace auth token (`tsr_wsa_`).
     WorkspaceAuth,
+    /// A one-shot invite of a new user (`tsr_inv_`); revoked once redeemed.
+    Invite,
+    /// A server process's internal credential (`tsr_int_`); its row is in
+    /// `internal_credentials`, never in `credentials`.
+    Internal,
+    /// A configured service secret: in the configuration only, never stored.
+    ServiceSecret,
 }
 
 impl CredentialKind {
     /// Every kind.
-    pub const ALL: [CredentialKind; 3] = [
+    pub const ALL: [CredentialKind; 6] = [
         CredentialKind::UserAccess,
         CredentialKind::WorkspaceRegistration,
         CredentialKind::WorkspaceAuth,
+        CredentialKind::Invite,
+        CredentialKind::Internal,
+        CredentialKind::ServiceSecret,
     ];
 
     /// The value of `credentials.kind`.
@@ -26,6 +36,9 @@ impl CredentialKind {
             CredentialKind::UserAccess => "user_access",
             CredentialKind::WorkspaceRegistration => "workspace_registration",
             CredentialKind::WorkspaceAuth => "workspace_auth",
+            CredentialKind::Invite => "invite",
+            CredentialKind::Internal => "internal",
+            CredentialKind::ServiceSecret => "service_secret",
         }
     }
 
@@ -60,6 +73,16 @@ pub struct CredentialRecord {
     pub revoked_at: Option<i64>,
 }
 
+impl CredentialRecord {
+    /// The part of the record that says whether it is accepted.
+    pub fn state(&self) -> CredentialState {
+        CredentialState {
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+}
+
 /// Why a stored credential is not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unusable {
@@ -89,6 +112,31 @@ impl CredentialState {
             _ => Ok(()),
         }
     }
+}
+
+/// What redeeming an invite did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redemption {
+    /// The invite is spent and the user's access token stored.
+    Redeemed(super::UserRecord),
+    /// No live invite has the hash (never issued, redeemed, revoked or
+    /// expired), or another redemption won the race.
+    Spent,
+    /// Its inviter is no longer an enabled member of `Admin`.
+    InviterNotAdmin,
+    /// The invited user was disabled.
+    UserDisabled,
+}
+
+/// What revoking everything of a subject did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectRevoked {
+    /// No user, workspace or credential has that subject.
+    Unknown,
+    /// This many credentials were revoked (a user was disabled if asked).
+    Revoked(u64),
+    /// Disabling was asked for a subject that is not a user.
+    NotAUser,
 }
 
 /// Which credentials a listing returns, and from where.

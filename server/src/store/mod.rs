@@ -83,6 +83,15 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
     ) -> Result<Option<InternalCredentialRecord>>;
 
+    /// Marks revoked the internal credential whose public id ends in the
+    /// 16 hex digits `id_hex`, unless it was (the first time stays), and
+    /// returns it.
+    async fn revoke_internal_credential(
+        &self,
+        id_hex: &str,
+        now: i64,
+    ) -> Result<Option<InternalCredentialRecord>>;
+
     /// Forgets an internal credential (its process is shutting down).
     async fn delete_internal_credential(&self, hash: &str) -> Result<()>;
 
@@ -105,6 +114,54 @@ pub trait Store: Send + Sync + 'static {
 
     /// The credential with this public id.
     async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>>;
+
+    /// The credential whose hash this is.
+    async fn credential_by_hash(&self, hash: &str) -> Result<Option<CredentialRecord>>;
+
+    /// The live (neither revoked nor expired at `now`) access tokens of the
+    /// enabled human members of `admin_group`.
+    async fn live_admin_credentials(
+        &self,
+        admin_group: &str,
+        now: i64,
+    ) -> Result<Vec<CredentialRecord>>;
+
+    /// Revokes, at `now`, every live credential of `subject` and every
+    /// unredeemed invite a user `subject` created; with `disable`, also
+    /// disables the user `subject`.
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        now: i64,
+        disable: bool,
+    ) -> Result<SubjectRevoked>;
+
+    /// The user whose e-mail is `email`, compared lower-cased.
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
+
+    /// Enables the user `id` again; false when it was not disabled.
+    async fn enable_user(&self, id: &str) -> Result<bool>;
+
+    /// Creates the human `user` in `groups` with its `invite`, unless its
+    /// e-mail is taken (any kind of user): false then, nothing written.
+    async fn invite_user(
+        &self,
+        user: &NewUser,
+        groups: &[&str],
+        invite: &CredentialRecord,
+    ) -> Result<bool>;
+
+    /// In one transaction: spends the live invite with `invite_hash` and
+    /// stores `token`, the invited user's access token, if its inviter is
+    /// still an enabled member of `admin_group` and the user is enabled. Of
+    /// concurrent redemptions at most one gets [`Redemption::Redeemed`].
+    async fn redeem_invite(
+        &self,
+        invite_hash: &str,
+        now: i64,
+        token: &CredentialRecord,
+        admin_group: &str,
+    ) -> Result<Redemption>;
 
     /// The credentials `query` selects, ordered by `(created_at, id)`.
     async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>>;

@@ -77,6 +77,8 @@ pub struct InternalCredentialRecord {
     pub created_at: i64,
     /// Last time its process said it is alive.
     pub heartbeat_at: i64,
+    /// When it was revoked; its process then mints a replacement.
+    pub revoked_at: Option<i64>,
 }
 
 /// One audit log entry. Never holds a secret.

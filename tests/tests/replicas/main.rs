@@ -14,6 +14,7 @@ mod abandoned_takes;
 mod clocks;
 mod install_token;
 mod internal_credentials;
+mod invites;
 mod kill_under_load;
 mod revocation;
 mod throttle;

@@ -4,7 +4,9 @@
 use tessera_client::tonic::Code;
 use tessera_tests::assert_status;
 use tessera_tests::credentials::{create_access_token, revoke_credential};
-use tessera_tests::grpc::{provision_workspace, register_workspace, verify_bearer};
+use tessera_tests::grpc::{
+    consume_ticket, internal_credential, provision_workspace, register_workspace, verify_bearer,
+};
 use tessera_tests::install::{consume_as_ada, token_in_banner, wait_for_banners};
 
 use super::{one_at_a_time, postgres, replicas, schedulers};
@@ -71,6 +73,25 @@ async fn a_revocation_through_one_replica_is_refused_by_the_others_at_once() {
         .expect("revoke");
     for service in services.iter_mut() {
         let status = verify_bearer(service, &auth).await.expect_err("refused");
+        assert_status(&status, Code::Unauthenticated, None);
+    }
+
+    // And a process's internal credential: refused by all three at once,
+    // its own process included.
+    let internal = internal_credential(&mut services[0]).await.expect("mint");
+    for service in services.iter_mut() {
+        consume_ticket(service, &internal, "")
+            .await
+            .expect("valid everywhere");
+    }
+    let id = tessera_client::token::credential_id("int", &internal);
+    revoke_credential(&mut services[1], &id)
+        .await
+        .expect("revoke");
+    for service in services.iter_mut() {
+        let status = consume_ticket(service, &internal, "")
+            .await
+            .expect_err("refused");
         assert_status(&status, Code::Unauthenticated, None);
     }
 }

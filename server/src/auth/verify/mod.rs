@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tessera_client::token::{self, TokenKind};
 
-pub(crate) use service_secrets::ServiceSecrets;
+pub(crate) use service_secrets::{ListedSecret, ServiceSecrets};
 use service_users::ServiceUsers;
 
 use crate::domain::{Error, InternalCredentials, Principal, Result};

@@ -56,8 +56,41 @@ fn capitalise(word: &str) -> String {
 #[derive(Clone, Default)]
 pub(crate) struct ServiceSecrets {
     accounts: Vec<ServiceAccount>,
-    /// (SHA-256 of a secret, index into `accounts`).
-    digests: Vec<([u8; 32], u32)>,
+    /// (SHA-256 of a secret, index into `accounts`, its slot).
+    digests: Vec<([u8; 32], u32, Slot)>,
+}
+
+/// Where a secret stands in its variable: `current,previous` (the rotation
+/// recipe puts the new secret first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// The first secret of the variable.
+    Current,
+    /// The second one.
+    Previous,
+}
+
+impl Slot {
+    /// The slot's name in listings.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Slot::Current => "current",
+            Slot::Previous => "previous",
+        }
+    }
+}
+
+/// A configured service secret as listings show it: never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ListedSecret {
+    /// Public id of the secret (`svc_…`).
+    pub credential_id: String,
+    /// The service's e-mail, `<name>@system.local`.
+    pub email: String,
+    /// The service's name, e.g. `scheduler`.
+    pub name: String,
+    /// Where it stands in its variable.
+    pub slot: Slot,
 }
 
 impl std::fmt::Debug for ServiceSecrets {
@@ -131,8 +164,13 @@ impl ServiceSecrets {
                 );
                 continue;
             }
+            let slot = if position == 0 {
+                Slot::Current
+            } else {
+                Slot::Previous
+            };
             self.digests
-                .push((Sha256::digest(part.as_bytes()).into(), index));
+                .push((Sha256::digest(part.as_bytes()).into(), index, slot));
             accepted += 1;
         }
         if accepted > 0 {
@@ -146,13 +184,27 @@ impl ServiceSecrets {
         &self.accounts
     }
 
+    /// Every enabled secret, by public id, name and slot.
+    pub(crate) fn listed(&self) -> Vec<ListedSecret> {
+        let listed = self.digests.iter().filter_map(|(digest, account, slot)| {
+            let account = self.accounts.get(*account as usize)?;
+            Some(ListedSecret {
+                credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), digest),
+                email: account.email.clone(),
+                name: account.name.clone(),
+                slot: *slot,
+            })
+        });
+        listed.collect()
+    }
+
     /// The service whose secret equals `presented`, if any, with the public
     /// id of the secret (from the digest the comparison computed anyway).
     pub(crate) fn find(&self, presented: &str) -> Option<ServiceMatch<'_>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = Choice::from(0);
         let mut index = 0u32;
-        for (candidate, account) in &self.digests {
+        for (candidate, account, _) in &self.digests {
             let equal = digest.ct_eq(candidate);
             index.conditional_assign(account, equal);
             found |= equal;

@@ -99,6 +99,7 @@ pub(super) mod internal_credential {
         pub instance_id: String,
         pub created_at: i64,
         pub heartbeat_at: i64,
+        pub revoked_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

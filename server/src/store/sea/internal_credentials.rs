@@ -1,7 +1,7 @@
 //! Internal credentials: one row per running process that minted one, kept
 //! alive by its heartbeat.
 
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Cond, Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::internal_credential;
@@ -17,6 +17,7 @@ pub(super) async fn upsert_internal_credential(
         instance_id: Set(record.instance_id.clone()),
         created_at: Set(record.created_at),
         heartbeat_at: Set(record.heartbeat_at),
+        revoked_at: Set(None),
     })
     .on_conflict(
         OnConflict::column(internal_credential::Column::Hash)
@@ -33,13 +34,41 @@ pub(super) async fn find_internal_credential(
     hash: &str,
 ) -> DbResult<Option<InternalCredentialRecord>> {
     let select = internal_credential::Entity::find_by_id(hash.to_owned());
-    let row = only_row(select, db).await?;
-    Ok(row.map(|row| InternalCredentialRecord {
+    Ok(only_row(select, db).await?.map(record))
+}
+
+/// Marks revoked, at `now`, the credential whose hash begins with the 16
+/// hex digits `id_hex` of its public id, unless it was; returns its row.
+pub(super) async fn revoke_internal_credential(
+    db: &impl ConnectionTrait,
+    id_hex: &str,
+    now: i64,
+) -> DbResult<Option<InternalCredentialRecord>> {
+    // A prefix of the key, not an expression on it: the index answers it.
+    let (low, high) = (id_hex.to_owned(), format!("{id_hex}g"));
+    let of_id = || {
+        Cond::all()
+            .add(internal_credential::Column::Hash.gte(low.as_str()))
+            .add(internal_credential::Column::Hash.lt(high.as_str()))
+    };
+    internal_credential::Entity::update_many()
+        .col_expr(internal_credential::Column::RevokedAt, Expr::value(now))
+        .filter(of_id())
+        .filter(internal_credential::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    let select = internal_credential::Entity::find().filter(of_id());
+    Ok(only_row(select, db).await?.map(record))
+}
+
+fn record(row: internal_credential::Model) -> InternalCredentialRecord {
+    InternalCredentialRecord {
         hash: row.hash,
         instance_id: row.instance_id,
         created_at: row.created_at,
         heartbeat_at: row.heartbeat_at,
-    }))
+        revoked_at: row.revoked_at,
+    }
 }
 
 pub(super) async fn delete_internal_credential(

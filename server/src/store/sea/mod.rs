@@ -16,6 +16,7 @@ mod entities;
 mod error;
 mod gate;
 mod internal_credentials;
+mod invites;
 mod ping;
 #[cfg(unix)]
 mod sqlite_file;
@@ -38,8 +39,8 @@ use self::gate::Gate;
 use super::{
     AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord, CredentialState,
     DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
-    InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
-    TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result, Store, StoreError,
+    SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -227,6 +228,15 @@ impl Store for SeaStore {
         self.gated(find).await
     }
 
+    async fn revoke_internal_credential(
+        &self,
+        id_hex: &str,
+        now: i64,
+    ) -> Result<Option<InternalCredentialRecord>> {
+        let revoke = internal_credentials::revoke_internal_credential(&self.db, id_hex, now);
+        self.gated(revoke).await
+    }
+
     async fn delete_internal_credential(&self, hash: &str) -> Result<()> {
         let delete = internal_credentials::delete_internal_credential(&self.db, hash);
         self.gated(delete).await
@@ -254,6 +264,58 @@ impl Store for SeaStore {
 
     async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
         self.gated(credentials::by_id(&self.db, id)).await
+    }
+
+    async fn credential_by_hash(&self, hash: &str) -> Result<Option<CredentialRecord>> {
+        self.gated(credentials::by_hash(&self.db, hash)).await
+    }
+
+    async fn live_admin_credentials(
+        &self,
+        admin_group: &str,
+        now: i64,
+    ) -> Result<Vec<CredentialRecord>> {
+        let query = credentials::live_admin_credentials(&self.db, admin_group, now);
+        self.gated(query).await
+    }
+
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        now: i64,
+        disable: bool,
+    ) -> Result<SubjectRevoked> {
+        let revoke = credentials::revoke_subject(&self.db, subject, now, disable);
+        self.gated(revoke).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        self.gated(invites::user_by_email(&self.db, email)).await
+    }
+
+    async fn enable_user(&self, id: &str) -> Result<bool> {
+        self.gated(invites::enable_user(&self.db, id)).await
+    }
+
+    async fn invite_user(
+        &self,
+        user: &NewUser,
+        groups: &[&str],
+        invite: &CredentialRecord,
+    ) -> Result<bool> {
+        self.gated(invites::invite_user(&self.db, user, groups, invite))
+            .await
+    }
+
+    async fn redeem_invite(
+        &self,
+        invite_hash: &str,
+        now: i64,
+        token: &CredentialRecord,
+        admin_group: &str,
+    ) -> Result<Redemption> {
+        let redeem = invites::redeem_invite(&self.db, invite_hash, now, token, admin_group);
+        self.gated(redeem).await
     }
 
     async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>> {

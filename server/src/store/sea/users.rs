@@ -21,7 +21,7 @@ use crate::store::{
 const INSTALL_ID: &str = "install";
 
 impl UserKind {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             UserKind::Service => "service",
             UserKind::Human => "human",
@@ -201,7 +201,7 @@ pub(super) async fn consume_install_token(
     Ok(InstallOutcome::Created(admin))
 }
 
-fn new_user(
+pub(super) fn new_user(
     id: &str,
     email: &str,
     display_name: &str,
@@ -227,7 +227,7 @@ fn pending_install_token(hash: &str, issued_at: i64) -> install_token::ActiveMod
     }
 }
 
-async fn add_to_groups(
+pub(super) async fn add_to_groups(
     db: &impl ConnectionTrait,
     user_id: &str,
     groups: &[&str],
@@ -246,7 +246,10 @@ async fn add_to_groups(
     Ok(())
 }
 
-async fn with_groups(db: &impl ConnectionTrait, row: user::Model) -> DbResult<UserRecord> {
+pub(super) async fn with_groups(
+    db: &impl ConnectionTrait,
+    row: user::Model,
+) -> DbResult<UserRecord> {
     let groups = group_member::Entity::find()
         .filter(group_member::Column::UserId.eq(row.id.as_str()))
         .order_by_asc(group_member::Column::GroupName)

@@ -187,6 +187,34 @@ impl CredentialService for Noop {
             credential: Some(CredentialInfo::default()),
         }))
     }
+
+    async fn revoke_subject(
+        &self,
+        _: Request<RevokeSubjectRequest>,
+    ) -> Result<Response<RevokeSubjectResponse>, Status> {
+        Ok(Response::new(RevokeSubjectResponse { revoked: 1 }))
+    }
+
+    async fn invite_user(
+        &self,
+        _: Request<InviteUserRequest>,
+    ) -> Result<Response<InviteUserResponse>, Status> {
+        Ok(Response::new(InviteUserResponse {
+            invite_token: self.secret.clone(),
+            user: Some(self.principal.clone()),
+            expires_at: Some(self.now),
+        }))
+    }
+
+    async fn accept_invite(
+        &self,
+        _: Request<AcceptInviteRequest>,
+    ) -> Result<Response<AcceptInviteResponse>, Status> {
+        Ok(Response::new(AcceptInviteResponse {
+            user: Some(self.principal.clone()),
+            access_token: self.token.clone(),
+        }))
+    }
 }
 
 #[tokio::main]
