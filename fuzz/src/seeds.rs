@@ -195,6 +195,12 @@ pub fn rpc_seeds() -> Vec<(String, Vec<u8>)> {
             Bearer::Service,
             revoke_credential(),
         ),
+        seed(
+            "list-audit-events",
+            "ListAuditEvents",
+            Bearer::Service,
+            list_audit_events(),
+        ),
         seed("health", "Check", Bearer::None, vec![]),
         seed("unknown-method", "NoSuchMethod", Bearer::Service, vec![]),
         seed("two-bearers", "VerifyBearer", Bearer::Twice, verify("$usr")),
@@ -310,6 +316,19 @@ fn list_credentials() -> Vec<u8> {
 fn revoke_credential() -> Vec<u8> {
     pb::RevokeCredentialRequest {
         credential_id: "usr_0123456789abcdef".into(),
+    }
+    .encode_to_vec()
+}
+
+fn list_audit_events() -> Vec<u8> {
+    pb::ListAuditEventsRequest {
+        action: "bearer.verify".into(),
+        since: Some(prost_types::Timestamp {
+            seconds: 0,
+            nanos: 1,
+        }),
+        page_size: 2,
+        ..Default::default()
     }
     .encode_to_vec()
 }

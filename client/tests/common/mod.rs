@@ -166,6 +166,7 @@ fake_service! {
     create_access_token(CreateAccessTokenRequest) -> CreateAccessTokenResponse;
     list_credentials(ListCredentialsRequest) -> ListCredentialsResponse;
     revoke_credential(RevokeCredentialRequest) -> RevokeCredentialResponse;
+    list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse;
 }
 
 /// A client for the same server authenticating with `secret`.

@@ -53,6 +53,7 @@ pub(super) fn rule_for(path: &str) -> Rule {
         "RegisterWorkspace" => Rule::Workspace,
         "CreateAccessToken" => Rule::User,
         "ListCredentials" | "RevokeCredential" => Rule::UserOrAdmin,
+        "ListAuditEvents" => Rule::Admin,
         _ => Rule::Authenticated,
     }
 }
@@ -109,6 +110,7 @@ mod tests {
         assert_eq!(rpc("CreateAccessToken"), Rule::User);
         assert_eq!(rpc("ListCredentials"), Rule::UserOrAdmin);
         assert_eq!(rpc("RevokeCredential"), Rule::UserOrAdmin);
+        assert_eq!(rpc("ListAuditEvents"), Rule::Admin);
         assert_eq!(rpc("Unknown"), Rule::Authenticated);
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);
         assert_eq!(rule_for("/other.Service/Call"), Rule::Authenticated);

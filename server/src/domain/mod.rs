@@ -3,6 +3,7 @@
 //! calls and converts; `docs/design.md` follows one request through.
 
 mod audit;
+mod audit_events;
 mod banner;
 mod bearers;
 mod credentials;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use audit::{Auditor, Event};
+pub(crate) use audit_events::{AuditEvents, AuditFilter};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
 pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials};
@@ -59,6 +61,8 @@ pub(crate) struct Tessera {
     pub(crate) workspaces: Workspaces,
     /// Access tokens, listing and revocation.
     pub(crate) credentials: Credentials,
+    /// ListAuditEvents.
+    pub(crate) audit_events: AuditEvents,
     verifier: Arc<Verifier>,
     audit: Auditor,
 }
@@ -79,7 +83,8 @@ impl Tessera {
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
             install: Install::new(store.clone(), banner, policies.access_tokens),
             workspaces: Workspaces::new(store.clone()),
-            credentials: Credentials::new(store, policies.access_tokens),
+            credentials: Credentials::new(store.clone(), policies.access_tokens),
+            audit_events: AuditEvents::new(store),
             internal,
             verifier,
             audit,

@@ -225,4 +225,11 @@ impl CredentialService for CredentialsApi {
     ) -> Reply<pb::RevokeCredentialResponse> {
         lifecycle::revoke_credential(&self.app, caller(&request)?, request).await
     }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        lifecycle::list_audit_events(&self.app, caller(&request)?, request).await
+    }
 }

@@ -4,6 +4,7 @@
 //! values it exchanges are in `records.rs`, and its errors are
 //! [`StoreError`], which names no backend.
 
+mod audit;
 mod clock;
 mod credentials;
 mod database_url;
@@ -14,6 +15,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 
+pub use audit::{AuditEntry, AuditQuery};
 pub use clock::DatabaseClock;
 pub use credentials::*;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
@@ -181,6 +183,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends an audit entry.
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// The audit entries `query` selects, newest first: by `(at, id)`
+    /// descending.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 
     /// Adds failed authentications (a count per key) to the counters every
     /// replica shares, in the database clock's current minute, and returns

@@ -36,8 +36,8 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord, CredentialState,
-    DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
+    AuditEntry, AuditQuery, AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord,
+    CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
     InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
     TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
@@ -354,5 +354,9 @@ impl Store for SeaStore {
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         self.write(Write::Audit(record.clone())).await.map(drop)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.gated(audit::list(&self.db, query)).await
     }
 }

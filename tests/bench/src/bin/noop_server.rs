@@ -187,6 +187,13 @@ impl CredentialService for Noop {
             credential: Some(CredentialInfo::default()),
         }))
     }
+
+    async fn list_audit_events(
+        &self,
+        _: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
+        Ok(Response::new(ListAuditEventsResponse::default()))
+    }
 }
 
 #[tokio::main]
