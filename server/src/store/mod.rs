@@ -199,6 +199,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_stale_auth_failures(&self, limit: u64) -> Result<u64>;
 }
 
+/// Told of every audit entry once it is committed, for a copy outside the
+/// database. Called by the group commit's writer: it must return at once
+/// (hand the entries over, never wait).
+pub trait AuditTap: Send + Sync + 'static {
+    /// `entries` were committed, in the order they were appended.
+    fn committed(&self, entries: &[&AuditRecord]);
+}
+
 /// One key's shared count of failed authentications.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailureTally {

@@ -36,10 +36,10 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditEntry, AuditQuery, AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord,
-    CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
-    InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
-    TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialQuery,
+    CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
+    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError,
+    TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -125,6 +125,13 @@ impl SeaStore {
         self.clock = clock;
         self.ping().await?;
         Ok(self)
+    }
+
+    /// Sends every audit entry committed from now on (by this store and
+    /// its clones) to `tap` too; false, and `tap` ignored, when one was
+    /// set already.
+    pub fn tap_audit(&self, tap: Arc<dyn AuditTap>) -> bool {
+        self.writer.set_tap(tap)
     }
 
     /// Applies pending migrations.
