@@ -27,6 +27,10 @@ RPCS = {
     "ProvisionWorkspace",
     "RegisterWorkspace",
     "GetInboundSecret",
+    "CreateAccessToken",
+    "ListCredentials",
+    "RevokeCredential",
+    "ListAuditEvents",
 }
 
 

@@ -12,7 +12,7 @@ use tessera_tests::grpc::{
     consume_ticket, mint_ticket, provision_workspace, register_workspace, verify_bearer,
 };
 use tessera_tests::install::{BANNER_PREFIX, boot_token, consume_as_ada};
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, scheduler_secret};
+use tessera_tests::{ServerOptions, ServerProcess, TestDatabase, TestServer, scheduler_secret};
 
 tessera_tests::on_both_backends!(
     open =>
@@ -184,4 +184,20 @@ async fn the_copy_on_stdout_leaves_the_banner_alone(url: String) {
             .any(|line| line.contains(r#""action":"install_token.issue""#)),
         "the mint at boot is copied too"
     );
+}
+
+/// A copy that cannot be opened stops the server at startup, saying why.
+#[tokio::test]
+async fn a_copy_that_cannot_be_opened_is_refused_at_startup() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing").join("audit.jsonl");
+    let options = ServerOptions::new()
+        .database_url(db.url())
+        .env("TESSERA_AUDIT_LOG", path.to_str().expect("a UTF-8 path"));
+    let mut process = ServerProcess::spawn(&options);
+    let status = process.wait_exit(EXIT_TIMEOUT).await;
+    assert!(!status.success(), "started without its audit log copy");
+    let stderr = process.stderr();
+    assert!(stderr.contains("TESSERA_AUDIT_LOG"), "{stderr}");
 }
