@@ -208,6 +208,12 @@ pub fn rpc_seeds() -> Vec<(String, Vec<u8>)> {
             Bearer::None,
             accept_invite(),
         ),
+        seed(
+            "list-audit-events",
+            "ListAuditEvents",
+            Bearer::Service,
+            list_audit_events(),
+        ),
         seed("health", "Check", Bearer::None, vec![]),
         seed("unknown-method", "NoSuchMethod", Bearer::Service, vec![]),
         seed("two-bearers", "VerifyBearer", Bearer::Twice, verify("$usr")),
@@ -349,6 +355,19 @@ fn accept_invite() -> Vec<u8> {
     pb::AcceptInviteRequest {
         invite_token: token_of(TokenKind::Invite),
         token_name: "laptop".into(),
+    }
+    .encode_to_vec()
+}
+
+fn list_audit_events() -> Vec<u8> {
+    pb::ListAuditEventsRequest {
+        action: "bearer.verify".into(),
+        since: Some(prost_types::Timestamp {
+            seconds: 0,
+            nanos: 1,
+        }),
+        page_size: 2,
+        ..Default::default()
     }
     .encode_to_vec()
 }

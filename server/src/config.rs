@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
+use crate::audit_log::{self, AuditLogTarget};
 use crate::auth::verify::ServiceSecrets;
 use crate::domain::{
     AccessTokenPolicy, BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, Policies, TicketPolicy,
@@ -157,6 +158,10 @@ pub(crate) struct ServeArgs {
     /// number is seconds); older ones are pruned by the reaper.
     #[arg(long, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_parser = parse_lifetime)]
     pub audit_retention: Duration,
+    /// Also write every audit entry as one JSON line to `stdout` or
+    /// appended to this file (created with mode 0600).
+    #[arg(long, env = "TESSERA_AUDIT_LOG", value_parser = audit_log::parse_target)]
+    pub audit_log: Option<AuditLogTarget>,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -234,6 +239,7 @@ impl ServeArgs {
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             clock_skew_ms: self.clock_skew_ms,
             audit_retention: self.audit_retention,
+            audit_log: self.audit_log.clone(),
             anonymous_rate_per_minute: self.anonymous_rate_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
             metrics_listen: self.metrics_listen,
@@ -353,6 +359,8 @@ pub(crate) struct Settings {
     pub clock_skew_ms: i64,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    /// Where the copy of the audit log goes, if anywhere.
+    pub audit_log: Option<AuditLogTarget>,
     /// Per-peer budget of the RPCs anyone may call.
     pub anonymous_rate_per_minute: NonZeroU32,
     /// Per-peer and per-credential budget of failed authentications.

@@ -20,6 +20,7 @@
     clippy::too_many_lines
 )]
 
+mod audit_log;
 mod auth;
 mod background;
 pub mod cli;

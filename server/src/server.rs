@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Server;
 
+use crate::audit_log::AuditLog;
 use crate::config::Settings;
 use crate::domain::{InternalCredentials, Tessera};
 use crate::health::{self, Health};
@@ -24,6 +25,8 @@ use crate::{auth, background, grpc, metrics};
 const MISSED_HEARTBEATS: u32 = 3;
 /// How long shutdown waits to withdraw the internal credential.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the audit log copy to be written out.
+const AUDIT_LOG_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,9 @@ pub(crate) enum ServeError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The audit log copy could not be opened.
+    #[error("{0}")]
+    AuditLog(std::io::Error),
     /// The gRPC transport failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
@@ -88,6 +94,7 @@ fn spawn_background(
 /// The store and the domain over it, ready to serve.
 struct Opened {
     sea: SeaStore,
+    audit_log: Option<AuditLog>,
     store: Arc<dyn Store>,
     internal: Arc<InternalCredentials>,
     app: Arc<Tessera>,
@@ -109,6 +116,15 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
         }
     };
     sea.migrate().await?;
+    // Before anything is audited, the install token's mint included.
+    let audit_log = match &settings.audit_log {
+        Some(target) => {
+            let log = AuditLog::start(target).map_err(ServeError::AuditLog)?;
+            sea.tap_audit(Arc::new(log.tap()));
+            Some(log)
+        }
+        None => None,
+    };
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let liveness = settings.heartbeat_interval * MISSED_HEARTBEATS;
     let internal = Arc::new(InternalCredentials::new(store.clone(), liveness));
@@ -125,6 +141,7 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
     }
     Ok(Opened {
         sea,
+        audit_log,
         store,
         internal,
         app,
@@ -168,7 +185,11 @@ pub(crate) async fn serve(
     let failures = failure_throttle(&settings);
     let tasks = spawn_background(&settings, &opened, &failures, &health, stop);
     let Opened {
-        sea, internal, app, ..
+        sea,
+        audit_log,
+        internal,
+        app,
+        ..
     } = opened;
 
     // v1 and v1alpha both: grpcurl and grpcio-reflection still speak v1alpha.
@@ -247,6 +268,9 @@ pub(crate) async fn serve(
     // them to exit instead.
     if drained {
         sea.close().await;
+    }
+    if let Some(log) = audit_log {
+        log.finish(AUDIT_LOG_TIMEOUT).await;
     }
     result
 }

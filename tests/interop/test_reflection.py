@@ -33,6 +33,7 @@ RPCS = {
     "RevokeSubject",
     "InviteUser",
     "AcceptInvite",
+    "ListAuditEvents",
 }
 
 

@@ -1,6 +1,10 @@
-//! The audit table, read back.
+//! The audit table, read back from the database and through
+//! ListAuditEvents.
 
 use sea_orm::DatabaseConnection;
+use tessera_client::Client;
+use tessera_client::pb;
+use tessera_client::tonic::Status;
 
 /// One row of `audit_log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,4 +69,41 @@ pub fn assert_not_in_audit(rows: &[AuditRow], secrets: &[&str]) {
             }
         }
     }
+}
+
+/// ListAuditEvents.
+pub async fn list_audit_events(
+    client: &mut Client,
+    request: pb::ListAuditEventsRequest,
+) -> Result<pb::ListAuditEventsResponse, Status> {
+    Ok(client.list_audit_events(request).await?.into_inner())
+}
+
+/// Every page of ListAuditEvents with `request`'s filters, `page_size` at
+/// a time, in order.
+pub async fn list_all_audit_events(
+    client: &mut Client,
+    mut request: pb::ListAuditEventsRequest,
+) -> Result<Vec<pb::AuditEvent>, Status> {
+    let mut all = Vec::new();
+    loop {
+        let page = list_audit_events(client, request.clone()).await?;
+        all.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// Every text field of `event`, for checking that no secret reached any.
+pub fn event_values(event: &pb::AuditEvent) -> [&str; 6] {
+    [
+        &event.actor,
+        &event.action,
+        &event.resource,
+        &event.outcome,
+        &event.credential_id,
+        &event.peer,
+    ]
 }

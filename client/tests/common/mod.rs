@@ -169,6 +169,7 @@ fake_service! {
     revoke_subject(RevokeSubjectRequest) -> RevokeSubjectResponse;
     invite_user(InviteUserRequest) -> InviteUserResponse;
     accept_invite(AcceptInviteRequest) -> AcceptInviteResponse;
+    list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse;
 }
 
 /// A client for the same server authenticating with `secret`.

@@ -59,6 +59,7 @@ pub(super) fn rule_for(path: &str) -> Rule {
         "RegisterWorkspace" => Rule::Workspace,
         "CreateAccessToken" => Rule::User,
         "ListCredentials" | "RevokeCredential" => Rule::UserOrAdmin,
+        "ListAuditEvents" => Rule::Admin,
         _ => Rule::Authenticated,
     }
 }
@@ -130,6 +131,7 @@ mod tests {
         assert_eq!(rpc("RevokeSubject"), Rule::Admin);
         assert_eq!(rpc("InviteUser"), Rule::AdminUser);
         assert_eq!(rpc("AcceptInvite"), Rule::Redeem);
+        assert_eq!(rpc("ListAuditEvents"), Rule::Admin);
         assert_eq!(rpc("Unknown"), Rule::Authenticated);
         assert_eq!(rule_for("/grpc.health.v1.Health/Check"), Rule::Public);
         assert_eq!(rule_for("/other.Service/Call"), Rule::Authenticated);

@@ -219,7 +219,10 @@ impl Credentials {
             0 => DEFAULT_PAGE_SIZE,
             size => size.min(MAX_PAGE_SIZE),
         };
-        let scope = PageToken::scope(&caller.principal.subject, filter);
+        let kind = filter.kind.map(CredentialKind::as_str).unwrap_or_default();
+        let flags = [filter.include_revoked, filter.include_expired].map(|f| f.to_string());
+        let filters = [filter.subject.as_str(), kind, &flags[0], &flags[1]];
+        let scope = PageToken::scope("credentials", &caller.principal.subject, &filters);
         let after = PageToken::decode(&filter.page_token, &scope)?;
         let stored = match filter.kind {
             Some(CredentialKind::ServiceSecret) => Vec::new(),
@@ -254,7 +257,10 @@ impl Credentials {
             credentials.truncate(limit as usize);
             credentials
                 .last()
-                .map(|last| PageToken::encode(last.key(), &scope))
+                .map(|last| {
+                    let (key, id) = last.key();
+                    PageToken::encode(&scope, key, id)
+                })
                 .unwrap_or_default()
         } else {
             String::new()

@@ -3,6 +3,7 @@
 //! calls and converts; `docs/design.md` follows one request through.
 
 mod audit;
+mod audit_events;
 mod banner;
 mod bearers;
 mod credentials;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use audit::{Auditor, Event};
+pub(crate) use audit_events::{AuditEvents, AuditFilter};
 pub(crate) use banner::BannerSink;
 pub(crate) use bearers::Bearers;
 pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials, Listed};
@@ -67,6 +69,8 @@ pub(crate) struct Tessera {
     pub(crate) users: Users,
     /// The operator commands' recovery path.
     pub(crate) recovery: Recovery,
+    /// ListAuditEvents.
+    pub(crate) audit_events: AuditEvents,
     verifier: Arc<Verifier>,
     audit: Auditor,
 }
@@ -90,7 +94,8 @@ impl Tessera {
             workspaces: Workspaces::new(store.clone()),
             credentials: Credentials::new(store.clone(), policies.access_tokens, listed_secrets),
             users: Users::new(store.clone(), policies.access_tokens),
-            recovery: Recovery::new(store, policies.access_tokens),
+            recovery: Recovery::new(store.clone(), policies.access_tokens),
+            audit_events: AuditEvents::new(store),
             internal,
             verifier,
             audit,

@@ -4,7 +4,7 @@ use prost_types::Timestamp;
 use tessera_client::pb;
 
 use crate::domain::{Error, InstallState, Listed, Principal, PrincipalKind, TicketIdentity};
-use crate::store::{CredentialKind, CredentialRecord};
+use crate::store::{AuditEntry, CredentialKind, CredentialRecord};
 
 /// Unix milliseconds as a protobuf timestamp.
 pub(crate) fn timestamp(ms: i64) -> Timestamp {
@@ -123,6 +123,37 @@ impl From<Listed> for pb::CredentialInfo {
     }
 }
 
+/// A request's timestamp in Unix milliseconds, rounded up: the store keeps
+/// milliseconds, and an entry at millisecond `m` is at or after `t` exactly
+/// when `m` is at least `t` rounded up (and before `t` when below it), so
+/// inclusive and exclusive bounds both stay exact. `INVALID_ARGUMENT` for
+/// nanos outside `0..10^9`.
+pub(crate) fn millis_of(field: &'static str, t: &Timestamp) -> Result<i64, Error> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Error::invalid(field, "nanos outside 0..10^9"));
+    }
+    let nanos = i64::from(t.nanos);
+    let millis = nanos / 1_000_000 + i64::from(nanos % 1_000_000 != 0);
+    Ok(t.seconds.saturating_mul(1_000).saturating_add(millis))
+}
+
+/// Every column of the entry; its texts were escaped when it was written.
+impl From<AuditEntry> for pb::AuditEvent {
+    fn from(entry: AuditEntry) -> Self {
+        let record = entry.record;
+        pb::AuditEvent {
+            id: entry.id,
+            at: Some(timestamp(record.at)),
+            actor: record.actor,
+            action: record.action,
+            resource: record.resource,
+            outcome: record.outcome,
+            credential_id: record.credential_id,
+            peer: record.peer,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +174,15 @@ mod tests {
                 nanos: 999_000_000
             }
         );
+    }
+
+    #[test]
+    fn request_times_round_up_to_the_millisecond() {
+        let at = |seconds, nanos| millis_of("since", &Timestamp { seconds, nanos });
+        assert_eq!(at(1, 500_000_000).ok(), Some(1_500));
+        assert_eq!(at(1, 500_000_001).ok(), Some(1_501));
+        assert_eq!(at(-1, 999_999_999).ok(), Some(0));
+        assert!(at(1, -1).is_err());
+        assert!(at(1, 1_000_000_000).is_err());
     }
 }

@@ -254,4 +254,11 @@ impl CredentialService for CredentialsApi {
     ) -> Reply<pb::AcceptInviteResponse> {
         lifecycle::accept_invite(&self.app, request).await
     }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        lifecycle::list_audit_events(&self.app, caller(&request)?, request).await
+    }
 }

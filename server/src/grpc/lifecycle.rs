@@ -4,8 +4,8 @@
 use tessera_client::pb;
 use tonic::{Request, Response, Status};
 
-use super::convert::{credential_kind, timestamp};
-use crate::domain::{Caller, CredentialFilter, Invitation, InviteRedemption, Tessera};
+use super::convert::{credential_kind, millis_of, timestamp};
+use crate::domain::{AuditFilter, Caller, CredentialFilter, Invitation, InviteRedemption, Tessera};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -114,5 +114,28 @@ pub(super) async fn accept_invite(
     Ok(Response::new(pb::AcceptInviteResponse {
         user: Some(user.into()),
         access_token: token.expose().to_owned(),
+    }))
+}
+
+/// ListAuditEvents.
+pub(super) async fn list_audit_events(
+    app: &Tessera,
+    caller: Caller,
+    request: Request<pb::ListAuditEventsRequest>,
+) -> Reply<pb::ListAuditEventsResponse> {
+    let body = request.into_inner();
+    let filter = AuditFilter {
+        since: body.since.map(|t| millis_of("since", &t)).transpose()?,
+        until: body.until.map(|t| millis_of("until", &t)).transpose()?,
+        actor: body.actor,
+        credential_id: body.credential_id,
+        action: body.action,
+        page_size: body.page_size,
+        page_token: body.page_token,
+    };
+    let page = app.audit_events.list(&caller, &filter).await?;
+    Ok(Response::new(pb::ListAuditEventsResponse {
+        events: page.events.into_iter().map(Into::into).collect(),
+        next_page_token: page.next_page_token,
     }))
 }

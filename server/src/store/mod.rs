@@ -4,6 +4,7 @@
 //! values it exchanges are in `records.rs`, and its errors are
 //! [`StoreError`], which names no backend.
 
+mod audit;
 mod clock;
 mod credentials;
 mod database_url;
@@ -14,6 +15,7 @@ use std::future::Future;
 
 use async_trait::async_trait;
 
+pub use audit::{AuditEntry, AuditQuery};
 pub use clock::DatabaseClock;
 pub use credentials::*;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
@@ -239,6 +241,10 @@ pub trait Store: Send + Sync + 'static {
     /// Appends an audit entry.
     async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
 
+    /// The audit entries `query` selects, newest first: by `(at, id)`
+    /// descending.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+
     /// Adds failed authentications (a count per key) to the counters every
     /// replica shares, in the database clock's current minute, and returns
     /// each key's counts after the addition. On SQLite, where one process
@@ -248,6 +254,14 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `limit` failure counters of keys that failed in
     /// neither this minute nor the one before; returns how many.
     async fn delete_stale_auth_failures(&self, limit: u64) -> Result<u64>;
+}
+
+/// Told of every audit entry once it is committed, for a copy outside the
+/// database. Called by the group commit's writer: it must return at once
+/// (hand the entries over, never wait).
+pub trait AuditTap: Send + Sync + 'static {
+    /// `entries` were committed, in the order they were appended.
+    fn committed(&self, entries: &[&AuditRecord]);
 }
 
 /// One key's shared count of failed authentications.

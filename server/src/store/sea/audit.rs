@@ -1,11 +1,14 @@
 //! The audit log: appended by the group commit (`batching/writes.rs`).
 
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::sea_query::Cond;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::DbResult;
 use super::batching::{pg_arrays, sqlite_json};
-use super::entities::audit;
-use crate::store::AuditRecord;
+use super::entities::audit::{self, Column};
+use crate::store::{AuditEntry, AuditQuery, AuditRecord};
 
 /// Appends audit entries in one statement (see `pg_arrays.rs` and
 /// `sqlite_json.rs`).
@@ -44,9 +47,52 @@ pub(super) async fn recent_audit(
         .limit(limit)
         .all(db)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| AuditRecord {
+    Ok(rows.into_iter().map(|row| entry(row).record).collect())
+}
+
+/// The entries `query` selects, newest first (by `(at, id)` descending,
+/// which the index on `at` serves).
+pub(super) async fn list(
+    db: &impl ConnectionTrait,
+    query: &AuditQuery,
+) -> DbResult<Vec<AuditEntry>> {
+    let mut select = audit::Entity::find();
+    let exact = [
+        (Column::Actor, &query.actor),
+        (Column::CredentialId, &query.credential_id),
+        (Column::Action, &query.action),
+    ];
+    for (column, value) in exact {
+        if let Some(value) = value {
+            select = select.filter(column.eq(value.as_str()));
+        }
+    }
+    if let Some(since) = query.since {
+        select = select.filter(Column::At.gte(since));
+    }
+    if let Some(until) = query.until {
+        select = select.filter(Column::At.lt(until));
+    }
+    if let Some((at, id)) = query.before {
+        select = select.filter(
+            Cond::any()
+                .add(Column::At.lt(at))
+                .add(Cond::all().add(Column::At.eq(at)).add(Column::Id.lt(id))),
+        );
+    }
+    let rows = select
+        .order_by_desc(Column::At)
+        .order_by_desc(Column::Id)
+        .limit(query.limit)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(entry).collect())
+}
+
+fn entry(row: audit::Model) -> AuditEntry {
+    AuditEntry {
+        id: row.id,
+        record: AuditRecord {
             at: row.at,
             actor: row.actor,
             action: row.action,
@@ -54,6 +100,6 @@ pub(super) async fn recent_audit(
             outcome: row.outcome,
             credential_id: row.credential_id,
             peer: row.peer,
-        })
-        .collect())
+        },
+    }
 }

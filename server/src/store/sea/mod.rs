@@ -37,10 +37,10 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord, CredentialState,
-    DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
-    InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result, Store, StoreError,
-    SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialQuery,
+    CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
+    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result, Store,
+    StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -126,6 +126,13 @@ impl SeaStore {
         self.clock = clock;
         self.ping().await?;
         Ok(self)
+    }
+
+    /// Sends every audit entry committed from now on (by this store and
+    /// its clones) to `tap` too; false, and `tap` ignored, when one was
+    /// set already.
+    pub fn tap_audit(&self, tap: Arc<dyn AuditTap>) -> bool {
+        self.writer.set_tap(tap)
     }
 
     /// Applies pending migrations.
@@ -416,5 +423,9 @@ impl Store for SeaStore {
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
         self.write(Write::Audit(record.clone())).await.map(drop)
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.gated(audit::list(&self.db, query)).await
     }
 }

@@ -215,6 +215,13 @@ impl CredentialService for Noop {
             access_token: self.token.clone(),
         }))
     }
+
+    async fn list_audit_events(
+        &self,
+        _: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
+        Ok(Response::new(ListAuditEventsResponse::default()))
+    }
 }
 
 #[tokio::main]

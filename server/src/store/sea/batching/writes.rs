@@ -13,6 +13,7 @@
 //! (`isolate.rs`): they fail, the others are committed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
@@ -21,7 +22,8 @@ use super::queue::{self, Queue};
 use crate::store::sea::gate::Gate;
 use crate::store::sea::{DbResult, audit, tickets};
 use crate::store::{
-    AuditRecord, Found, Result, SpentTicket, TicketRecord, TicketRejection, TicketTake, Verdict,
+    AuditRecord, AuditTap, Found, Result, SpentTicket, TicketRecord, TicketRejection, TicketTake,
+    Verdict,
 };
 
 /// Most writes in one batch. Bounds a statement's bind parameters (7 per
@@ -52,9 +54,21 @@ pub(in crate::store::sea) enum Written {
 }
 
 /// The callers' side: hands writes to the writer tasks.
-#[derive(Debug)]
 pub(in crate::store::sea) struct Writer {
     queue: Queue<Write, Result<Written>>,
+    tap: Tap,
+}
+
+/// Where committed audit entries are also sent, once one is set.
+type Tap = Arc<OnceLock<Arc<dyn AuditTap>>>;
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("queue", &self.queue)
+            .field("tapped", &self.tap.get().is_some())
+            .finish()
+    }
 }
 
 impl Writer {
@@ -67,8 +81,10 @@ impl Writer {
         gate: Option<Gate>,
     ) -> Self {
         let db = db.clone();
+        let tap = Tap::default();
+        let tap_ = tap.clone();
         let queue = Queue::start(WRITER, writers, MAX_BATCH, move |writes| {
-            let (db, gate) = (db.clone(), gate.clone());
+            let (db, gate, tap) = (db.clone(), gate.clone(), tap_.clone());
             async move {
                 let size = writes.len() as f64;
                 metrics::histogram!(crate::metrics::WRITE_BATCH_SIZE).record(size);
@@ -79,10 +95,16 @@ impl Writer {
                     },
                     None => None,
                 };
-                write_batch(&db, &writes).await
+                write_batch(&db, &writes, tap.get().map(Arc::as_ref)).await
             }
         });
-        Self { queue }
+        Self { queue, tap }
+    }
+
+    /// Sends every audit entry committed from now on to `tap` as well;
+    /// false when one was set already (it stays).
+    pub(in crate::store::sea) fn set_tap(&self, tap: Arc<dyn AuditTap>) -> bool {
+        self.tap.set(tap).is_ok()
     }
 
     /// Applies `write` with whatever else is waiting; returns once it is
@@ -95,8 +117,12 @@ impl Writer {
 
 /// One answer per write, in order. A rolled-back part changed nothing, so
 /// applying its halves again deletes and appends exactly what it would have.
-async fn write_batch(db: &DatabaseConnection, writes: &[Write]) -> Vec<Result<Written>> {
-    isolate(writes, |part| apply(db, part)).await
+async fn write_batch(
+    db: &DatabaseConnection,
+    writes: &[Write],
+    tap: Option<&dyn AuditTap>,
+) -> Vec<Result<Written>> {
+    isolate(writes, |part| apply(db, part, tap)).await
 }
 
 /// The rows of a batch, by table.
@@ -136,8 +162,8 @@ impl<'a> Rows<'a> {
 
 /// What one attempt at a batch came to.
 enum Applied {
-    /// Committed: an answer per write.
-    Done(Vec<Written>),
+    /// Committed: an answer per write, and the audit entries of the takes.
+    Done(Vec<Written>, Vec<AuditRecord>),
     /// Rolled back: the takes at these positions found their ticket, but
     /// their callers had gone.
     Abandoned(Vec<usize>),
@@ -149,9 +175,13 @@ enum Applied {
 /// back rather than the ticket put back: a row deleted and inserted again
 /// is a new row, which a take on another replica waiting for the old one
 /// would never see, and that take's caller would be refused a live ticket.
-async fn apply(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Vec<Written>> {
-    let mut abandoned = match apply_once(db, writes).await? {
-        Applied::Done(answers) => return Ok(answers),
+async fn apply(
+    db: &DatabaseConnection,
+    writes: &[Write],
+    tap: Option<&dyn AuditTap>,
+) -> DbResult<Vec<Written>> {
+    let mut abandoned = match apply_once(db, writes, tap).await? {
+        Applied::Done(answers, _) => return Ok(answers),
         Applied::Abandoned(positions) => positions,
     };
     loop {
@@ -159,8 +189,8 @@ async fn apply(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Vec<Writte
             .filter(|i| !abandoned.contains(i))
             .collect();
         let rest: Vec<Write> = kept.iter().map(|&i| writes[i].clone()).collect();
-        match apply_once(db, &rest).await? {
-            Applied::Done(answers) => {
+        match apply_once(db, &rest, tap).await? {
+            Applied::Done(answers, _) => {
                 let mut answers = answers.into_iter();
                 let all = (0..writes.len()).map(|i| {
                     if abandoned.contains(&i) {
@@ -176,27 +206,40 @@ async fn apply(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Vec<Writte
     }
 }
 
-async fn apply_once(db: &DatabaseConnection, writes: &[Write]) -> DbResult<Applied> {
+async fn apply_once(
+    db: &DatabaseConnection,
+    writes: &[Write],
+    tap: Option<&dyn AuditTap>,
+) -> DbResult<Applied> {
     let rows = Rows::of(writes);
-    if rows.statements() <= 1 {
-        return apply_on(db, writes, rows).await;
+    let applied = if rows.statements() <= 1 {
+        apply_on(db, writes, &rows).await?
+    } else {
+        let txn = db.begin().await?;
+        let applied = apply_on(&txn, writes, &rows).await?;
+        if let Applied::Abandoned(_) = applied {
+            txn.rollback().await?;
+            return Ok(applied);
+        }
+        #[cfg(test)]
+        tests::panic_if_asked(writes);
+        txn.commit().await?;
+        applied
+    };
+    // Only now, committed: an entry rolled back is never sent.
+    if let (Some(tap), Applied::Done(_, take_audits)) = (tap, &applied) {
+        let entries: Vec<&AuditRecord> = rows.audits.iter().copied().chain(take_audits).collect();
+        if !entries.is_empty() {
+            tap.committed(&entries);
+        }
     }
-    let txn = db.begin().await?;
-    let applied = apply_on(&txn, writes, rows).await?;
-    if let Applied::Abandoned(_) = applied {
-        txn.rollback().await?;
-        return Ok(applied);
-    }
-    #[cfg(test)]
-    tests::panic_if_asked(writes);
-    txn.commit().await?;
     Ok(applied)
 }
 
 async fn apply_on(
     db: &impl ConnectionTrait,
     writes: &[Write],
-    rows: Rows<'_>,
+    rows: &Rows<'_>,
 ) -> DbResult<Applied> {
     tickets::insert_tickets(db, &rows.tickets).await?;
     let hashes: Vec<&str> = rows.takes.iter().map(|take| take.hash.as_str()).collect();
@@ -216,7 +259,7 @@ async fn apply_on(
         .into_iter()
         .map(|spent| (spent.hash.clone(), spent))
         .collect();
-    let mut audits = rows.audits;
+    let mut audits = rows.audits.clone();
     let mut take_audits = Vec::with_capacity(rows.takes.len());
     let mut tombstones = Vec::new();
     let mut abandoned = Vec::new();
@@ -256,7 +299,7 @@ async fn apply_on(
     tickets::insert_spent(db, &tombstones).await?;
     audits.extend(&take_audits);
     audit::append_audits(db, &audits).await?;
-    Ok(Applied::Done(answers))
+    Ok(Applied::Done(answers, take_audits))
 }
 
 #[cfg(test)]

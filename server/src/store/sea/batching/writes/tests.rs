@@ -1,11 +1,14 @@
 //! The group commit on both backends: panics, and bad writes in a batch.
 
+use std::sync::Mutex;
+
 use tessera_tests::TestDatabase;
 
 use super::{MAX_BATCH, Write, Written, apply};
 use crate::store::sea::batching::isolate::isolate;
 use crate::store::{
-    AuditDraft, AuditRecord, CallerWaiting, SeaStore, Store, StoreError, TicketRecord, TicketTake,
+    AuditDraft, AuditRecord, AuditTap, CallerWaiting, SeaStore, Store, StoreError, TicketRecord,
+    TicketTake,
 };
 
 /// The action of an audit entry that makes the writer panic after its
@@ -40,6 +43,18 @@ fn entry(action: &str) -> AuditRecord {
         outcome: "ok".into(),
         credential_id: String::new(),
         peer: String::new(),
+    }
+}
+
+/// Keeps every entry it is told of.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<AuditRecord>>);
+
+impl AuditTap for Recorder {
+    fn committed(&self, entries: &[&AuditRecord]) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend(entries.iter().map(|entry| (*entry).clone()));
+        }
     }
 }
 
@@ -124,7 +139,8 @@ fn logarithmic_bound(n: usize) -> usize {
 
 /// The write the database refuses fails alone, every other write of its
 /// batch is committed with its own answer, and finding it took a number of
-/// attempts logarithmic in the batch's size.
+/// attempts logarithmic in the batch's size. The tap is told of exactly the
+/// entries committed, once each, however many halves were rolled back.
 async fn a_bad_write_fails_alone(db: &TestDatabase, bad_at: usize, bad: Write) {
     let store = SeaStore::connect(db.url()).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -134,13 +150,14 @@ async fn a_bad_write_fails_alone(db: &TestDatabase, bad_at: usize, bad: Write) {
         .map(|i| Write::Ticket(ticket(&format!("old-{i}")), None))
         .chain([Write::Ticket(ticket(DUPLICATE), None)])
         .collect();
-    apply(&conn, &on_file).await.expect("tickets on file");
+    apply(&conn, &on_file, None).await.expect("tickets on file");
 
     let writes = batch(bad_at, bad);
     let mut attempts = 0;
+    let recorder = Recorder::default();
     let answers = isolate(&writes, |part| {
         attempts += 1;
-        apply(&conn, part)
+        apply(&conn, part, Some(&recorder))
     })
     .await;
     assert_eq!(answers.len(), writes.len(), "one answer per write");
@@ -164,6 +181,27 @@ async fn a_bad_write_fails_alone(db: &TestDatabase, bad_at: usize, bad: Write) {
     assert_eq!(tickets, (on_file.len() + minted - taken) as u64);
     let audited = store.recent_audit_for_tests(10_000).await.expect("audit");
     assert_eq!(audited.len(), writes.len() - 1, "every good write's entry");
+    let mut tapped = recorder.0.into_inner().expect("recorded");
+    let mut audited = audited;
+    let key = |e: &AuditRecord| {
+        let texts = [
+            &e.actor,
+            &e.action,
+            &e.resource,
+            &e.outcome,
+            &e.credential_id,
+            &e.peer,
+        ];
+        (e.at, texts.map(String::clone))
+    };
+    tapped.sort_by_key(key);
+    audited.sort_by_key(key);
+    assert!(
+        tapped == audited,
+        "the tap saw {} entries, not the {} committed, once each",
+        tapped.len(),
+        audited.len()
+    );
 }
 
 /// Where in a batch the bad write is tried: the middle, first and last.
@@ -223,7 +261,7 @@ async fn a_duplicate_among_bare_tickets_fails_alone(db: &TestDatabase) {
     store.migrate().await.expect("migrate");
     let conn = sea_orm::Database::connect(db.url()).await.expect("connect");
     let on_file = [Write::Ticket(ticket(DUPLICATE), None)];
-    apply(&conn, &on_file).await.expect("ticket on file");
+    apply(&conn, &on_file, None).await.expect("ticket on file");
 
     let bad_at = 5;
     let writes: Vec<Write> = (0..8)
@@ -236,7 +274,7 @@ async fn a_duplicate_among_bare_tickets_fails_alone(db: &TestDatabase) {
             Write::Ticket(ticket(&hash), None)
         })
         .collect();
-    let answers = isolate(&writes, |part| apply(&conn, part)).await;
+    let answers = isolate(&writes, |part| apply(&conn, part, None)).await;
     for (i, answer) in answers.iter().enumerate() {
         match (i == bad_at, answer) {
             (true, Err(StoreError::Db(_))) | (false, Ok(Written::Stored)) => {}
