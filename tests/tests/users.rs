@@ -25,6 +25,7 @@ tessera_tests::on_both_backends!(
     of_concurrent_redemptions_exactly_one_wins,
     an_invite_dies_with_its_inviters_admin_rights,
     revoke_subject_takes_everything_back_but_keeps_an_admin,
+    concurrent_revocations_never_leave_no_admin,
 );
 
 async fn open(db: &TestDatabase) -> WithAdmin {
@@ -327,4 +328,38 @@ async fn revoke_subject_takes_everything_back_but_keeps_an_admin(setup: WithAdmi
         .await
         .expect_err("Carol is now the last one");
     assert_status(&status, Code::FailedPrecondition, None);
+}
+
+/// Ada's eight tokens revoked all at once (one call each): the revocations
+/// take turns, so exactly one is refused and one token stays live.
+async fn concurrent_revocations_never_leave_no_admin(setup: WithAdmin) {
+    const TOKENS: usize = 8;
+    let mut ada = setup.admin().await;
+    let mut ids = vec![token::credential_id("usr", &setup.admin_token)];
+    for i in 1..TOKENS {
+        let created = create_access_token(&mut ada, &format!("t{i}"), 0)
+            .await
+            .expect("create");
+        ids.push(created.credential.expect("credential").credential_id);
+    }
+    let mut clients = Vec::new();
+    for _ in 0..TOKENS {
+        clients.push(setup.server.scheduler().await);
+    }
+    let results = released_together(TOKENS, |i| {
+        let (mut client, id) = (clients[i].clone(), ids[i].clone());
+        async move { revoke_credential(&mut client, &id).await }
+    })
+    .await;
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1, "exactly one refused: {results:?}");
+    assert_status(refused[0], Code::FailedPrecondition, None);
+    let live = list_all(
+        &mut setup.server.scheduler().await,
+        subject_filter(&setup.admin_subject),
+    )
+    .await
+    .expect("list");
+    let live = live.iter().filter(|c| c.revoked_at.is_none()).count();
+    assert_eq!(live, 1, "one of Ada's tokens is left");
 }

@@ -15,7 +15,7 @@ use super::page_token::PageToken;
 use super::principal::{ADMIN_GROUP, Caller, INTERNAL_SUBJECT, PrincipalKind};
 use super::validate;
 use crate::auth::verify::ListedSecret;
-use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Store};
+use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store};
 
 /// Default lifetime of a user access token: 90 days.
 pub(crate) const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(90 * 86_400);
@@ -302,11 +302,15 @@ impl Credentials {
             return Err(not_found());
         }
         let now = self.store.now_ms();
-        keep_an_admin(self.store.as_ref(), now, |admin| admin.id == id).await?;
-        self.store
-            .revoke_credential(id, now)
+        match self
+            .store
+            .revoke_credential(id, now, Some(ADMIN_GROUP))
             .await?
-            .ok_or_else(not_found)
+        {
+            Revocation::Revoked(record) => Ok(record),
+            Revocation::Unknown => Err(not_found()),
+            Revocation::WouldLeaveNoAdmin => Err(would_leave_no_admin()),
+        }
     }
 
     /// Revokes the internal credential `id` (`int_` and `hex`): every
@@ -351,22 +355,11 @@ impl Credentials {
     }
 }
 
-/// Refuses a revocation that would leave no enabled admin user with a
-/// live access token (nobody could then invite users or recover without
-/// local database access): `revoked` says which of the live admin tokens
-/// it takes away.
-pub(super) async fn keep_an_admin(
-    store: &dyn Store,
-    now: i64,
-    revoked: impl Fn(&CredentialRecord) -> bool,
-) -> Result<()> {
-    let live = store.live_admin_credentials(ADMIN_GROUP, now).await?;
-    if !live.is_empty() && live.iter().all(revoked) {
-        return Err(Error::FailedPrecondition(
-            "this would leave no enabled admin with a live access token".into(),
-        ));
-    }
-    Ok(())
+/// The refusal of a revocation that would leave no enabled admin user with
+/// a live access token: nobody could then invite users or recover without
+/// local database access.
+pub(super) fn would_leave_no_admin() -> Error {
+    Error::FailedPrecondition("this would leave no enabled admin with a live access token".into())
 }
 
 /// `duration` in milliseconds, saturating.

@@ -10,7 +10,9 @@ use tessera_client::Secret;
 use super::audit::{Auditor, Event, OK};
 use super::credentials::{self, AccessTokenPolicy};
 use super::error::{Error, Result};
-use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Store, UserKind};
+use crate::store::{
+    CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store, UserKind,
+};
 
 /// Actor recorded in the audit log for operator commands.
 pub(crate) const OPERATOR: &str = "operator-cli";
@@ -103,8 +105,10 @@ impl Recovery {
     /// last admin's last token: the operator is the recovery path.
     pub(crate) async fn revoke(&self, id: &str) -> Result<CredentialRecord> {
         let now = self.store.now_ms();
-        let revoked = self.store.revoke_credential(id, now).await?;
-        let revoked = revoked.ok_or_else(|| Error::NotFound(format!("credential {id}")))?;
+        let revoked = match self.store.revoke_credential(id, now, None).await? {
+            Revocation::Revoked(record) => record,
+            _ => return Err(Error::NotFound(format!("credential {id}"))),
+        };
         self.audit_ok("credential.revoke", id).await;
         Ok(revoked)
     }

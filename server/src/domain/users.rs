@@ -11,7 +11,7 @@ use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
 use super::audit::{self, Auditor, Event, OK};
-use super::credentials::{self, AccessTokenPolicy, keep_an_admin};
+use super::credentials::{self, AccessTokenPolicy, would_leave_no_admin};
 use super::error::{Error, Result};
 use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 use super::validate;
@@ -249,11 +249,14 @@ impl Users {
             return Err(Error::invalid("subject", "must name a user or workspace"));
         }
         let now = self.store.now_ms();
-        keep_an_admin(self.store.as_ref(), now, |admin| admin.subject == subject).await?;
-        match self.store.revoke_subject(subject, now, disable).await? {
+        let revoked = self
+            .store
+            .revoke_subject(subject, now, disable, ADMIN_GROUP);
+        match revoked.await? {
             SubjectRevoked::Revoked(count) => Ok(count),
             SubjectRevoked::Unknown => Err(Error::NotFound(format!("subject {subject}"))),
             SubjectRevoked::NotAUser => Err(Error::invalid("disable", "only a user is disabled")),
+            SubjectRevoked::WouldLeaveNoAdmin => Err(would_leave_no_admin()),
         }
     }
 }

@@ -128,6 +128,17 @@ pub enum Redemption {
     UserDisabled,
 }
 
+/// What revoking one credential did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Its record, revoked now or before (the first time stays).
+    Revoked(CredentialRecord),
+    /// No credential has that id.
+    Unknown,
+    /// Nothing was done: no enabled admin would have a live access token.
+    WouldLeaveNoAdmin,
+}
+
 /// What revoking everything of a subject did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubjectRevoked {
@@ -137,6 +148,8 @@ pub enum SubjectRevoked {
     Revoked(u64),
     /// Disabling was asked for a subject that is not a user.
     NotAUser,
+    /// Nothing was done: no enabled admin would have a live access token.
+    WouldLeaveNoAdmin,
 }
 
 /// Which credentials a listing returns, and from where.

@@ -120,22 +120,16 @@ pub trait Store: Send + Sync + 'static {
     /// The credential whose hash this is.
     async fn credential_by_hash(&self, hash: &str) -> Result<Option<CredentialRecord>>;
 
-    /// The live (neither revoked nor expired at `now`) access tokens of the
-    /// enabled human members of `admin_group`.
-    async fn live_admin_credentials(
-        &self,
-        admin_group: &str,
-        now: i64,
-    ) -> Result<Vec<CredentialRecord>>;
-
     /// Revokes, at `now`, every live credential of `subject` and every
     /// unredeemed invite a user `subject` created; with `disable`, also
-    /// disables the user `subject`.
+    /// disables the user `subject` — unless that would leave no enabled
+    /// member of `keep_admins_of` with a live access token.
     async fn revoke_subject(
         &self,
         subject: &str,
         now: i64,
         disable: bool,
+        keep_admins_of: &str,
     ) -> Result<SubjectRevoked>;
 
     /// The user whose e-mail is `email`, compared lower-cased.
@@ -169,10 +163,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>>;
 
     /// Marks credential `id` revoked at `now` unless it was already (the
-    /// first time stays), and returns its record. A revoked workspace auth
-    /// token is also cleared from its workspace, so that the next
-    /// registration issues a fresh one.
-    async fn revoke_credential(&self, id: &str, now: i64) -> Result<Option<CredentialRecord>>;
+    /// first time stays), and returns its record — unless, with
+    /// `keep_admins_of`, no enabled member of that group would have a live
+    /// access token left. A revoked workspace auth token is also cleared
+    /// from its workspace, so that the next registration issues a fresh one.
+    async fn revoke_credential(
+        &self,
+        id: &str,
+        now: i64,
+        keep_admins_of: Option<&str>,
+    ) -> Result<Revocation>;
 
     /// The install token on file.
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>>;

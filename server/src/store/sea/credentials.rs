@@ -1,15 +1,14 @@
 //! The records of issued credentials.
 
-use sea_orm::sea_query::{Cond, Expr};
+use sea_orm::sea_query::Cond;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::DbResult;
 use super::entities::credential::{self, Column};
-use super::entities::{user, workspace};
-use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, SubjectRevoked};
+use crate::store::{CredentialKind, CredentialQuery, CredentialRecord};
 
 pub(super) async fn insert(db: &impl ConnectionTrait, record: &CredentialRecord) -> DbResult<()> {
     credential::Entity::insert(credential::ActiveModel {
@@ -43,28 +42,6 @@ pub(super) async fn by_hash(
 ) -> DbResult<Option<CredentialRecord>> {
     let select = credential::Entity::find().filter(Column::Hash.eq(hash));
     super::only_row(select, db).await?.map(record).transpose()
-}
-
-pub(super) async fn live_admin_credentials(
-    db: &impl ConnectionTrait,
-    admin_group: &str,
-    now: i64,
-) -> DbResult<Vec<CredentialRecord>> {
-    let sql = format!(
-        "SELECT c.* FROM credentials c JOIN users u ON u.id = c.subject \
-         JOIN group_members g ON g.user_id = u.id \
-         WHERE g.group_name = $1 AND c.kind = '{kind}' AND c.revoked_at IS NULL \
-         AND (c.expires_at IS NULL OR c.expires_at > $2) \
-         AND u.kind = 'human' AND u.disabled_at IS NULL",
-        kind = CredentialKind::UserAccess.as_str(),
-    );
-    let backend = db.get_database_backend();
-    let statement = Statement::from_sql_and_values(backend, sql, [admin_group.into(), now.into()]);
-    let rows = credential::Entity::find()
-        .from_raw_sql(statement)
-        .all(db)
-        .await?;
-    rows.into_iter().map(record).collect()
 }
 
 pub(super) async fn list(
@@ -104,103 +81,6 @@ pub(super) async fn list(
         .all(db)
         .await?;
     rows.into_iter().map(record).collect()
-}
-
-pub(super) async fn revoke(
-    db: &DatabaseConnection,
-    id: &str,
-    now: i64,
-) -> DbResult<Option<CredentialRecord>> {
-    let txn = db.begin().await?;
-    credential::Entity::update_many()
-        .col_expr(Column::RevokedAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
-        .filter(Column::RevokedAt.is_null())
-        .exec(&txn)
-        .await?;
-    let found = by_id(&txn, id).await?;
-    if let Some(found) = found
-        .as_ref()
-        .filter(|found| found.kind == CredentialKind::WorkspaceAuth)
-    {
-        clear_auth_token(&txn, &found.hash).await?;
-    }
-    txn.commit().await?;
-    Ok(found)
-}
-
-pub(super) async fn revoke_subject(
-    db: &DatabaseConnection,
-    subject: &str,
-    now: i64,
-    disable: bool,
-) -> DbResult<SubjectRevoked> {
-    let txn = db.begin().await?;
-    let user = super::only_row(user::Entity::find_by_id(subject.to_owned()), &txn).await?;
-    let revoke = || {
-        credential::Entity::update_many()
-            .col_expr(Column::RevokedAt, Expr::value(now))
-            .filter(Column::RevokedAt.is_null())
-    };
-    let mut revoked = revoke()
-        .filter(Column::Subject.eq(subject))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    if let Some(user) = &user {
-        let invites = revoke()
-            .filter(Column::Kind.eq(CredentialKind::Invite.as_str()))
-            .filter(Column::CreatedBy.eq(user.email.as_str()));
-        revoked += invites.exec(&txn).await?.rows_affected;
-    }
-    let cleared = workspace::Entity::update_many()
-        .col_expr(workspace::Column::AuthHash, Expr::value(None::<String>))
-        .filter(workspace::Column::Id.eq(subject))
-        .exec(&txn)
-        .await?;
-    let outcome = match (&user, disable) {
-        (None, true) => SubjectRevoked::NotAUser,
-        (None, false) if revoked == 0 && cleared.rows_affected == 0 => SubjectRevoked::Unknown,
-        (Some(_), true) => {
-            user::Entity::update_many()
-                .col_expr(user::Column::DisabledAt, Expr::value(now))
-                .filter(user::Column::Id.eq(subject))
-                .filter(user::Column::DisabledAt.is_null())
-                .exec(&txn)
-                .await?;
-            SubjectRevoked::Revoked(revoked)
-        }
-        _ => SubjectRevoked::Revoked(revoked),
-    };
-    if matches!(outcome, SubjectRevoked::Revoked(_)) {
-        txn.commit().await?;
-    } else {
-        txn.rollback().await?;
-    }
-    Ok(outcome)
-}
-
-/// Marks the record of the credential with `hash` revoked at `now`, unless
-/// it was already.
-pub(super) async fn revoke_hash(db: &impl ConnectionTrait, hash: &str, now: i64) -> DbResult<()> {
-    credential::Entity::update_many()
-        .col_expr(Column::RevokedAt, Expr::value(now))
-        .filter(Column::Hash.eq(hash))
-        .filter(Column::RevokedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// A workspace whose auth token was revoked has none, so that its next
-/// registration (with its registration token) issues a fresh one.
-async fn clear_auth_token(db: &impl ConnectionTrait, hash: &str) -> DbResult<()> {
-    workspace::Entity::update_many()
-        .col_expr(workspace::Column::AuthHash, Expr::value(None::<String>))
-        .filter(workspace::Column::AuthHash.eq(hash))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 fn record(row: credential::Model) -> DbResult<CredentialRecord> {

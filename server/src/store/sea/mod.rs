@@ -18,6 +18,7 @@ mod gate;
 mod internal_credentials;
 mod invites;
 mod ping;
+mod revocation;
 #[cfg(unix)]
 mod sqlite_file;
 mod tickets;
@@ -39,8 +40,9 @@ use self::gate::Gate;
 use super::{
     AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialQuery,
     CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
-    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result, Store,
-    StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result,
+    Revocation, Store, StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict,
+    WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -277,22 +279,14 @@ impl Store for SeaStore {
         self.gated(credentials::by_hash(&self.db, hash)).await
     }
 
-    async fn live_admin_credentials(
-        &self,
-        admin_group: &str,
-        now: i64,
-    ) -> Result<Vec<CredentialRecord>> {
-        let query = credentials::live_admin_credentials(&self.db, admin_group, now);
-        self.gated(query).await
-    }
-
     async fn revoke_subject(
         &self,
         subject: &str,
         now: i64,
         disable: bool,
+        keep_admins_of: &str,
     ) -> Result<SubjectRevoked> {
-        let revoke = credentials::revoke_subject(&self.db, subject, now, disable);
+        let revoke = revocation::revoke_subject(&self.db, subject, now, disable, keep_admins_of);
         self.gated(revoke).await
     }
 
@@ -329,8 +323,14 @@ impl Store for SeaStore {
         self.gated(credentials::list(&self.db, query)).await
     }
 
-    async fn revoke_credential(&self, id: &str, now: i64) -> Result<Option<CredentialRecord>> {
-        self.gated(credentials::revoke(&self.db, id, now)).await
+    async fn revoke_credential(
+        &self,
+        id: &str,
+        now: i64,
+        keep_admins_of: Option<&str>,
+    ) -> Result<Revocation> {
+        let revoke = revocation::revoke(&self.db, id, now, keep_admins_of);
+        self.gated(revoke).await
     }
 
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {

@@ -11,7 +11,7 @@ use sea_orm::{
 use tessera_client::Secret;
 
 use super::entities::workspace::{self, Column};
-use super::{DbResult, credentials};
+use super::{DbResult, credentials, revocation};
 use crate::store::{AuthTokenChange, CredentialRecord, CredentialState, WorkspaceRecord};
 
 /// A workspace found by one of its tokens, and that token's standing.
@@ -141,7 +141,7 @@ pub(super) async fn record_registration(
             };
             let replaced = update.exec(&txn).await?.rows_affected == 1;
             if let (true, Some(current)) = (replaced, current) {
-                credentials::revoke_hash(&txn, current, now).await?;
+                revocation::revoke_hash(&txn, current, now).await?;
             }
             replaced.then_some(new)
         }
