@@ -132,8 +132,16 @@ impl InternalCredentials {
         let cutoff = self.store.now_ms() - self.liveness_ms();
         // Its own credential is read from the row too: no copy in memory
         // may outlive a revocation. Its heartbeat is not judged: the
-        // process is alive, it is answering.
-        let row = self.store.find_internal_credential(&hash).await?;
+        // process is alive, it is answering. When the database cannot be
+        // asked, the process vouches for its own credential, so children
+        // keep reconnecting through an outage.
+        let row = match self.store.find_internal_credential(&hash).await {
+            Ok(row) => row,
+            Err(StoreError::Unavailable(_)) if own.is_some() => {
+                return Ok(own.map(|mine| mine.created_at));
+            }
+            Err(err) => return Err(err),
+        };
         Ok(row
             .filter(|row| row.revoked_at.is_none())
             .filter(|row| own.is_some() || row.heartbeat_at >= cutoff)
