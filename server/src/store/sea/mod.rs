@@ -11,6 +11,7 @@ mod audit;
 mod auth_failures;
 mod batching;
 mod connect;
+mod credential_upkeep;
 mod credentials;
 mod entities;
 mod error;
@@ -36,8 +37,8 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditRecord, AuthTokenChange, CredentialQuery, CredentialRecord, CredentialState,
-    DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
+    AuditRecord, AuthTokenChange, CredentialKind, CredentialQuery, CredentialRecord,
+    CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
     InternalCredentialRecord, NewAdmin, NewUser, Result, Store, StoreError, TicketRecord,
     TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
@@ -262,6 +263,25 @@ impl Store for SeaStore {
 
     async fn revoke_credential(&self, id: &str, now: i64) -> Result<Option<CredentialRecord>> {
         self.gated(credentials::revoke(&self.db, id, now)).await
+    }
+
+    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64> {
+        self.gated(credential_upkeep::record_last_used(&self.db, uses))
+            .await
+    }
+
+    async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64> {
+        let delete = credential_upkeep::delete_ended_before(&self.db, cutoff, limit);
+        self.gated(delete).await
+    }
+
+    async fn count_expiring_credentials(
+        &self,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<(CredentialKind, u64)>> {
+        let count = credential_upkeep::count_expiring(&self.db, now, until);
+        self.gated(count).await
     }
 
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {
