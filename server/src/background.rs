@@ -1,4 +1,5 @@
-//! Periodic work: the reaper and the internal credential's heartbeat.
+//! Periodic work: the reaper, the internal credential's heartbeat and the
+//! last-used flush.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::domain::{InternalCredentials, Tessera};
+use crate::domain::{InternalCredentials, LastUsed, Tessera};
 use crate::store::{Store, delete_in_chunks};
 
 /// Runs `tick` every `interval` until `stop` turns true (or its sender goes).
@@ -63,5 +64,14 @@ pub(crate) async fn reap(
 pub(crate) async fn heartbeat(internal: Arc<InternalCredentials>) {
     if let Err(err) = internal.heartbeat().await {
         tracing::warn!(error = %err, "internal credential heartbeat failed");
+    }
+}
+
+/// Writes the last-used times noted since the last flush.
+pub(crate) async fn flush_last_used(last_used: Arc<LastUsed>) {
+    match last_used.flush().await {
+        Ok(0) => {}
+        Ok(count) => tracing::debug!(count, "last-used times written"),
+        Err(err) => tracing::warn!(error = %err, "writing the last-used times failed"),
     }
 }

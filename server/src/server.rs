@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, watch};
 use tonic::transport::Server;
 
 use crate::config::Settings;
-use crate::domain::{InternalCredentials, Tessera};
+use crate::domain::{InternalCredentials, LastUsed, Tessera};
 use crate::health::{self, Health};
 use crate::listen::{self, Listening};
 use crate::store::{Backend, DatabaseClock, SeaStore, Store, StoreError};
@@ -22,7 +22,8 @@ use crate::{auth, background, grpc, metrics};
 /// Missed heartbeats after which another replica's internal credential is
 /// refused.
 const MISSED_HEARTBEATS: u32 = 3;
-/// How long shutdown waits to withdraw the internal credential.
+/// How long shutdown waits to withdraw the internal credential, and to
+/// write the pending last-used times.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the server could not start or stopped with an error.
@@ -45,15 +46,16 @@ pub(crate) enum ServeError {
     Tls(#[from] listen::TlsConfigError),
 }
 
-/// Starts the database health check, the reaper, the heartbeat and the
-/// sharing of failed authentications; they stop when `stop` turns true.
+/// Starts the database health check, the reaper, the heartbeat, the
+/// last-used flush and the sharing of failed authentications; they stop
+/// when `stop` turns true.
 fn spawn_background(
     settings: &Settings,
     opened: &Opened,
     failures: &Arc<auth::FailureThrottle>,
     health: &Health,
     stop: watch::Receiver<bool>,
-) -> [tokio::task::JoinHandle<()>; 4] {
+) -> [tokio::task::JoinHandle<()>; 5] {
     let Opened {
         store,
         internal,
@@ -76,11 +78,16 @@ fn spawn_background(
     let beat = background::every(settings.heartbeat_interval, stop.clone(), move || {
         background::heartbeat(internal_.clone())
     });
+    let last_used = app.last_used.clone();
+    let flush = background::every(settings.last_used_flush_interval, stop.clone(), move || {
+        background::flush_last_used(last_used.clone())
+    });
     let share = auth::share_failures(failures.clone(), store.clone(), stop);
     [
         tokio::spawn(check),
         tokio::spawn(reap),
         tokio::spawn(beat),
+        tokio::spawn(flush),
         tokio::spawn(share),
     ]
 }
@@ -170,6 +177,7 @@ pub(crate) async fn serve(
     let Opened {
         sea, internal, app, ..
     } = opened;
+    let last_used = app.last_used.clone();
 
     // v1 and v1alpha both: grpcurl and grpcio-reflection still speak v1alpha.
     let reflection = || {
@@ -242,6 +250,9 @@ pub(crate) async fn serve(
         task.abort();
     }
     retire(&internal).await;
+    if drained {
+        flush_on_exit(&last_used).await;
+    }
     // Closing the pool waits for every connection in use; after a drain
     // timeout some may be held by abandoned calls, so the process leaves
     // them to exit instead.
@@ -273,6 +284,16 @@ fn failure_throttle(settings: &Settings) -> Arc<auth::FailureThrottle> {
         Backend::Postgres => throttle.shared_across_replicas(),
         Backend::Sqlite => throttle,
     })
+}
+
+/// Writes the last-used times still pending, unless the database takes
+/// longer than a shutdown should wait.
+async fn flush_on_exit(last_used: &LastUsed) {
+    match tokio::time::timeout(RETIRE_TIMEOUT, last_used.flush()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not write the last-used times"),
+        Err(_) => tracing::warn!("writing the last-used times timed out"),
+    }
 }
 
 /// Withdraws this process's internal credential; other replicas refuse it

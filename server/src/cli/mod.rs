@@ -21,7 +21,7 @@ pub async fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(args)) => operator::migrate(&args).await,
         Some(Command::InstallToken { action, database }) => {
             operator::install_token(action, &database).await

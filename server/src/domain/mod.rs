@@ -9,6 +9,7 @@ mod credentials;
 mod error;
 mod install;
 mod internal_credential;
+mod last_used;
 mod page_token;
 mod principal;
 mod text;
@@ -26,6 +27,7 @@ pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials};
 pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState, Redemption};
 pub(crate) use internal_credential::InternalCredentials;
+pub(crate) use last_used::LastUsed;
 pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
 pub(crate) use tickets::{TicketIdentity, TicketRequest, Tickets};
@@ -59,6 +61,8 @@ pub(crate) struct Tessera {
     pub(crate) workspaces: Workspaces,
     /// Access tokens, listing and revocation.
     pub(crate) credentials: Credentials,
+    /// The last-used times of accepted credentials, until flushed.
+    pub(crate) last_used: Arc<LastUsed>,
     verifier: Arc<Verifier>,
     audit: Auditor,
 }
@@ -73,7 +77,13 @@ impl Tessera {
         banner: BannerSink,
     ) -> Self {
         let audit = Auditor::new(store.clone());
-        let verifier = Arc::new(Verifier::new(secrets, store.clone(), internal.clone()));
+        let last_used = Arc::new(LastUsed::new(store.clone(), last_used::DEFAULT_CAPACITY));
+        let verifier = Arc::new(Verifier::new(
+            secrets,
+            store.clone(),
+            internal.clone(),
+            last_used.clone(),
+        ));
         Self {
             bearers: Bearers::new(verifier.clone(), audit.clone()),
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
@@ -81,6 +91,7 @@ impl Tessera {
             workspaces: Workspaces::new(store.clone()),
             credentials: Credentials::new(store, policies.access_tokens),
             internal,
+            last_used,
             verifier,
             audit,
         }
