@@ -157,6 +157,11 @@ pub(crate) struct ServeArgs {
     /// number is seconds); older ones are pruned by the reaper.
     #[arg(long, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub audit_retention: Duration,
+    /// How long the records of revoked or expired credentials are kept
+    /// after they ended (same forms as the audit retention); older ones
+    /// are pruned by the reaper.
+    #[arg(long, env = "TESSERA_CREDENTIAL_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    pub credential_retention: Duration,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -245,6 +250,7 @@ impl ServeArgs {
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             clock_skew_ms: self.clock_skew_ms,
             audit_retention: self.audit_retention,
+            credential_retention: self.credential_retention,
             anonymous_rate_per_minute: self.anonymous_rate_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
             metrics_listen: self.metrics_listen,
@@ -366,6 +372,8 @@ pub(crate) struct Settings {
     pub clock_skew_ms: i64,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    /// How long ended credential records are kept.
+    pub credential_retention: Duration,
     /// Per-peer budget of the RPCs anyone may call.
     pub anonymous_rate_per_minute: NonZeroU32,
     /// Per-peer and per-credential budget of failed authentications.

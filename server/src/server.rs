@@ -69,7 +69,10 @@ fn spawn_background(
         async move { health::check_database(store.as_ref(), &health, ping_timeout).await }
     });
     let (app_, store_, internal_) = (app.clone(), store.clone(), internal.clone());
-    let retention = settings.audit_retention;
+    let retention = background::Retention {
+        audit: settings.audit_retention,
+        credentials: settings.credential_retention,
+    };
     let reap = background::every(settings.reaper_interval, stop.clone(), move || {
         let (app, store, internal) = (app_.clone(), store_.clone(), internal_.clone());
         async move { background::reap(&app, store.as_ref(), &internal, retention).await }
