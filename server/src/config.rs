@@ -162,9 +162,23 @@ pub(crate) struct ServeArgs {
     /// appended to this file (created with mode 0600).
     #[arg(long, env = "TESSERA_AUDIT_LOG", value_parser = audit_log::parse_target)]
     pub audit_log: Option<AuditLogTarget>,
+    /// How long the records of revoked or expired credentials are kept
+    /// after they ended (same forms as the audit retention); older ones
+    /// are pruned by the reaper.
+    #[arg(long, env = "TESSERA_CREDENTIAL_RETENTION", default_value = "90d", value_parser = parse_lifetime)]
+    pub credential_retention: Duration,
     /// How long in-flight calls may run after SIGTERM, in ms.
     #[arg(long, env = "TESSERA_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
+    /// How often the last-used times of accepted credentials are written,
+    /// in ms. Hidden: for tests, which need it short.
+    #[arg(
+        long,
+        env = "TESSERA_LAST_USED_FLUSH_MS",
+        default_value_t = 5_000,
+        hide = true
+    )]
+    pub last_used_flush_ms: u64,
     /// For tests of replicas whose clocks disagree: this process reads its
     /// clock this many ms off (negative: behind). Hidden: not for operators.
     #[arg(
@@ -215,6 +229,7 @@ impl ServeArgs {
             ("TESSERA_DB_CHECK_INTERVAL_MS", self.db_check_interval_ms),
             ("TESSERA_REAPER_INTERVAL_MS", self.reaper_interval_ms),
             ("TESSERA_HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms),
+            ("TESSERA_LAST_USED_FLUSH_MS", self.last_used_flush_ms),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be positive"));
@@ -236,10 +251,12 @@ impl ServeArgs {
             db_check_interval: Duration::from_millis(self.db_check_interval_ms),
             reaper_interval: Duration::from_millis(self.reaper_interval_ms),
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            last_used_flush_interval: Duration::from_millis(self.last_used_flush_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             clock_skew_ms: self.clock_skew_ms,
             audit_retention: self.audit_retention,
             audit_log: self.audit_log.clone(),
+            credential_retention: self.credential_retention,
             anonymous_rate_per_minute: self.anonymous_rate_per_minute,
             auth_failures_per_minute: self.auth_failures_per_minute,
             metrics_listen: self.metrics_listen,
@@ -353,6 +370,8 @@ pub(crate) struct Settings {
     pub reaper_interval: Duration,
     /// Internal credential heartbeat period.
     pub heartbeat_interval: Duration,
+    /// Period of the last-used flush.
+    pub last_used_flush_interval: Duration,
     /// Grace period for in-flight calls at shutdown.
     pub drain_timeout: Duration,
     /// How far off this process reads its own clock (tests only).
@@ -361,6 +380,8 @@ pub(crate) struct Settings {
     pub audit_retention: Duration,
     /// Where the copy of the audit log goes, if anywhere.
     pub audit_log: Option<AuditLogTarget>,
+    /// How long ended credential records are kept.
+    pub credential_retention: Duration,
     /// Per-peer budget of the RPCs anyone may call.
     pub anonymous_rate_per_minute: NonZeroU32,
     /// Per-peer and per-credential budget of failed authentications.

@@ -14,7 +14,7 @@ use tonic::transport::Server;
 
 use crate::audit_log::AuditLog;
 use crate::config::Settings;
-use crate::domain::{InternalCredentials, Tessera};
+use crate::domain::{InternalCredentials, LastUsed, Tessera};
 use crate::health::{self, Health};
 use crate::listen::{self, Listening};
 use crate::store::{Backend, DatabaseClock, SeaStore, Store, StoreError};
@@ -23,7 +23,8 @@ use crate::{auth, background, grpc, metrics};
 /// Missed heartbeats after which another replica's internal credential is
 /// refused.
 const MISSED_HEARTBEATS: u32 = 3;
-/// How long shutdown waits to withdraw the internal credential.
+/// How long shutdown waits to withdraw the internal credential, and to
+/// write the pending last-used times.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the audit log copy to be written out.
 const AUDIT_LOG_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,15 +52,16 @@ pub(crate) enum ServeError {
     Tls(#[from] listen::TlsConfigError),
 }
 
-/// Starts the database health check, the reaper, the heartbeat and the
-/// sharing of failed authentications; they stop when `stop` turns true.
+/// Starts the database health check, the reaper, the heartbeat, the
+/// last-used flush and the sharing of failed authentications; they stop
+/// when `stop` turns true.
 fn spawn_background(
     settings: &Settings,
     opened: &Opened,
     failures: &Arc<auth::FailureThrottle>,
     health: &Health,
     stop: watch::Receiver<bool>,
-) -> [tokio::task::JoinHandle<()>; 4] {
+) -> [tokio::task::JoinHandle<()>; 5] {
     let Opened {
         store,
         internal,
@@ -73,7 +75,10 @@ fn spawn_background(
         async move { health::check_database(store.as_ref(), &health, ping_timeout).await }
     });
     let (app_, store_, internal_) = (app.clone(), store.clone(), internal.clone());
-    let retention = settings.audit_retention;
+    let retention = background::Retention {
+        audit: settings.audit_retention,
+        credentials: settings.credential_retention,
+    };
     let reap = background::every(settings.reaper_interval, stop.clone(), move || {
         let (app, store, internal) = (app_.clone(), store_.clone(), internal_.clone());
         async move { background::reap(&app, store.as_ref(), &internal, retention).await }
@@ -82,11 +87,16 @@ fn spawn_background(
     let beat = background::every(settings.heartbeat_interval, stop.clone(), move || {
         background::heartbeat(internal_.clone())
     });
+    let last_used = app.last_used.clone();
+    let flush = background::every(settings.last_used_flush_interval, stop.clone(), move || {
+        background::flush_last_used(last_used.clone())
+    });
     let share = auth::share_failures(failures.clone(), store.clone(), stop);
     [
         tokio::spawn(check),
         tokio::spawn(reap),
         tokio::spawn(beat),
+        tokio::spawn(flush),
         tokio::spawn(share),
     ]
 }
@@ -191,6 +201,7 @@ pub(crate) async fn serve(
         app,
         ..
     } = opened;
+    let last_used = app.last_used.clone();
 
     // v1 and v1alpha both: grpcurl and grpcio-reflection still speak v1alpha.
     let reflection = || {
@@ -263,6 +274,9 @@ pub(crate) async fn serve(
         task.abort();
     }
     retire(&internal).await;
+    if drained {
+        flush_on_exit(&last_used).await;
+    }
     // Closing the pool waits for every connection in use; after a drain
     // timeout some may be held by abandoned calls, so the process leaves
     // them to exit instead.
@@ -297,6 +311,16 @@ fn failure_throttle(settings: &Settings) -> Arc<auth::FailureThrottle> {
         Backend::Postgres => throttle.shared_across_replicas(),
         Backend::Sqlite => throttle,
     })
+}
+
+/// Writes the last-used times still pending, unless the database takes
+/// longer than a shutdown should wait.
+async fn flush_on_exit(last_used: &LastUsed) {
+    match tokio::time::timeout(RETIRE_TIMEOUT, last_used.flush()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not write the last-used times"),
+        Err(_) => tracing::warn!("writing the last-used times timed out"),
+    }
 }
 
 /// Withdraws this process's internal credential; other replicas refuse it

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod fixture;
 pub mod grpc;
 pub mod install;
+pub mod metrics;
 pub mod peers;
 pub mod pki;
 pub mod raw;

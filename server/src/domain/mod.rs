@@ -10,6 +10,7 @@ mod credentials;
 mod error;
 mod install;
 mod internal_credential;
+mod last_used;
 mod page_token;
 mod principal;
 mod recovery;
@@ -30,6 +31,7 @@ pub(crate) use credentials::{AccessTokenPolicy, CredentialFilter, Credentials, L
 pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState, Redemption};
 pub(crate) use internal_credential::InternalCredentials;
+pub(crate) use last_used::LastUsed;
 pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 pub(crate) use recovery::{OPERATOR, Recovery};
 pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
@@ -71,6 +73,8 @@ pub(crate) struct Tessera {
     pub(crate) recovery: Recovery,
     /// ListAuditEvents.
     pub(crate) audit_events: AuditEvents,
+    /// The last-used times of accepted credentials, until flushed.
+    pub(crate) last_used: Arc<LastUsed>,
     verifier: Arc<Verifier>,
     audit: Auditor,
 }
@@ -86,7 +90,13 @@ impl Tessera {
     ) -> Self {
         let audit = Auditor::new(store.clone());
         let listed_secrets = secrets.listed();
-        let verifier = Arc::new(Verifier::new(secrets, store.clone(), internal.clone()));
+        let last_used = Arc::new(LastUsed::new(store.clone(), last_used::DEFAULT_CAPACITY));
+        let verifier = Arc::new(Verifier::new(
+            secrets,
+            store.clone(),
+            internal.clone(),
+            last_used.clone(),
+        ));
         Self {
             bearers: Bearers::new(verifier.clone(), audit.clone()),
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
@@ -97,6 +107,7 @@ impl Tessera {
             recovery: Recovery::new(store.clone(), policies.access_tokens),
             audit_events: AuditEvents::new(store),
             internal,
+            last_used,
             verifier,
             audit,
         }

@@ -30,6 +30,14 @@ impl CredentialKind {
         CredentialKind::ServiceSecret,
     ];
 
+    /// The kinds whose records are in `credentials`.
+    pub const STORED: [CredentialKind; 4] = [
+        CredentialKind::UserAccess,
+        CredentialKind::WorkspaceRegistration,
+        CredentialKind::WorkspaceAuth,
+        CredentialKind::Invite,
+    ];
+
     /// The value of `credentials.kind`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -174,6 +174,25 @@ pub trait Store: Send + Sync + 'static {
         keep_admins_of: Option<&str>,
     ) -> Result<Revocation>;
 
+    /// Sets the `last_used_at` of each credential `(id, at)` names to `at`,
+    /// unless it holds that time or a later one already (a late flush, or
+    /// another replica's, never takes it back); one statement for any
+    /// number of credentials. Returns the records changed.
+    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64>;
+
+    /// Deletes at most `limit` records of credentials revoked or expired
+    /// before `cutoff`, never one of a token its workspace still holds;
+    /// returns how many.
+    async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64>;
+
+    /// How many credentials of each kind are not revoked and expire after
+    /// `now` and no later than `until` (kinds with none are left out).
+    async fn count_expiring_credentials(
+        &self,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<(CredentialKind, u64)>>;
+
     /// The install token on file.
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>>;
 

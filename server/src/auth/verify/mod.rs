@@ -18,7 +18,7 @@ use tessera_client::token::{self, TokenKind};
 pub(crate) use service_secrets::{ListedSecret, ServiceSecrets};
 use service_users::ServiceUsers;
 
-use crate::domain::{Error, InternalCredentials, Principal, Result};
+use crate::domain::{Error, InternalCredentials, LastUsed, Principal, Result};
 use crate::store::{CredentialState, Store, Unusable, UserKind};
 
 /// Verifies every kind of bearer Tessera accepts.
@@ -26,19 +26,23 @@ pub(crate) struct Verifier {
     services: ServiceUsers,
     store: Arc<dyn Store>,
     internal: Arc<InternalCredentials>,
+    last_used: Arc<LastUsed>,
 }
 
 impl Verifier {
-    /// A verifier over the configured service secrets and the store.
+    /// A verifier over the configured service secrets and the store,
+    /// noting in `last_used` every stored credential it accepts.
     pub(crate) fn new(
         secrets: ServiceSecrets,
         store: Arc<dyn Store>,
         internal: Arc<InternalCredentials>,
+        last_used: Arc<LastUsed>,
     ) -> Self {
         Self {
             services: ServiceUsers::new(secrets, store.clone()),
             store,
             internal,
+            last_used,
         }
     }
 
@@ -83,7 +87,7 @@ impl Verifier {
                     if user.disabled_at.is_some() {
                         return Err(Error::Unauthenticated("disabled user"));
                     }
-                    Ok(Principal::user(user, bearer))
+                    Ok(self.used(Principal::user(user, bearer)))
                 }
                 _ => Err(Error::Unauthenticated("unknown bearer")),
             },
@@ -91,13 +95,13 @@ impl Verifier {
                 let found = self.store.workspace_by_auth(&hash).await?;
                 let (workspace, state) = found.ok_or(Error::Unauthenticated("unknown bearer"))?;
                 self.accept(state)?;
-                Ok(Principal::workspace(workspace, kind, bearer))
+                Ok(self.used(Principal::workspace(workspace, kind, bearer)))
             }
             TokenKind::WorkspaceRegistration if registration => {
                 let found = self.store.workspace_by_registration(&hash).await?;
                 let (workspace, state) = found.ok_or(Error::Unauthenticated("unknown bearer"))?;
                 self.accept(state)?;
-                Ok(Principal::workspace(workspace, kind, bearer))
+                Ok(self.used(Principal::workspace(workspace, kind, bearer)))
             }
             _ => Err(Error::Unauthenticated("not a bearer credential")),
         }
@@ -114,6 +118,13 @@ impl Verifier {
                 Unusable::Revoked => Error::Unauthenticated("revoked credential"),
                 Unusable::Expired => Error::Unauthenticated("expired credential"),
             })
+    }
+
+    /// Notes the use of the stored credential that authenticated
+    /// `principal`; written later, off the request path.
+    fn used(&self, principal: Principal) -> Principal {
+        self.last_used.note(&principal.credential_id);
+        principal
     }
 }
 

@@ -11,6 +11,7 @@ mod audit;
 mod auth_failures;
 mod batching;
 mod connect;
+mod credential_upkeep;
 mod credentials;
 mod entities;
 mod error;
@@ -38,11 +39,11 @@ use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialQuery,
-    CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
-    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result,
-    Revocation, Store, StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict,
-    WorkspaceRecord,
+    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialKind,
+    CredentialQuery, CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally,
+    InstallOutcome, InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption,
+    Result, Revocation, Store, StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord,
+    Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -331,6 +332,25 @@ impl Store for SeaStore {
     ) -> Result<Revocation> {
         let revoke = revocation::revoke(&self.db, id, now, keep_admins_of);
         self.gated(revoke).await
+    }
+
+    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64> {
+        self.gated(credential_upkeep::record_last_used(&self.db, uses))
+            .await
+    }
+
+    async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64> {
+        let delete = credential_upkeep::delete_ended_before(&self.db, cutoff, limit);
+        self.gated(delete).await
+    }
+
+    async fn count_expiring_credentials(
+        &self,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<(CredentialKind, u64)>> {
+        let count = credential_upkeep::count_expiring(&self.db, now, until);
+        self.gated(count).await
     }
 
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {
