@@ -13,7 +13,7 @@ use super::audit::{self, Auditor, Event, OK};
 use super::error::{Error, Result};
 use super::page_token::PageToken;
 use super::principal::{ADMIN_GROUP, Caller, INTERNAL_SUBJECT, PrincipalKind};
-use super::validate;
+use super::{text, validate};
 use crate::auth::verify::ListedSecret;
 use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store};
 
@@ -198,7 +198,9 @@ impl Credentials {
             Some(expires_at),
         )?;
         issued.record.name = name.trim().to_owned();
-        self.store.insert_credential(&issued.record).await?;
+        if !self.store.insert_user_credential(&issued.record).await? {
+            return Err(Error::Unauthenticated("disabled user"));
+        }
         let event = Event {
             action: "access_token.create",
             resource: &issued.record.id,
@@ -278,7 +280,7 @@ impl Credentials {
         let outcome = audit::outcome(&result);
         let event = Event {
             action: "credential.revoke",
-            resource: id,
+            resource: &text::shown_id(id),
             outcome,
         };
         self.audit.by(caller, event).await;
@@ -287,6 +289,7 @@ impl Credentials {
 
     async fn revoke_visible(&self, caller: &Caller, id: &str) -> Result<CredentialRecord> {
         validate::free_text("credential_id", id, MAX_NAME_LEN)?;
+        text::not_a_token("credential_id", id)?;
         let not_found = || Error::NotFound(format!("credential {id}"));
         let admin = caller.principal.is_admin();
         if admin && id.starts_with(&format!("{}_", TokenKind::Service.tag())) {

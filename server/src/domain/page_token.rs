@@ -41,7 +41,9 @@ impl PageToken {
         let (Some(bound), Some(key), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(invalid());
         };
-        if bound != scope {
+        // Anyone can forge a token of their own scope: what it says is
+        // checked like any input (PostgreSQL refuses NUL in a text bind).
+        if bound != scope || super::text::has_unprintable(id) {
             return Err(invalid());
         }
         let key = key.parse().map_err(|_| invalid())?;
@@ -76,5 +78,10 @@ mod tests {
         assert_ne!(scope, shifted, "parts are not merely concatenated");
         assert!(PageToken::decode("zz", &scope).is_err());
         assert_eq!(PageToken::decode("", &scope).expect("first page"), None);
+        let forged = hex::encode(format!("{scope}:0:usr_\0"));
+        assert!(
+            PageToken::decode(&forged, &scope).is_err(),
+            "a NUL in the id"
+        );
     }
 }

@@ -64,6 +64,25 @@ pub(crate) fn credential_prefix(presented: &str) -> String {
     escaped(&token::truncated(presented)).into_owned()
 }
 
+/// How an id a caller sent is recorded in an audit entry: a Tessera token
+/// pasted there by mistake as its public id, never itself.
+pub(crate) fn shown_id(value: &str) -> String {
+    token::credential_id_of(value).unwrap_or_else(|| value.to_owned())
+}
+
+/// Refuses a Tessera token sent where an id belongs (a revocation of a
+/// leaked token, say), naming only its public id: the token must not be
+/// stored, logged or echoed.
+pub(crate) fn not_a_token(field: &'static str, value: &str) -> super::error::Result<()> {
+    match token::credential_id_of(value) {
+        Some(id) => Err(super::error::Error::invalid(
+            field,
+            format!("a token was sent, not an id; its public id is {id}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

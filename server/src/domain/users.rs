@@ -14,7 +14,7 @@ use super::audit::{self, Auditor, Event, OK};
 use super::credentials::{self, AccessTokenPolicy, would_leave_no_admin};
 use super::error::{Error, Result};
 use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
-use super::validate;
+use super::{text, validate};
 use crate::store::{CredentialKind, NewUser, Redemption, Store, SubjectRevoked, UserKind};
 
 /// Lifetime of an invite when the inviter asks for none: 7 days.
@@ -235,7 +235,7 @@ impl Users {
             } else {
                 "subject.revoke"
             },
-            resource: subject,
+            resource: &text::shown_id(subject),
             outcome: audit::outcome(&result),
         };
         self.audit.by(caller, event).await;
@@ -245,6 +245,7 @@ impl Users {
     async fn revoke_all(&self, caller: &Caller, subject: &str, disable: bool) -> Result<u64> {
         caller.require_admin()?;
         validate::free_text("subject", subject, credentials::MAX_NAME_LEN)?;
+        text::not_a_token("subject", subject)?;
         if subject.is_empty() {
             return Err(Error::invalid("subject", "must name a user or workspace"));
         }
@@ -255,7 +256,10 @@ impl Users {
         match revoked.await? {
             SubjectRevoked::Revoked(count) => Ok(count),
             SubjectRevoked::Unknown => Err(Error::NotFound(format!("subject {subject}"))),
-            SubjectRevoked::NotAUser => Err(Error::invalid("disable", "only a user is disabled")),
+            SubjectRevoked::NotAUser => Err(Error::invalid(
+                "disable",
+                "only a human user is disabled (a service: change its configuration)",
+            )),
             SubjectRevoked::WouldLeaveNoAdmin => Err(would_leave_no_admin()),
         }
     }

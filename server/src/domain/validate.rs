@@ -7,8 +7,8 @@ use super::text;
 const MAX_NAME_LEN: usize = 256;
 /// Longest e-mail accepted (RFC 5321 path limit).
 const MAX_EMAIL_LEN: usize = 254;
-/// Domain reserved for synthetic service users.
-const SERVICE_DOMAIN: &str = "@system.local";
+/// Domain reserved for synthetic service users (and its subdomains).
+const SERVICE_DOMAIN: &str = "system.local";
 
 /// A free-text field: at most `max_len` bytes, and no unprintable
 /// character ([`text::unprintable`]) anywhere, before any trimming: they
@@ -46,7 +46,11 @@ pub(crate) fn human_email<'a>(field: &'static str, email: &'a str) -> Result<&'a
     printable(field, email)?;
     let email = email.trim();
     let valid_shape = email.len() <= MAX_EMAIL_LEN
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        // The joiners free text allows would let an e-mail look exactly
+        // like another's (a service's) in listings and the audit log.
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\u{200C}' | '\u{200D}'))
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && domain.contains('.')
@@ -57,7 +61,12 @@ pub(crate) fn human_email<'a>(field: &'static str, email: &'a str) -> Result<&'a
     if !valid_shape {
         return Err(Error::invalid(field, "not an e-mail address"));
     }
-    if email.to_ascii_lowercase().ends_with(SERVICE_DOMAIN) {
+    let domain = email
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if domain == SERVICE_DOMAIN || domain.ends_with(&format!(".{SERVICE_DOMAIN}")) {
         return Err(Error::invalid(
             field,
             "the system.local domain is reserved for services",
@@ -86,6 +95,9 @@ mod tests {
             "ada\0@example.com",
             "a\u{200e}b@example.com",
             "ada@exam\u{ad}ple.com",
+            "svc@system.local\u{200d}",
+            "a\u{200c}b@example.com",
+            "a@sub.System.Local",
         ] {
             assert!(human_email("email", bad).is_err(), "{bad:?} accepted");
         }

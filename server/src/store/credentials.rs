@@ -154,7 +154,8 @@ pub enum SubjectRevoked {
     Unknown,
     /// This many credentials were revoked (a user was disabled if asked).
     Revoked(u64),
-    /// Disabling was asked for a subject that is not a user.
+    /// Disabling was asked for a subject that is not a human user (a
+    /// workspace, a service user); nothing was done.
     NotAUser,
     /// Nothing was done: no enabled admin would have a live access token.
     WouldLeaveNoAdmin,

@@ -135,6 +135,11 @@ pub trait Store: Send + Sync + 'static {
     /// The user whose e-mail is `email`, compared lower-cased.
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
 
+    /// Stores `token`, an access token of its subject, unless that user is
+    /// missing, not human or disabled (false then, nothing stored); a
+    /// concurrent disable either sees the token or is seen.
+    async fn insert_user_credential(&self, token: &CredentialRecord) -> Result<bool>;
+
     /// Enables the user `id` again; false when it was not disabled.
     async fn enable_user(&self, id: &str) -> Result<bool>;
 

@@ -2,7 +2,7 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
     TransactionTrait, TryInsertResult,
 };
 
@@ -17,30 +17,25 @@ pub(super) async fn invite_user(
     invite: &CredentialRecord,
 ) -> DbResult<bool> {
     let txn = db.begin().await?;
-    // E-mails are compared lower-cased: a row from before that rule (or a
-    // service user) must not get a twin that differs only in case.
-    let taken = user::Entity::find()
-        .filter(
-            Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(new.email.to_lowercase()),
-        )
+    // The write first: on SQLite it takes the write lock before any read,
+    // so a write committed meanwhile cannot make this transaction's
+    // snapshot stale.
+    let row = users::new_user(
+        &new.id,
+        &new.email,
+        &new.display_name,
+        new.kind,
+        new.created_at,
+    );
+    let inserted = user::Entity::insert(row)
+        .on_conflict_do_nothing_on([user::Column::Email])
+        .exec_without_returning(&txn)
+        .await?;
+    let twins = user::Entity::find()
+        .filter(email_is(&new.email))
         .all(&txn)
         .await?;
-    let inserted = if taken.is_empty() {
-        let row = users::new_user(
-            &new.id,
-            &new.email,
-            &new.display_name,
-            new.kind,
-            new.created_at,
-        );
-        user::Entity::insert(row)
-            .on_conflict_do_nothing_on([user::Column::Email])
-            .exec_without_returning(&txn)
-            .await?
-    } else {
-        TryInsertResult::Conflicted
-    };
-    if !matches!(inserted, TryInsertResult::Inserted(1)) {
+    if !matches!(inserted, TryInsertResult::Inserted(1)) || twins.len() > 1 {
         txn.rollback().await?;
         return Ok(false);
     }
@@ -59,6 +54,32 @@ pub(super) async fn user_by_email(
         Some(row) => Ok(Some(users::with_groups(db, row).await?)),
         None => Ok(None),
     }
+}
+
+pub(super) async fn insert_user_credential(
+    db: &DatabaseConnection,
+    token: &CredentialRecord,
+) -> DbResult<bool> {
+    let txn = db.begin().await?;
+    // The write first (it takes SQLite's write lock); then the user's row,
+    // locked against a concurrent disable, which either waits for this
+    // token and revokes it, or is seen here.
+    credentials::insert(&txn, token).await?;
+    let enabled_human = enabled_human(&txn, &token.subject).await?;
+    if enabled_human.is_none() {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// The user `id` if it is an enabled human, its row locked (on PostgreSQL)
+/// until the transaction ends.
+async fn enabled_human(db: &impl ConnectionTrait, id: &str) -> DbResult<Option<user::Model>> {
+    let select = user::Entity::find_by_id(id.to_owned()).lock_shared();
+    let row = super::only_row(select, db).await?;
+    Ok(row.filter(|row| row.kind == UserKind::Human.as_str() && row.disabled_at.is_none()))
 }
 
 pub(super) async fn enable_user(db: &impl ConnectionTrait, id: &str) -> DbResult<bool> {
@@ -108,14 +129,10 @@ pub(super) async fn redeem_invite(
         txn.rollback().await?;
         return Ok(Redemption::InviterNotAdmin);
     }
-    let select = user::Entity::find_by_id(token.subject.clone());
-    let invited = super::only_row(select, &txn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("the invited user".into()))?;
-    if invited.disabled_at.is_some() {
+    let Some(invited) = enabled_human(&txn, &token.subject).await? else {
         txn.rollback().await?;
         return Ok(Redemption::UserDisabled);
-    }
+    };
     credentials::insert(&txn, token).await?;
     let user = users::with_groups(&txn, invited).await?;
     txn.commit().await?;

@@ -295,6 +295,11 @@ impl Store for SeaStore {
         self.gated(invites::user_by_email(&self.db, email)).await
     }
 
+    async fn insert_user_credential(&self, token: &CredentialRecord) -> Result<bool> {
+        self.gated(invites::insert_user_credential(&self.db, token))
+            .await
+    }
+
     async fn enable_user(&self, id: &str) -> Result<bool> {
         self.gated(invites::enable_user(&self.db, id)).await
     }

@@ -13,7 +13,7 @@ use super::DbResult;
 use super::credentials::by_id;
 use super::entities::credential::{self, Column};
 use super::entities::{user, workspace};
-use crate::store::{CredentialKind, Revocation, SubjectRevoked};
+use crate::store::{CredentialKind, Revocation, SubjectRevoked, UserKind};
 
 /// Key of the PostgreSQL advisory lock that orders guarded revocations.
 const REVOCATION_LOCK: i64 = 0x7465_7373_6572_6100;
@@ -57,6 +57,24 @@ pub(super) async fn revoke_subject(
     let txn = begin_in_turn(db).await?;
     let before = live_admin_tokens(&txn, Some(keep_admins_of), now).await?;
     let user = super::only_row(user::Entity::find_by_id(subject.to_owned()), &txn).await?;
+    let human = user
+        .as_ref()
+        .is_some_and(|user| user.kind == UserKind::Human.as_str());
+    if disable && !human {
+        txn.rollback().await?;
+        return Ok(SubjectRevoked::NotAUser);
+    }
+    if disable {
+        // First: the row lock makes a concurrent access token either wait
+        // and find the user disabled, or commit before the revocation
+        // below, which then sees it.
+        user::Entity::update_many()
+            .col_expr(user::Column::DisabledAt, Expr::value(now))
+            .filter(user::Column::Id.eq(subject))
+            .filter(user::Column::DisabledAt.is_null())
+            .exec(&txn)
+            .await?;
+    }
     let revoke = || {
         credential::Entity::update_many()
             .col_expr(Column::RevokedAt, Expr::value(now))
@@ -78,19 +96,10 @@ pub(super) async fn revoke_subject(
         .filter(workspace::Column::Id.eq(subject))
         .exec(&txn)
         .await?;
-    let outcome = match (&user, disable) {
-        (None, true) => SubjectRevoked::NotAUser,
-        (None, false) if revoked == 0 && cleared.rows_affected == 0 => SubjectRevoked::Unknown,
-        (Some(_), true) => {
-            user::Entity::update_many()
-                .col_expr(user::Column::DisabledAt, Expr::value(now))
-                .filter(user::Column::Id.eq(subject))
-                .filter(user::Column::DisabledAt.is_null())
-                .exec(&txn)
-                .await?;
-            SubjectRevoked::Revoked(revoked)
-        }
-        _ => SubjectRevoked::Revoked(revoked),
+    let outcome = if user.is_none() && revoked == 0 && cleared.rows_affected == 0 {
+        SubjectRevoked::Unknown
+    } else {
+        SubjectRevoked::Revoked(revoked)
     };
     let orphaned = matches!(outcome, SubjectRevoked::Revoked(_))
         && before > 0

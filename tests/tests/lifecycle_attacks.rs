@@ -1,0 +1,188 @@
+//! What an outside attack on the credential lifecycle found, each kept as
+//! a test, on SQLite and PostgreSQL: a user minting tokens while it is
+//! being disabled keeps none; concurrent invitations never fail for
+//! another write; a token pasted where an id belongs is neither stored nor
+//! echoed; a service user is not "disabled" for show; a forged page token
+//! is refused, not an internal error.
+
+use tessera_client::pb::{self, CredentialKind};
+use tessera_client::token;
+use tessera_client::tonic::Code;
+use tessera_tests::audit::{assert_not_in_audit, audit_rows};
+use tessera_tests::credentials::{
+    WithAdmin, create_access_token, invite_user, list_all, list_credentials, revoke_credential,
+    revoke_subject,
+};
+use tessera_tests::grpc::{released_together, verify_bearer};
+use tessera_tests::{ServerOptions, TestDatabase, assert_status, scheduler_secret};
+
+tessera_tests::on_both_backends!(
+    open =>
+    tokens_minted_during_a_disable_are_all_revoked,
+    concurrent_invitations_all_succeed,
+    a_token_sent_as_an_id_is_refused_and_never_recorded,
+    a_service_user_is_not_disabled_for_show,
+    a_forged_page_token_is_invalid,
+);
+
+async fn open(db: &TestDatabase) -> WithAdmin {
+    WithAdmin::start(db, ServerOptions::scheduler()).await
+}
+
+/// Twenty CreateAccessToken calls of Bob racing the RevokeSubject that
+/// disables him: whatever won, none of his tokens is live afterwards, so
+/// enabling him again brings none back.
+async fn tokens_minted_during_a_disable_are_all_revoked(setup: WithAdmin) {
+    const MINTS: usize = 20;
+    let (bob, bob_token) = setup.user("bob@example.com", &[]).await;
+    let mut clients = Vec::new();
+    for _ in 0..MINTS {
+        clients.push(setup.server.client(Some(&bob_token)).await);
+    }
+    let admin = setup.admin().await;
+    let results = released_together(MINTS + 1, |i| {
+        let (mut admin, bob) = (admin.clone(), bob.clone());
+        let mut client = clients.get(i).cloned();
+        async move {
+            match client.as_mut() {
+                Some(client) => create_access_token(client, &format!("m{i}"), 0)
+                    .await
+                    .map(drop),
+                None => revoke_subject(&mut admin, &bob, true).await.map(drop),
+            }
+        }
+    })
+    .await;
+    assert!(results[MINTS].is_ok(), "the disable: {:?}", results[MINTS]);
+    let records = list_all(
+        &mut setup.admin().await,
+        pb::ListCredentialsRequest {
+            subject: bob.clone(),
+            include_revoked: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    let live: Vec<_> = records.iter().filter(|c| c.revoked_at.is_none()).collect();
+    assert!(
+        live.is_empty(),
+        "tokens that survived the disable: {live:?}"
+    );
+}
+
+/// Sixteen invitations at once, with ticket traffic beside them: every one
+/// is made (none fails because another write committed meanwhile).
+async fn concurrent_invitations_all_succeed(setup: WithAdmin) {
+    const INVITES: usize = 16;
+    let mut clients = Vec::new();
+    for _ in 0..INVITES {
+        clients.push(setup.admin().await);
+    }
+    let service = setup.server.scheduler().await;
+    let results = released_together(INVITES * 2, |i| {
+        let mut admin = clients[i % INVITES].clone();
+        let mut service = service.clone();
+        async move {
+            if i < INVITES {
+                let email = format!("user{i}@example.com");
+                invite_user(&mut admin, &email, &["Ops"], 0).await.map(drop)
+            } else {
+                tessera_tests::mint_ticket(&mut service, "u", "", 0)
+                    .await
+                    .map(drop)
+            }
+        }
+    })
+    .await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// A leaked token pasted into RevokeCredential or RevokeSubject: refused
+/// as INVALID_ARGUMENT naming its public id, and neither the error, the
+/// audit log nor ListAuditEvents holds the token.
+async fn a_token_sent_as_an_id_is_refused_and_never_recorded(setup: WithAdmin) {
+    let mut ada = setup.admin().await;
+    let leaked = create_access_token(&mut ada, "leaked", 0)
+        .await
+        .expect("create");
+    let token = leaked.access_token;
+    let id = token::credential_id("usr", &token);
+    let status = revoke_credential(&mut ada, &token)
+        .await
+        .expect_err("a token");
+    assert_status(&status, Code::InvalidArgument, None);
+    assert!(status.message().contains(&id), "{status:?}");
+    assert!(!status.message().contains(&token));
+    let status = revoke_subject(&mut ada, &token, false)
+        .await
+        .expect_err("a token");
+    assert_status(&status, Code::InvalidArgument, None);
+    let audit = audit_rows(&setup.conn().await).await;
+    assert_not_in_audit(&audit, &[&token]);
+    assert!(
+        audit
+            .iter()
+            .any(|row| row.action == "credential.revoke" && row.resource == id),
+        "the attempt is recorded by the public id: {audit:?}"
+    );
+    verify_bearer(&mut setup.server.scheduler().await, &token)
+        .await
+        .expect("still valid: revoke it by its id");
+}
+
+/// RevokeSubject{disable} of a service user is refused: a service is
+/// disabled by its configuration, and the call must not claim otherwise.
+async fn a_service_user_is_not_disabled_for_show(setup: WithAdmin) {
+    let mut service = setup.server.scheduler().await;
+    let own = verify_bearer(&mut service, &scheduler_secret())
+        .await
+        .expect("own");
+    let mut ada = setup.admin().await;
+    let status = revoke_subject(&mut ada, &own.subject, true)
+        .await
+        .expect_err("a service user");
+    assert_status(&status, Code::InvalidArgument, None);
+    verify_bearer(&mut service, &scheduler_secret())
+        .await
+        .expect("the service still authenticates");
+}
+
+/// A page token forged for one's own listing with a NUL in its id.
+async fn a_forged_page_token_is_invalid(setup: WithAdmin) {
+    let mut ada = setup.admin().await;
+    create_access_token(&mut ada, "second", 0)
+        .await
+        .expect("create");
+    let first_page = || pb::ListCredentialsRequest {
+        page_size: 1,
+        kind: CredentialKind::UserAccess.into(),
+        ..Default::default()
+    };
+    let page = list_credentials(&mut ada, first_page())
+        .await
+        .expect("first page");
+    let real = String::from_utf8(hex_decode(&page.next_page_token)).expect("text");
+    let (scope_and_key, _) = real.rsplit_once(':').expect("id part");
+    let forged = hex_encode(format!("{scope_and_key}:usr_\u{0}").as_bytes());
+    let request = pb::ListCredentialsRequest {
+        page_token: forged,
+        ..first_page()
+    };
+    let status = list_credentials(&mut ada, request)
+        .await
+        .expect_err("forged");
+    assert_status(&status, Code::InvalidArgument, None);
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
