@@ -2,11 +2,15 @@
 //! texts escaped ([`text::escaped`]) before they are stored.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::error::{Error, Result};
 use super::principal::Caller;
 use super::text;
 use crate::store::{AuditDraft, AuditRecord, Store};
+
+/// The longest a refused call waits for its audit entry.
+const FAILURE_AUDIT_WAIT: Duration = Duration::from_secs(1);
 
 /// Outcome recorded for a success.
 pub(super) const OK: &str = "ok";
@@ -68,8 +72,17 @@ impl Auditor {
 
     /// Records a failed authentication; `credential_id` is the public id of
     /// what was presented, if it could be computed.
+    /// It waits at most [`FAILURE_AUDIT_WAIT`] for the entry: a refusal is
+    /// answered (and charged to the failure budget) even while the database
+    /// stalls; the entry is written when it answers.
     pub(crate) async fn failed_auth(&self, credential_id: &str, peer: &str, event: Event<'_>) {
-        self.write("", credential_id, peer, event).await;
+        let write = self.write("", credential_id, peer, event);
+        if tokio::time::timeout(FAILURE_AUDIT_WAIT, write)
+            .await
+            .is_err()
+        {
+            ::metrics::counter!("tessera_audit_writes_unawaited_total").increment(1);
+        }
     }
 
     async fn write(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
