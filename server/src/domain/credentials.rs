@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_client::Secret;
-use tessera_client::token::{self, TokenKind};
+use tessera_client::token::TokenKind;
 
 use super::audit::{self, Auditor, Event, OK};
 use super::error::{Error, Result};
@@ -17,84 +17,14 @@ use super::{text, validate};
 use crate::auth::verify::ListedSecret;
 use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store};
 
-/// Default lifetime of a user access token: 90 days.
-pub(crate) const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(90 * 86_400);
-/// Longest lifetime a user may give its access token: 366 days.
-pub(crate) const MAX_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(366 * 86_400);
+pub(crate) use super::issuing::{AccessTokenPolicy, issue, millis};
+
 /// Longest credential name accepted, in bytes.
 pub(super) const MAX_NAME_LEN: usize = 128;
 /// Credentials per page when the caller asks for no size.
 const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Most credentials per page.
 const MAX_PAGE_SIZE: u32 = 1_000;
-
-/// Lifetimes of user access tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct AccessTokenPolicy {
-    /// When the caller asks for none (and for tokens made by redemptions).
-    pub default_ttl: Duration,
-    /// The longest a caller may ask for.
-    pub max_ttl: Duration,
-}
-
-impl Default for AccessTokenPolicy {
-    fn default() -> Self {
-        Self {
-            default_ttl: DEFAULT_ACCESS_TOKEN_TTL,
-            max_ttl: MAX_ACCESS_TOKEN_TTL,
-        }
-    }
-}
-
-impl AccessTokenPolicy {
-    /// When a token issued at `now` with the default lifetime expires.
-    pub(crate) fn default_expiry(&self, now: i64) -> i64 {
-        now.saturating_add(millis(self.default_ttl))
-    }
-}
-
-/// A credential of `kind` for `subject`, freshly drawn, and its record.
-pub(crate) struct Issued {
-    /// The credential itself, returned once.
-    pub secret: Secret,
-    /// Its record, to store.
-    pub record: CredentialRecord,
-}
-
-/// Draws a fresh credential of `kind` for `subject` and makes its record.
-pub(crate) fn issue(
-    kind: CredentialKind,
-    subject: &str,
-    created_by: &str,
-    now: i64,
-    expires_at: Option<i64>,
-) -> Result<Issued> {
-    let secret = token::try_generate(token_kind(kind))?;
-    let record = CredentialRecord {
-        id: token::credential_id(token_kind(kind).tag(), secret.expose()),
-        hash: token::sha256_hex(secret.expose()),
-        kind,
-        subject: subject.to_owned(),
-        name: String::new(),
-        created_at: now,
-        created_by: created_by.to_owned(),
-        expires_at,
-        last_used_at: None,
-        revoked_at: None,
-    };
-    Ok(Issued { secret, record })
-}
-
-fn token_kind(kind: CredentialKind) -> TokenKind {
-    match kind {
-        CredentialKind::UserAccess => TokenKind::UserAccess,
-        CredentialKind::WorkspaceRegistration => TokenKind::WorkspaceRegistration,
-        CredentialKind::WorkspaceAuth => TokenKind::WorkspaceAuth,
-        CredentialKind::Invite => TokenKind::Invite,
-        CredentialKind::Internal => TokenKind::Internal,
-        CredentialKind::ServiceSecret => TokenKind::Service,
-    }
-}
 
 /// What ListCredentials asks for.
 #[derive(Clone, Debug, Default)]
@@ -363,9 +293,4 @@ impl Credentials {
 /// local database access.
 pub(super) fn would_leave_no_admin() -> Error {
     Error::FailedPrecondition("this would leave no enabled admin with a live access token".into())
-}
-
-/// `duration` in milliseconds, saturating.
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

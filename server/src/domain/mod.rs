@@ -10,6 +10,7 @@ mod credentials;
 mod error;
 mod install;
 mod internal_credential;
+mod issuing;
 mod last_used;
 mod page_token;
 mod principal;

@@ -64,7 +64,7 @@ impl Recovery {
             return Err(Error::invalid("ttl", "above TESSERA_ACCESS_TOKEN_MAX_TTL"));
         }
         let now = self.store.now_ms();
-        let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let expires_at = now.saturating_add(credentials::millis(ttl));
         let kind = CredentialKind::UserAccess;
         let mut issued = credentials::issue(kind, &user.id, OPERATOR, now, Some(expires_at))?;
         issued.record.name = name.trim().to_owned();

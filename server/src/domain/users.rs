@@ -100,7 +100,7 @@ impl Users {
             return Err(Error::invalid("ttl_seconds", format!("above {max} s")));
         }
         let now = self.store.now_ms();
-        let expires_at = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let expires_at = now.saturating_add(credentials::millis(ttl));
         let name = request.display_name.trim();
         let user = NewUser {
             id: token::random_id()?,
