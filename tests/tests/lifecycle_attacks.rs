@@ -9,11 +9,14 @@ use tessera_client::pb::{self, CredentialKind};
 use tessera_client::token;
 use tessera_client::tonic::Code;
 use tessera_tests::audit::{assert_not_in_audit, audit_rows};
+use tessera_tests::credentials::accept_invite;
 use tessera_tests::credentials::{
     WithAdmin, create_access_token, invite_user, list_all, list_credentials, revoke_credential,
     revoke_subject,
 };
-use tessera_tests::grpc::{released_together, verify_bearer};
+use tessera_tests::grpc::{
+    provision_workspace, register_workspace, released_together, verify_bearer,
+};
 use tessera_tests::{ServerOptions, TestDatabase, assert_status, scheduler_secret};
 
 tessera_tests::on_both_backends!(
@@ -23,6 +26,10 @@ tessera_tests::on_both_backends!(
     a_token_sent_as_an_id_is_refused_and_never_recorded,
     a_service_user_is_not_disabled_for_show,
     a_forged_page_token_is_invalid,
+    a_redemption_racing_a_disable_neither_deadlocks_nor_survives,
+    tokens_minted_during_a_revocation_are_revoked_too,
+    a_registration_racing_a_revocation_keeps_no_auth_token,
+    a_token_anywhere_in_an_id_is_refused_and_never_recorded,
 );
 
 async fn open(db: &TestDatabase) -> WithAdmin {
@@ -185,4 +192,164 @@ fn hex_decode(text: &str) -> Vec<u8> {
 
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The live (unrevoked) credentials of `subject`, as an admin lists them.
+async fn live_of(setup: &WithAdmin, subject: &str) -> Vec<pb::CredentialInfo> {
+    let request = pb::ListCredentialsRequest {
+        subject: subject.to_owned(),
+        include_revoked: true,
+        ..Default::default()
+    };
+    let all = list_all(&mut setup.admin().await, request)
+        .await
+        .expect("list");
+    all.into_iter().filter(|c| c.revoked_at.is_none()).collect()
+}
+
+/// AcceptInvite and the RevokeSubject that disables the invited user, at
+/// once, five times: neither fails (a deadlock would be INTERNAL), and the
+/// user holds no live credential afterwards.
+async fn a_redemption_racing_a_disable_neither_deadlocks_nor_survives(setup: WithAdmin) {
+    for round in 0..5 {
+        let email = format!("racer{round}@example.com");
+        let invited = invite_user(&mut setup.admin().await, &email, &[], 0)
+            .await
+            .expect("invite");
+        let subject = invited.user.expect("user").subject;
+        let (admin, anonymous) = (setup.admin().await, setup.anonymous().await);
+        let results = released_together(2, |i| {
+            let (mut admin, mut anonymous) = (admin.clone(), anonymous.clone());
+            let (subject, invite) = (subject.clone(), invited.invite_token.clone());
+            async move {
+                if i == 0 {
+                    accept_invite(&mut anonymous, &invite, "t").await.map(drop)
+                } else {
+                    revoke_subject(&mut admin, &subject, true).await.map(drop)
+                }
+            }
+        })
+        .await;
+        assert!(
+            results[1].is_ok(),
+            "round {round}: the disable: {:?}",
+            results[1]
+        );
+        if let Err(status) = &results[0] {
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "round {round}: {status:?}"
+            );
+        }
+        let live = live_of(&setup, &subject).await;
+        assert!(live.is_empty(), "round {round}: survived: {live:?}");
+    }
+}
+
+/// Twenty tokens minted by Bob while an admin revokes all of Bob's
+/// credentials (without disabling him): every token that exists afterwards
+/// is revoked, and the token he minted with refuses to mint more.
+async fn tokens_minted_during_a_revocation_are_revoked_too(setup: WithAdmin) {
+    const MINTS: usize = 20;
+    let (bob, bob_token) = setup.user("bob@example.com", &[]).await;
+    let mut clients = Vec::new();
+    for _ in 0..MINTS {
+        clients.push(setup.server.client(Some(&bob_token)).await);
+    }
+    let admin = setup.admin().await;
+    let results = released_together(MINTS + 1, |i| {
+        let (mut admin, bob) = (admin.clone(), bob.clone());
+        let mut client = clients.get(i).cloned();
+        async move {
+            match client.as_mut() {
+                Some(client) => create_access_token(client, &format!("m{i}"), 0)
+                    .await
+                    .map(drop),
+                None => revoke_subject(&mut admin, &bob, false).await.map(drop),
+            }
+        }
+    })
+    .await;
+    assert!(
+        results[MINTS].is_ok(),
+        "the revocation: {:?}",
+        results[MINTS]
+    );
+    let live = live_of(&setup, &bob).await;
+    assert!(
+        live.is_empty(),
+        "tokens that survived the revocation: {live:?}"
+    );
+}
+
+/// A runtime rotating its auth token with its registration token while an
+/// admin revokes everything of its workspace, six times: no auth token it
+/// got verifies afterwards.
+async fn a_registration_racing_a_revocation_keeps_no_auth_token(setup: WithAdmin) {
+    for round in 0..6 {
+        let id = format!("ws-race-{round}");
+        let ws = provision_workspace(&mut setup.admin().await, &id, "")
+            .await
+            .expect("provision");
+        let admin = setup.admin().await;
+        let runtime = setup.server.client(Some(&ws.registration_token)).await;
+        let results = released_together(2, |i| {
+            let (mut admin, mut runtime, id) = (admin.clone(), runtime.clone(), id.clone());
+            async move {
+                if i == 0 {
+                    let request = pb::RegisterWorkspaceRequest {
+                        workspace_id: id,
+                        reissue_auth_token: true,
+                    };
+                    let response = runtime.register_workspace(request).await;
+                    response.map(|r| r.into_inner().auth_token)
+                } else {
+                    revoke_subject(&mut admin, &id, false).await.map(|_| None)
+                }
+            }
+        })
+        .await;
+        assert!(
+            results[1].is_ok(),
+            "round {round}: the revocation: {:?}",
+            results[1]
+        );
+        if let Ok(Some(auth)) = &results[0] {
+            let status = verify_bearer(&mut setup.server.scheduler().await, auth)
+                .await
+                .expect_err("an auth token issued during the revocation");
+            assert_status(&status, Code::Unauthenticated, None);
+        }
+        let status = register_workspace(&setup.server, &ws.registration_token, &id, true)
+            .await
+            .expect_err("the registration token is revoked");
+        assert_status(&status, Code::Unauthenticated, None);
+        assert!(live_of(&setup, &id).await.is_empty(), "round {round}");
+    }
+}
+
+/// A leaked token with spaces, `Bearer `, quotes or a URL around it, sent
+/// as an id: refused naming its public id, never recorded.
+async fn a_token_anywhere_in_an_id_is_refused_and_never_recorded(setup: WithAdmin) {
+    let mut ada = setup.admin().await;
+    let token = create_access_token(&mut ada, "leaked", 0)
+        .await
+        .expect("create")
+        .access_token;
+    for sent in [
+        format!(" {token} "),
+        format!("Bearer {token}"),
+        format!("\"{token}\"."),
+        format!("https://example.com/?t={token}"),
+    ] {
+        let status = revoke_credential(&mut ada, &sent).await.expect_err(&sent);
+        assert_status(&status, Code::InvalidArgument, None);
+        assert!(!status.message().contains(&token), "{status:?}");
+        let status = revoke_subject(&mut ada, &sent, true)
+            .await
+            .expect_err(&sent);
+        assert_status(&status, Code::InvalidArgument, None);
+    }
+    assert_not_in_audit(&audit_rows(&setup.conn().await).await, &[&token]);
 }

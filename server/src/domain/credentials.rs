@@ -128,8 +128,15 @@ impl Credentials {
             Some(expires_at),
         )?;
         issued.record.name = name.trim().to_owned();
-        if !self.store.insert_user_credential(&issued.record).await? {
-            return Err(Error::Unauthenticated("disabled user"));
+        let minted_with = Some(principal.credential_id.as_str());
+        if !self
+            .store
+            .insert_user_credential(&issued.record, minted_with)
+            .await?
+        {
+            return Err(Error::Unauthenticated(
+                "revoked credential or disabled user",
+            ));
         }
         let event = Event {
             action: "access_token.create",

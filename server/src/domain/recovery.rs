@@ -68,7 +68,11 @@ impl Recovery {
         let kind = CredentialKind::UserAccess;
         let mut issued = credentials::issue(kind, &user.id, OPERATOR, now, Some(expires_at))?;
         issued.record.name = name.trim().to_owned();
-        if !self.store.insert_user_credential(&issued.record).await? {
+        if !self
+            .store
+            .insert_user_credential(&issued.record, None)
+            .await?
+        {
             return Err(Error::FailedPrecondition(
                 "the user was disabled meanwhile".into(),
             ));

@@ -64,17 +64,18 @@ pub(crate) fn credential_prefix(presented: &str) -> String {
     escaped(&token::truncated(presented)).into_owned()
 }
 
-/// How an id a caller sent is recorded in an audit entry: a Tessera token
-/// pasted there by mistake as its public id, never itself.
+/// How an id a caller sent is recorded in an audit entry: with a Tessera
+/// token pasted into it by mistake, as that token's public id, never the
+/// token.
 pub(crate) fn shown_id(value: &str) -> String {
-    token::credential_id_of(value).unwrap_or_else(|| value.to_owned())
+    token_within(value).unwrap_or_else(|| value.to_owned())
 }
 
-/// Refuses a Tessera token sent where an id belongs (a revocation of a
-/// leaked token, say), naming only its public id: the token must not be
-/// stored, logged or echoed.
+/// Refuses an id holding a Tessera token (a leaked token pasted into a
+/// revocation, quoted, with `Bearer ` or spaces around it), naming only its
+/// public id: the token must not be stored, logged or echoed.
 pub(crate) fn not_a_token(field: &'static str, value: &str) -> super::error::Result<()> {
-    match token::credential_id_of(value) {
+    match token_within(value) {
         Some(id) => Err(super::error::Error::invalid(
             field,
             format!("a token was sent, not an id; its public id is {id}"),
@@ -83,9 +84,38 @@ pub(crate) fn not_a_token(field: &'static str, value: &str) -> super::error::Res
     }
 }
 
+/// The public id of the first well-formed token anywhere in `value`.
+fn token_within(value: &str) -> Option<String> {
+    value.match_indices("tsr_").find_map(|(start, _)| {
+        let rest = &value[start..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        token::credential_id_of(&rest[..end])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_is_found_wherever_it_stands() {
+        let secret = token::generate(token::TokenKind::UserAccess);
+        let id = token::credential_id("usr", secret.expose());
+        for sent in [
+            secret.expose().to_owned(),
+            format!(" {} ", secret.expose()),
+            format!("Bearer {}", secret.expose()),
+            format!("\"{}\".", secret.expose()),
+            format!("https://x/?t={}&a=1", secret.expose()),
+        ] {
+            assert_eq!(shown_id(&sent), id, "{sent:?}");
+            assert!(not_a_token("f", &sent).is_err(), "{sent:?}");
+        }
+        assert_eq!(shown_id("usr_0123456789abcdef"), "usr_0123456789abcdef");
+        assert!(not_a_token("f", "tsr_usr_notatoken").is_ok());
+    }
 
     #[test]
     fn unprintable_characters_and_backslashes_are_escaped() {

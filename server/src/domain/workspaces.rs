@@ -165,10 +165,13 @@ impl Workspaces {
             },
             (Some(new), false) => AuthTokenChange::SetIfNone(&new.record),
         };
-        let written = self
+        let bearer = &caller.credential_id;
+        let recorded = self
             .store
-            .record_registration(workspace_id, now, change)
-            .await?;
+            .record_registration(workspace_id, now, bearer, change);
+        let written = recorded
+            .await?
+            .ok_or(Error::Unauthenticated("revoked credential"))?;
         Ok(Registration {
             auth_token: new_token.filter(|_| written).map(|new| new.secret),
             inbound_secret: workspace.inbound_secret,

@@ -136,9 +136,14 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
 
     /// Stores `token`, an access token of its subject, unless that user is
-    /// missing, not human or disabled (false then, nothing stored); a
-    /// concurrent disable either sees the token or is seen.
-    async fn insert_user_credential(&self, token: &CredentialRecord) -> Result<bool>;
+    /// missing, not human or disabled, or the credential it was
+    /// `minted_with` is no longer live (false then, nothing stored); a
+    /// concurrent revocation or disable either sees the token or is seen.
+    async fn insert_user_credential(
+        &self,
+        token: &CredentialRecord,
+        minted_with: Option<&str>,
+    ) -> Result<bool>;
 
     /// Enables the user `id` again; false when it was not disabled.
     async fn enable_user(&self, id: &str) -> Result<bool>;
@@ -246,15 +251,18 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
 
-    /// Records a registration at `now` and applies `auth`; true when the
-    /// auth token hash was written (false for [`AuthTokenChange::Keep`], or
-    /// when another registration set one first).
+    /// Records a registration at `now` by the credential `bearer` (a
+    /// public id) and applies `auth`: `Some(true)` when the auth token was
+    /// written, `Some(false)` when not ([`AuthTokenChange::Keep`], or
+    /// another registration set one first), `None` (nothing written) when
+    /// `bearer` was revoked or expired meanwhile.
     async fn record_registration(
         &self,
         id: &str,
         now: i64,
+        bearer: &str,
         auth: AuthTokenChange<'_>,
-    ) -> Result<bool>;
+    ) -> Result<Option<bool>>;
 
     /// Connections open in the pool and how many of them are idle, where
     /// the backend can tell.

@@ -36,6 +36,18 @@ pub(super) async fn by_id(
     super::only_row(select, db).await?.map(record).transpose()
 }
 
+/// True when credential `id` is neither revoked nor expired at `now`; its
+/// row stays locked (on PostgreSQL, shared) until the transaction ends.
+pub(super) async fn is_live(db: &impl ConnectionTrait, id: &str, now: i64) -> DbResult<bool> {
+    let select = credential::Entity::find()
+        .filter(Column::Id.eq(id))
+        .lock_shared();
+    let row = super::only_row(select, db).await?;
+    Ok(row.is_some_and(|row| {
+        row.revoked_at.is_none() && row.expires_at.is_none_or(|expires_at| expires_at > now)
+    }))
+}
+
 pub(super) async fn by_hash(
     db: &impl ConnectionTrait,
     hash: &str,

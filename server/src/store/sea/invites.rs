@@ -59,14 +59,19 @@ pub(super) async fn user_by_email(
 pub(super) async fn insert_user_credential(
     db: &DatabaseConnection,
     token: &CredentialRecord,
+    minted_with: Option<&str>,
 ) -> DbResult<bool> {
     let txn = db.begin().await?;
-    // The write first (it takes SQLite's write lock); then the user's row,
-    // locked against a concurrent disable, which either waits for this
-    // token and revokes it, or is seen here.
+    // The write first (it takes SQLite's write lock); then the credential
+    // it was minted with and the user's row, each locked (on PostgreSQL)
+    // against a concurrent revocation or disable, which either waits for
+    // this token and revokes it too, or is seen here.
     credentials::insert(&txn, token).await?;
-    let enabled_human = enabled_human(&txn, &token.subject).await?;
-    if enabled_human.is_none() {
+    let parent_live = match minted_with {
+        Some(parent) => credentials::is_live(&txn, parent, token.created_at).await?,
+        None => true,
+    };
+    if !parent_live || enabled_human(&txn, &token.subject).await?.is_none() {
         txn.rollback().await?;
         return Ok(false);
     }

@@ -295,9 +295,13 @@ impl Store for SeaStore {
         self.gated(invites::user_by_email(&self.db, email)).await
     }
 
-    async fn insert_user_credential(&self, token: &CredentialRecord) -> Result<bool> {
-        self.gated(invites::insert_user_credential(&self.db, token))
-            .await
+    async fn insert_user_credential(
+        &self,
+        token: &CredentialRecord,
+        minted_with: Option<&str>,
+    ) -> Result<bool> {
+        let insert = invites::insert_user_credential(&self.db, token, minted_with);
+        self.gated(insert).await
     }
 
     async fn enable_user(&self, id: &str) -> Result<bool> {
@@ -415,10 +419,11 @@ impl Store for SeaStore {
         &self,
         id: &str,
         now: i64,
+        bearer: &str,
         auth: AuthTokenChange<'_>,
-    ) -> Result<bool> {
-        self.gated(workspaces::record_registration(&self.db, id, now, auth))
-            .await
+    ) -> Result<Option<bool>> {
+        let record = workspaces::record_registration(&self.db, id, now, bearer, auth);
+        self.gated(record).await
     }
 
     fn pool_usage(&self) -> Option<(u32, usize)> {

@@ -3,10 +3,10 @@
 //! tokens before and after, in a transaction that concurrent ones wait
 //! for, so two revocations of the last two admin tokens cannot both pass.
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Cond, Expr, IntoCondition};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, Statement, TransactionTrait,
+    QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 
 use super::DbResult;
@@ -26,16 +26,19 @@ pub(super) async fn revoke(
 ) -> DbResult<Revocation> {
     let txn = begin_in_turn(db).await?;
     let before = live_admin_tokens(&txn, keep_admins_of, now).await?;
-    credential::Entity::update_many()
-        .col_expr(Column::RevokedAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
-        .filter(Column::RevokedAt.is_null())
-        .exec(&txn)
-        .await?;
     let Some(found) = by_id(&txn, id).await? else {
         txn.rollback().await?;
         return Ok(Revocation::Unknown);
     };
+    // A workspace's row before its token's, in the order a registration
+    // takes them, so the two never wait for each other.
+    if matches!(
+        found.kind,
+        CredentialKind::WorkspaceAuth | CredentialKind::WorkspaceRegistration
+    ) {
+        lock_workspace(&txn, &found.subject).await?;
+    }
+    revoke_where(&txn, now, Column::Id.eq(id)).await?;
     if found.kind == CredentialKind::WorkspaceAuth {
         clear_auth_token(&txn, &found.hash).await?;
     }
@@ -43,10 +46,17 @@ pub(super) async fn revoke(
         txn.rollback().await?;
         return Ok(Revocation::WouldLeaveNoAdmin);
     }
+    let revoked = by_id(&txn, id).await?.unwrap_or(found);
     txn.commit().await?;
-    Ok(Revocation::Revoked(found))
+    Ok(Revocation::Revoked(revoked))
 }
 
+/// Every lock is taken in one order — the workspace row, the credential
+/// rows, the user row — the order of a registration, of a new access token
+/// (its credential, then its user) and of a redeemed invite, so none of
+/// them waits for this in a cycle. The credentials are revoked twice: a
+/// token committed while the first pass (or the disable) waited for its
+/// parent's (or user's) row is revoked by the second.
 pub(super) async fn revoke_subject(
     db: &DatabaseConnection,
     subject: &str,
@@ -64,10 +74,13 @@ pub(super) async fn revoke_subject(
         txn.rollback().await?;
         return Ok(SubjectRevoked::NotAUser);
     }
+    let cleared = workspace::Entity::update_many()
+        .col_expr(workspace::Column::AuthHash, Expr::value(None::<String>))
+        .filter(workspace::Column::Id.eq(subject))
+        .exec(&txn)
+        .await?;
+    let mut revoked = revoke_all_of(&txn, subject, user.as_ref(), now).await?;
     if disable {
-        // First: the row lock makes a concurrent access token either wait
-        // and find the user disabled, or commit before the revocation
-        // below, which then sees it.
         user::Entity::update_many()
             .col_expr(user::Column::DisabledAt, Expr::value(now))
             .filter(user::Column::Id.eq(subject))
@@ -75,27 +88,9 @@ pub(super) async fn revoke_subject(
             .exec(&txn)
             .await?;
     }
-    let revoke = || {
-        credential::Entity::update_many()
-            .col_expr(Column::RevokedAt, Expr::value(now))
-            .filter(Column::RevokedAt.is_null())
-    };
-    let mut revoked = revoke()
-        .filter(Column::Subject.eq(subject))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    if let Some(user) = &user {
-        let invites = revoke()
-            .filter(Column::Kind.eq(CredentialKind::Invite.as_str()))
-            .filter(Column::CreatedBy.eq(user.email.as_str()));
-        revoked += invites.exec(&txn).await?.rows_affected;
-    }
-    let cleared = workspace::Entity::update_many()
-        .col_expr(workspace::Column::AuthHash, Expr::value(None::<String>))
-        .filter(workspace::Column::Id.eq(subject))
-        .exec(&txn)
-        .await?;
+    // Again: a credential minted with one of these (or redeemed) that
+    // committed while the first pass waited for its row is seen now.
+    revoked += revoke_all_of(&txn, subject, user.as_ref(), now).await?;
     let outcome = if user.is_none() && revoked == 0 && cleared.rows_affected == 0 {
         SubjectRevoked::Unknown
     } else {
@@ -118,12 +113,46 @@ pub(super) async fn revoke_subject(
 /// Marks the record of the credential with `hash` revoked at `now`, unless
 /// it was already.
 pub(super) async fn revoke_hash(db: &impl ConnectionTrait, hash: &str, now: i64) -> DbResult<()> {
-    credential::Entity::update_many()
+    revoke_where(db, now, Column::Hash.eq(hash)).await.map(drop)
+}
+
+/// Revokes, at `now`, the live credentials of `subject` and the unredeemed
+/// invites `user` (when the subject is one) created; returns how many.
+async fn revoke_all_of(
+    txn: &DatabaseTransaction,
+    subject: &str,
+    user: Option<&user::Model>,
+    now: i64,
+) -> DbResult<u64> {
+    let mut revoked = revoke_where(txn, now, Column::Subject.eq(subject)).await?;
+    if let Some(user) = user {
+        let invites = Cond::all()
+            .add(Column::Kind.eq(CredentialKind::Invite.as_str()))
+            .add(Column::CreatedBy.eq(user.email.as_str()));
+        revoked += revoke_where(txn, now, invites).await?;
+    }
+    Ok(revoked)
+}
+
+/// Marks revoked at `now` the live credentials `condition` selects.
+async fn revoke_where(
+    db: &impl ConnectionTrait,
+    now: i64,
+    condition: impl IntoCondition,
+) -> DbResult<u64> {
+    let revoked = credential::Entity::update_many()
         .col_expr(Column::RevokedAt, Expr::value(now))
-        .filter(Column::Hash.eq(hash))
         .filter(Column::RevokedAt.is_null())
+        .filter(condition)
         .exec(db)
         .await?;
+    Ok(revoked.rows_affected)
+}
+
+/// Locks workspace `id`'s row until the transaction ends.
+async fn lock_workspace(txn: &DatabaseTransaction, id: &str) -> DbResult<()> {
+    let select = workspace::Entity::find_by_id(id.to_owned()).lock_exclusive();
+    super::only_row(select, txn).await?;
     Ok(())
 }
 

@@ -117,9 +117,14 @@ pub(super) async fn record_registration(
     db: &DatabaseConnection,
     id: &str,
     now: i64,
+    bearer: &str,
     auth: AuthTokenChange<'_>,
-) -> DbResult<bool> {
+) -> DbResult<Option<bool>> {
     let txn = db.begin().await?;
+    // The workspace row first (a write, and its lock), as a revocation
+    // takes it: then the bearer is checked under its lock, so a
+    // registration either commits before a revocation of its workspace or
+    // bearer, which then revokes what it issued, or sees it and stops.
     let written = match auth {
         AuthTokenChange::Keep => None,
         AuthTokenChange::SetIfNone(new) => {
@@ -139,21 +144,28 @@ pub(super) async fn record_registration(
                 Some(current) => update.filter(Column::AuthHash.eq(current)),
                 None => update.filter(Column::AuthHash.is_null()),
             };
-            let replaced = update.exec(&txn).await?.rows_affected == 1;
-            if let (true, Some(current)) = (replaced, current) {
-                revocation::revoke_hash(&txn, current, now).await?;
-            }
-            replaced.then_some(new)
+            (update.exec(&txn).await?.rows_affected == 1).then_some(new)
         }
     };
-    match written {
-        Some(new) => credentials::insert(&txn, new).await?,
-        None => {
-            registration(id, now).exec(&txn).await?;
+    if written.is_none() {
+        registration(id, now).exec(&txn).await?;
+    }
+    if !credentials::is_live(&txn, bearer, now).await? {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    if let Some(new) = written {
+        if let AuthTokenChange::Replace {
+            current: Some(current),
+            ..
+        } = auth
+        {
+            revocation::revoke_hash(&txn, current, now).await?;
         }
+        credentials::insert(&txn, new).await?;
     }
     txn.commit().await?;
-    Ok(written.is_some())
+    Ok(Some(written.is_some()))
 }
 
 /// An update of `id` that records a registration at `now`.
