@@ -4,7 +4,6 @@
 //! verifier refuses a revoked or expired one on its next presentation.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tessera_client::Secret;
 use tessera_client::token::TokenKind;
@@ -17,7 +16,7 @@ use super::{text, validate};
 use crate::auth::verify::ListedSecret;
 use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store};
 
-pub(crate) use super::issuing::{AccessTokenPolicy, issue, millis};
+pub(crate) use super::issuing::{AccessTokenPolicy, asked_seconds, expiry, issue};
 
 /// Longest credential name accepted, in bytes.
 pub(super) const MAX_NAME_LEN: usize = 128;
@@ -109,16 +108,10 @@ impl Credentials {
             ));
         }
         validate::free_text("name", name, MAX_NAME_LEN)?;
-        let ttl = match ttl_seconds {
-            0 => self.policy.default_ttl,
-            seconds => Duration::from_secs(u64::from(seconds)),
-        };
-        if ttl > self.policy.max_ttl {
-            let max = self.policy.max_ttl.as_secs();
-            return Err(Error::invalid("ttl_seconds", format!("above {max} s")));
-        }
         let now = self.store.now_ms();
-        let expires_at = now.saturating_add(millis(ttl));
+        let expires_at = self
+            .policy
+            .expiry("ttl_seconds", now, asked_seconds(ttl_seconds))?;
         let kind = CredentialKind::UserAccess;
         let mut issued = issue(
             kind,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use super::error::Result;
+use super::error::{Error, Result};
 use crate::store::{CredentialKind, CredentialRecord};
 
 /// Default lifetime of a user access token: 90 days.
@@ -37,6 +37,39 @@ impl AccessTokenPolicy {
     pub(crate) fn default_expiry(&self, now: i64) -> i64 {
         now.saturating_add(millis(self.default_ttl))
     }
+
+    /// When a token issued at `now` lasting `asked` (`None`: the default)
+    /// expires; `INVALID_ARGUMENT` on `field` beyond the maximum.
+    pub(crate) fn expiry(
+        &self,
+        field: &'static str,
+        now: i64,
+        asked: Option<Duration>,
+    ) -> Result<i64> {
+        expiry(field, now, asked, self.default_ttl, self.max_ttl)
+    }
+}
+
+/// A lifetime a request asked for in seconds: `None` for 0 (the default).
+pub(crate) fn asked_seconds(seconds: u32) -> Option<Duration> {
+    (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)))
+}
+
+/// When a credential issued at `now` lasting `asked` (`None`: `default`)
+/// expires; `INVALID_ARGUMENT` on `field` when it asked for more than `max`.
+pub(crate) fn expiry(
+    field: &'static str,
+    now: i64,
+    asked: Option<Duration>,
+    default: Duration,
+    max: Duration,
+) -> Result<i64> {
+    let lifetime = asked.unwrap_or(default);
+    if lifetime > max {
+        let max = max.as_secs();
+        return Err(Error::invalid(field, format!("above {max} s")));
+    }
+    Ok(now.saturating_add(millis(lifetime)))
 }
 
 /// A credential of `kind` for `subject`, freshly drawn, and its record.

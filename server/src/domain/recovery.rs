@@ -59,12 +59,8 @@ impl Recovery {
                 "the user is disabled: `tessera users enable` first".into(),
             ));
         }
-        let ttl = ttl.unwrap_or(self.access_tokens.default_ttl);
-        if ttl > self.access_tokens.max_ttl {
-            return Err(Error::invalid("ttl", "above TESSERA_ACCESS_TOKEN_MAX_TTL"));
-        }
         let now = self.store.now_ms();
-        let expires_at = now.saturating_add(credentials::millis(ttl));
+        let expires_at = self.access_tokens.expiry("ttl", now, ttl)?;
         let kind = CredentialKind::UserAccess;
         let mut issued = credentials::issue(kind, &user.id, OPERATOR, now, Some(expires_at))?;
         issued.record.name = name.trim().to_owned();

@@ -91,16 +91,10 @@ impl Users {
         let email = validate::human_email("email", &request.email)?.to_lowercase();
         validate::display_name("display_name", &request.display_name)?;
         let groups = groups(&request.groups)?;
-        let ttl = match request.ttl_seconds {
-            0 => DEFAULT_INVITE_TTL,
-            seconds => Duration::from_secs(u64::from(seconds)),
-        };
-        if ttl > MAX_INVITE_TTL {
-            let max = MAX_INVITE_TTL.as_secs();
-            return Err(Error::invalid("ttl_seconds", format!("above {max} s")));
-        }
         let now = self.store.now_ms();
-        let expires_at = now.saturating_add(credentials::millis(ttl));
+        let asked = credentials::asked_seconds(request.ttl_seconds);
+        let (default, max) = (DEFAULT_INVITE_TTL, MAX_INVITE_TTL);
+        let expires_at = credentials::expiry("ttl_seconds", now, asked, default, max)?;
         let name = request.display_name.trim();
         let user = NewUser {
             id: token::random_id()?,
