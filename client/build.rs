@@ -20,6 +20,7 @@ const SECRET_BEARING: &[&str] = &[
     ".tessera.v1.InviteUserResponse",
     ".tessera.v1.AcceptInviteRequest",
     ".tessera.v1.AcceptInviteResponse",
+    ".tessera.v1.ReissueRegistrationTokenResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

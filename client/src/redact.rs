@@ -82,8 +82,19 @@ redacted_debug! {
         auth_token: opt_secret,
         platform_inbound_secret: opt_secret,
         registered_at: shown,
+        inbound_secret_id: shown,
+        next_platform_inbound_secret: opt_secret,
+        next_inbound_secret_id: shown,
+        previous_platform_inbound_secret: opt_secret,
+        previous_valid_until: shown,
+        register_again_within: shown,
     }
-    GetInboundSecretResponse { platform_inbound_secret: opt_secret }
+    GetInboundSecretResponse {
+        platform_inbound_secret: opt_secret,
+        refresh_before: shown,
+        inbound_secret_id: shown,
+    }
+    ReissueRegistrationTokenResponse { registration_token: secret, credential: shown, revoked: shown }
     CreateAccessTokenResponse { access_token: secret, credential: shown }
     InviteUserResponse { invite_token: secret, user: shown, expires_at: shown }
     AcceptInviteRequest { invite_token: secret, token_name: shown }
@@ -216,6 +227,11 @@ mod tests {
             auth_token: some_secret(),
             platform_inbound_secret: None,
             registered_at: ts(),
+            next_platform_inbound_secret: some_secret(),
+            next_inbound_secret_id: "wsi_0123456789abcdef".into(),
+            previous_platform_inbound_secret: some_secret(),
+            previous_valid_until: ts(),
+            ..Default::default()
         };
         check(
             format!("{registered:?}"),
@@ -223,16 +239,36 @@ mod tests {
                 "auth_token: Some([redacted])",
                 "platform_inbound_secret: None",
                 "registered_at",
+                "next_platform_inbound_secret: Some([redacted])",
+                "wsi_0123456789abcdef",
+                "previous_platform_inbound_secret: Some([redacted])",
             ],
         );
         check(
             format!(
                 "{:?}",
                 pb::GetInboundSecretResponse {
-                    platform_inbound_secret: some_secret()
+                    platform_inbound_secret: some_secret(),
+                    refresh_before: ts(),
+                    inbound_secret_id: "wsi_0123456789abcdef".into(),
                 }
             ),
-            &["platform_inbound_secret: Some([redacted])"],
+            &[
+                "platform_inbound_secret: Some([redacted])",
+                "refresh_before",
+                "wsi_0123456789abcdef",
+            ],
+        );
+        check(
+            format!(
+                "{:?}",
+                pb::ReissueRegistrationTokenResponse {
+                    registration_token: s(),
+                    credential: None,
+                    revoked: 2,
+                }
+            ),
+            &["registration_token: [redacted]", "revoked: 2"],
         );
         let credential = pb::CredentialInfo {
             credential_id: "usr_0123456789abcdef".into(),

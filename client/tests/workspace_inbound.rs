@@ -203,6 +203,7 @@ async fn grpc_services_are_guarded() {
     let request = || RegisterWorkspaceRequest {
         workspace_id: common::WORKSPACE.into(),
         reissue_auth_token: false,
+        ..Default::default()
     };
 
     let status = client

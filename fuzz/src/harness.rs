@@ -178,6 +178,7 @@ async fn issue(channel: &Channel, install: &Secret, service: String) -> Credenti
         .register_workspace(pb::RegisterWorkspaceRequest {
             workspace_id: WORKSPACE_ID.into(),
             reissue_auth_token: false,
+            ..Default::default()
         })
         .await);
     let internal = ok(admin

@@ -298,6 +298,7 @@ fn register(reissue: bool) -> Vec<u8> {
     pb::RegisterWorkspaceRequest {
         workspace_id: "$wid".into(),
         reissue_auth_token: reissue,
+        ..Default::default()
     }
     .encode_to_vec()
 }

@@ -101,6 +101,7 @@ pub async fn register_workspace(
     let request = pb::RegisterWorkspaceRequest {
         workspace_id: workspace_id.to_owned(),
         reissue_auth_token,
+        ..Default::default()
     };
     Ok(runtime.register_workspace(request).await?.into_inner())
 }

@@ -269,6 +269,7 @@ async fn a_registration_racing_a_revocation_keeps_no_auth_token(setup: WithAdmin
                     let request = pb::RegisterWorkspaceRequest {
                         workspace_id: id,
                         reissue_auth_token: true,
+                        ..Default::default()
                     };
                     let response = runtime.register_workspace(request).await;
                     response.map(|r| r.into_inner().auth_token)

@@ -105,6 +105,7 @@ async fn a_failing_runtime_is_refused_but_relayed_bad_tokens_do_not_count() {
     let register = pb::RegisterWorkspaceRequest {
         workspace_id: "ws".into(),
         reissue_auth_token: false,
+        ..Default::default()
     };
     let mut codes = Vec::new();
     for _ in 0..3 {
@@ -305,6 +306,7 @@ async fn wrong_install_tokens_do_not_charge_the_relaying_bearer() {
     let register = pb::RegisterWorkspaceRequest {
         workspace_id: "ws".into(),
         reissue_auth_token: false,
+        ..Default::default()
     };
     relay
         .register_workspace(register)

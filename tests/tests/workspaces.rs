@@ -274,6 +274,7 @@ async fn concurrent_first_registrations_issue_one_valid_token_on_postgres() {
                 let request = pb::RegisterWorkspaceRequest {
                     workspace_id: "ws-race".into(),
                     reissue_auth_token: false,
+                    ..Default::default()
                 };
                 runtime
                     .register_workspace(request)

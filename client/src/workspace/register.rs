@@ -118,6 +118,7 @@ async fn register(
     let request = RegisterWorkspaceRequest {
         workspace_id: workspace_id.to_owned(),
         reissue_auth_token,
+        ..Default::default()
     };
     client
         .register_workspace(request)

@@ -128,6 +128,7 @@ impl FakeTessera {
                 seconds: 1_700_000_000,
                 nanos: 0,
             }),
+            ..Default::default()
         }))
     }
 }
@@ -170,6 +171,9 @@ fake_service! {
     invite_user(InviteUserRequest) -> InviteUserResponse;
     accept_invite(AcceptInviteRequest) -> AcceptInviteResponse;
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse;
+    rotate_inbound_secret(RotateInboundSecretRequest) -> RotateInboundSecretResponse;
+    reissue_registration_token(ReissueRegistrationTokenRequest) -> ReissueRegistrationTokenResponse;
+    delete_workspace(DeleteWorkspaceRequest) -> DeleteWorkspaceResponse;
 }
 
 /// A client for the same server authenticating with `secret`.

@@ -6,7 +6,7 @@ use tessera_client::pb::{self, credential_service_server::CredentialService};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use super::lifecycle;
+use super::{lifecycle, workspaces};
 use crate::auth::RefusalUnaudited;
 use crate::domain::{Caller, Redemption, Tessera, TicketRequest};
 
@@ -166,51 +166,21 @@ impl CredentialService for CredentialsApi {
         &self,
         request: Request<pb::ProvisionWorkspaceRequest>,
     ) -> Reply<pb::ProvisionWorkspaceResponse> {
-        let caller = caller(&request)?;
-        let body = request.get_ref();
-        let provisioned = self
-            .app
-            .workspaces
-            .provision(&caller, &body.workspace_id, &body.name)
-            .await?;
-        Ok(Response::new(pb::ProvisionWorkspaceResponse {
-            workspace_id: provisioned.workspace_id,
-            registration_token: provisioned.registration_token.expose().to_owned(),
-            platform_inbound_secret: provisioned.inbound_secret.expose().to_owned(),
-        }))
+        workspaces::provision(&self.app, caller(&request)?, request).await
     }
 
     async fn register_workspace(
         &self,
         request: Request<pb::RegisterWorkspaceRequest>,
     ) -> Reply<pb::RegisterWorkspaceResponse> {
-        let caller = caller(&request)?;
-        let body = request.get_ref();
-        let registration = self
-            .app
-            .workspaces
-            .register(&caller, &body.workspace_id, body.reissue_auth_token)
-            .await?;
-        Ok(Response::new(pb::RegisterWorkspaceResponse {
-            auth_token: registration.auth_token.map(|t| t.expose().to_owned()),
-            platform_inbound_secret: registration.inbound_secret.map(|s| s.expose().to_owned()),
-            registered_at: Some(timestamp(registration.registered_at)),
-        }))
+        workspaces::register(&self.app, caller(&request)?, request).await
     }
 
     async fn get_inbound_secret(
         &self,
         request: Request<pb::GetInboundSecretRequest>,
     ) -> Reply<pb::GetInboundSecretResponse> {
-        let caller = caller(&request)?;
-        let secret = self
-            .app
-            .workspaces
-            .inbound_secret(&caller, &request.get_ref().workspace_id)
-            .await?;
-        Ok(Response::new(pb::GetInboundSecretResponse {
-            platform_inbound_secret: secret.map(|s| s.expose().to_owned()),
-        }))
+        workspaces::inbound_secret(&self.app, caller(&request)?, request).await
     }
 
     async fn create_access_token(
@@ -260,5 +230,26 @@ impl CredentialService for CredentialsApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
         lifecycle::list_audit_events(&self.app, caller(&request)?, request).await
+    }
+
+    async fn rotate_inbound_secret(
+        &self,
+        request: Request<pb::RotateInboundSecretRequest>,
+    ) -> Reply<pb::RotateInboundSecretResponse> {
+        workspaces::rotate_inbound_secret(&self.app, caller(&request)?, request).await
+    }
+
+    async fn reissue_registration_token(
+        &self,
+        request: Request<pb::ReissueRegistrationTokenRequest>,
+    ) -> Reply<pb::ReissueRegistrationTokenResponse> {
+        workspaces::reissue_registration_token(&self.app, caller(&request)?, request).await
+    }
+
+    async fn delete_workspace(
+        &self,
+        request: Request<pb::DeleteWorkspaceRequest>,
+    ) -> Reply<pb::DeleteWorkspaceResponse> {
+        workspaces::delete(&self.app, caller(&request)?, request).await
     }
 }

@@ -5,6 +5,7 @@ mod convert;
 mod credentials;
 mod lifecycle;
 mod status;
+mod workspaces;
 
 pub(crate) use credentials::CredentialsApi;
 pub(crate) use status::CallerAtFault;

@@ -315,6 +315,7 @@ async fn grpc(mut client: Client, work: &Work, id: u64) -> Result<Option<Duratio
                 .register_workspace(RegisterWorkspaceRequest {
                     workspace_id: workspace_id.clone(),
                     reissue_auth_token: false,
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| format!("RegisterWorkspace: {:?} {}", s.code(), s.message()))?;

@@ -227,6 +227,7 @@ async fn start_tessera(
             .register_workspace(RegisterWorkspaceRequest {
                 workspace_id: id.clone(),
                 reissue_auth_token: false,
+                ..Default::default()
             })
             .await
             .map_err(|s| format!("RegisterWorkspace: {s}"))?

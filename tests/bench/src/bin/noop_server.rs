@@ -150,6 +150,7 @@ impl CredentialService for Noop {
             auth_token: None,
             platform_inbound_secret: Some(self.secret.clone()),
             registered_at: Some(self.now),
+            ..Default::default()
         }))
     }
 
@@ -159,6 +160,7 @@ impl CredentialService for Noop {
     ) -> Result<Response<GetInboundSecretResponse>, Status> {
         Ok(Response::new(GetInboundSecretResponse {
             platform_inbound_secret: Some(self.secret.clone()),
+            ..Default::default()
         }))
     }
 
@@ -221,6 +223,30 @@ impl CredentialService for Noop {
         _: Request<ListAuditEventsRequest>,
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
         Ok(Response::new(ListAuditEventsResponse::default()))
+    }
+
+    async fn rotate_inbound_secret(
+        &self,
+        _: Request<RotateInboundSecretRequest>,
+    ) -> Result<Response<RotateInboundSecretResponse>, Status> {
+        Ok(Response::new(RotateInboundSecretResponse::default()))
+    }
+
+    async fn reissue_registration_token(
+        &self,
+        _: Request<ReissueRegistrationTokenRequest>,
+    ) -> Result<Response<ReissueRegistrationTokenResponse>, Status> {
+        Ok(Response::new(ReissueRegistrationTokenResponse {
+            registration_token: self.token.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_workspace(
+        &self,
+        _: Request<DeleteWorkspaceRequest>,
+    ) -> Result<Response<DeleteWorkspaceResponse>, Status> {
+        Ok(Response::new(DeleteWorkspaceResponse { revoked: 1 }))
     }
 }
 
