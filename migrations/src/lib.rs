@@ -11,6 +11,7 @@ mod m0004_audit_at;
 mod m0005_spent_tickets;
 mod m0006_auth_failures;
 mod m0007_credentials;
+mod m0008_inbound_rotation;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_spent_tickets::Migration),
             Box::new(m0006_auth_failures::Migration),
             Box::new(m0007_credentials::Migration),
+            Box::new(m0008_inbound_rotation::Migration),
         ]
     }
 }

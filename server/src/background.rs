@@ -40,7 +40,7 @@ pub(crate) struct Retention {
     pub credentials: Duration,
 }
 
-/// Deletes expired tickets, audit entries and ended credential records
+/// Drops the inbound secrets whose grace ended; deletes expired tickets, audit entries and ended credential records
 /// past their `retention`, stale failure counters, and the internal
 /// credentials of processes that stopped heartbeating; refreshes the count
 /// of credentials about to expire.
@@ -54,6 +54,11 @@ pub(crate) async fn reap(
         Ok(0) => {}
         Ok(count) => tracing::debug!(count, "expired tickets reaped"),
         Err(err) => tracing::warn!(error = %err, "ticket reaper failed"),
+    }
+    match app.workspaces.expire_previous_secrets().await {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "inbound secrets past their grace dropped"),
+        Err(err) => tracing::warn!(error = %err, "inbound secret grace sweep failed"),
     }
     let cutoff = retention_cutoff(store, retention.audit);
     match delete_in_chunks(|limit| store.delete_audit_before(cutoff, limit)).await {

@@ -11,6 +11,7 @@ use crate::audit_log::{self, AuditLogTarget};
 use crate::auth::verify::ServiceSecrets;
 use crate::domain::{
     AccessTokenPolicy, BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, Policies, TicketPolicy,
+    WorkspacePolicy,
 };
 use crate::store::DatabaseUrl;
 
@@ -71,6 +72,10 @@ pub(crate) struct ServeArgs {
     /// Longest lifetime a user may give its access token.
     #[arg(long, env = "TESSERA_ACCESS_TOKEN_MAX_TTL", default_value = "366d", value_parser = parse_lifetime)]
     pub access_token_max_ttl: Duration,
+    /// How long a workspace runtime still accepts the inbound secret a
+    /// confirmed rotation replaced; platforms re-read the secret within it.
+    #[arg(long, env = "TESSERA_INBOUND_GRACE", default_value = "10m", value_parser = parse_lifetime)]
+    pub inbound_grace: Duration,
     /// How often the database is checked for the health service, in ms.
     #[arg(long, env = "TESSERA_DB_CHECK_INTERVAL_MS", default_value_t = 2_000)]
     pub db_check_interval_ms: u64,
@@ -246,6 +251,9 @@ impl ServeArgs {
                 access_tokens: AccessTokenPolicy {
                     default_ttl: self.access_token_ttl,
                     max_ttl: self.access_token_max_ttl,
+                },
+                workspaces: WorkspacePolicy {
+                    inbound_grace: self.inbound_grace,
                 },
             },
             db_check_interval: Duration::from_millis(self.db_check_interval_ms),

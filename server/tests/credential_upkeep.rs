@@ -90,6 +90,7 @@ async fn workspace(store: &SeaStore, id: &str, auth_expires_at: Option<i64>) -> 
         id: id.to_owned(),
         name: id.to_owned(),
         inbound_secret: None,
+        rotation: Default::default(),
         registration_hash: registration.hash.clone(),
         auth_hash: Some(auth.hash.clone()),
         created_at: 1,

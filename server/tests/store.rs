@@ -241,6 +241,7 @@ async fn insert_workspace(store: &SeaStore, id: &str, auth_hash: Option<String>)
         id: id.to_owned(),
         name: id.to_owned(),
         inbound_secret: None,
+        rotation: Default::default(),
         registration_hash: registration_hash.clone(),
         auth_hash: auth_hash.clone(),
         created_at: 1,

@@ -59,7 +59,10 @@ pub(super) fn rule_for(path: &str) -> Rule {
         "RegisterWorkspace" => Rule::Workspace,
         "CreateAccessToken" => Rule::User,
         "ListCredentials" | "RevokeCredential" => Rule::UserOrAdmin,
-        "ListAuditEvents" => Rule::Admin,
+        "ListAuditEvents"
+        | "RotateInboundSecret"
+        | "ReissueRegistrationToken"
+        | "DeleteWorkspace" => Rule::Admin,
         _ => Rule::Authenticated,
     }
 }

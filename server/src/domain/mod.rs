@@ -38,7 +38,7 @@ pub(crate) use recovery::{OPERATOR, Recovery};
 pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
 pub(crate) use tickets::{TicketIdentity, TicketRequest, Tickets};
 pub(crate) use users::{Invitation, InviteRedemption, Users};
-pub(crate) use workspaces::Workspaces;
+pub(crate) use workspaces::{Registration, WorkspacePolicy, Workspaces, inbound_id};
 
 use crate::auth::Authenticator;
 use crate::auth::verify::{ServiceSecrets, Verifier};
@@ -52,6 +52,8 @@ pub(crate) struct Policies {
     pub tickets: TicketPolicy,
     /// Of user access tokens.
     pub access_tokens: AccessTokenPolicy,
+    /// Of workspace secrets.
+    pub workspaces: WorkspacePolicy,
 }
 
 /// Tessera's domain, wired over a store: one field per RPC group.
@@ -102,7 +104,7 @@ impl Tessera {
             bearers: Bearers::new(verifier.clone(), audit.clone()),
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
             install: Install::new(store.clone(), banner, policies.access_tokens),
-            workspaces: Workspaces::new(store.clone()),
+            workspaces: Workspaces::new(store.clone(), policies.workspaces),
             credentials: Credentials::new(store.clone(), policies.access_tokens, listed_secrets),
             users: Users::new(store.clone(), policies.access_tokens),
             recovery: Recovery::new(store.clone(), policies.access_tokens),

@@ -1,11 +1,11 @@
 //! The workspace RPCs, called from `credentials.rs`: decode, call
 //! [`crate::domain::Workspaces`], encode.
 
-use tessera_client::pb;
+use tessera_client::{Secret, pb};
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use crate::domain::{Caller, Tessera};
+use crate::domain::{Caller, Registration, Tessera, inbound_id};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -34,15 +34,30 @@ pub(super) async fn register(
     request: Request<pb::RegisterWorkspaceRequest>,
 ) -> Reply<pb::RegisterWorkspaceResponse> {
     let body = request.get_ref();
-    let registration = app
-        .workspaces
-        .register(&caller, &body.workspace_id, body.reissue_auth_token)
-        .await?;
+    let registration = app.workspaces.register(
+        &caller,
+        &body.workspace_id,
+        body.reissue_auth_token,
+        &body.held_inbound_secret_id,
+    );
+    let Registration {
+        auth_token,
+        inbound,
+        registered_at,
+        ..
+    } = registration.await?;
+    let (next, next_id) = inbound.next.unzip();
+    let (previous, previous_valid_until) = inbound.previous.unzip();
     Ok(Response::new(pb::RegisterWorkspaceResponse {
-        auth_token: registration.auth_token.map(|t| t.expose().to_owned()),
-        platform_inbound_secret: registration.inbound_secret.map(|s| s.expose().to_owned()),
-        registered_at: Some(timestamp(registration.registered_at)),
-        ..Default::default()
+        auth_token: auth_token.map(expose),
+        inbound_secret_id: inbound.current.as_ref().map(inbound_id).unwrap_or_default(),
+        platform_inbound_secret: inbound.current.map(expose),
+        registered_at: Some(timestamp(registered_at)),
+        next_platform_inbound_secret: next.map(expose),
+        next_inbound_secret_id: next_id.unwrap_or_default(),
+        previous_platform_inbound_secret: previous.map(expose),
+        previous_valid_until: previous_valid_until.map(timestamp),
+        register_again_within: inbound.register_again_within_ms.map(duration),
     }))
 }
 
@@ -52,43 +67,78 @@ pub(super) async fn inbound_secret(
     caller: Caller,
     request: Request<pb::GetInboundSecretRequest>,
 ) -> Reply<pb::GetInboundSecretResponse> {
-    let secret = app
+    let read = app
         .workspaces
         .inbound_secret(&caller, &request.get_ref().workspace_id)
         .await?;
     Ok(Response::new(pb::GetInboundSecretResponse {
-        platform_inbound_secret: secret.map(|s| s.expose().to_owned()),
-        ..Default::default()
+        platform_inbound_secret: read.secret.map(expose),
+        refresh_before: Some(timestamp(read.refresh_before)),
+        inbound_secret_id: read.id.unwrap_or_default(),
     }))
 }
 
 /// RotateInboundSecret.
 pub(super) async fn rotate_inbound_secret(
-    _app: &Tessera,
-    _caller: Caller,
-    _request: Request<pb::RotateInboundSecretRequest>,
+    app: &Tessera,
+    caller: Caller,
+    request: Request<pb::RotateInboundSecretRequest>,
 ) -> Reply<pb::RotateInboundSecretResponse> {
-    Err(Status::unimplemented(
-        "RotateInboundSecret is not built yet",
-    ))
+    let body = request.get_ref();
+    let started = app
+        .workspaces
+        .rotate_inbound_secret(&caller, &body.workspace_id, body.force)
+        .await?;
+    Ok(Response::new(pb::RotateInboundSecretResponse {
+        next_inbound_secret_id: started.next_id,
+        replaced_unconfirmed: started.replaced_unconfirmed,
+    }))
 }
 
 /// ReissueRegistrationToken.
 pub(super) async fn reissue_registration_token(
-    _app: &Tessera,
-    _caller: Caller,
-    _request: Request<pb::ReissueRegistrationTokenRequest>,
+    app: &Tessera,
+    caller: Caller,
+    request: Request<pb::ReissueRegistrationTokenRequest>,
 ) -> Reply<pb::ReissueRegistrationTokenResponse> {
-    Err(Status::unimplemented(
-        "ReissueRegistrationToken is not built yet",
-    ))
+    let body = request.get_ref();
+    let reissued = app
+        .workspaces
+        .reissue_registration_token(&caller, &body.workspace_id, body.revoke_auth_tokens)
+        .await?;
+    Ok(Response::new(pb::ReissueRegistrationTokenResponse {
+        registration_token: expose(reissued.registration_token),
+        credential: Some(reissued.record.into()),
+        revoked: count(reissued.revoked),
+    }))
 }
 
 /// DeleteWorkspace.
 pub(super) async fn delete(
-    _app: &Tessera,
-    _caller: Caller,
-    _request: Request<pb::DeleteWorkspaceRequest>,
+    app: &Tessera,
+    caller: Caller,
+    request: Request<pb::DeleteWorkspaceRequest>,
 ) -> Reply<pb::DeleteWorkspaceResponse> {
-    Err(Status::unimplemented("DeleteWorkspace is not built yet"))
+    let revoked = app
+        .workspaces
+        .delete(&caller, &request.get_ref().workspace_id)
+        .await?;
+    Ok(Response::new(pb::DeleteWorkspaceResponse {
+        revoked: count(revoked),
+    }))
+}
+
+fn expose(secret: Secret) -> String {
+    secret.expose().to_owned()
+}
+
+fn count(revoked: u64) -> u32 {
+    u32::try_from(revoked).unwrap_or(u32::MAX)
+}
+
+fn duration(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms / 1_000,
+        nanos: i32::try_from((ms % 1_000) * 1_000_000).unwrap_or_default(),
+    }
 }

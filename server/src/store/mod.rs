@@ -10,10 +10,12 @@ mod credentials;
 mod database_url;
 mod records;
 mod sea;
+mod workspaces;
 
 use std::future::Future;
 
 use async_trait::async_trait;
+use tessera_client::Secret;
 
 pub use audit::{AuditEntry, AuditQuery};
 pub use clock::DatabaseClock;
@@ -21,6 +23,7 @@ pub use credentials::*;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use records::*;
 pub use sea::SeaStore;
+pub use workspaces::*;
 
 /// Errors from the storage layer. The message is the backend's, for the
 /// log; it never holds a secret (statements bind hashes, never tokens).
@@ -252,17 +255,52 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
 
     /// Records a registration at `now` by the credential `bearer` (a
-    /// public id) and applies `auth`: `Some(true)` when the auth token was
-    /// written, `Some(false)` when not ([`AuthTokenChange::Keep`], or
-    /// another registration set one first), `None` (nothing written) when
-    /// `bearer` was revoked or expired meanwhile.
+    /// public id), applies `auth` and, when the runtime confirms the next
+    /// inbound secret, promotes it. `None` (nothing written) when `bearer`
+    /// was revoked or expired meanwhile, or the workspace is gone.
     async fn record_registration(
         &self,
         id: &str,
         now: i64,
         bearer: &str,
         auth: AuthTokenChange<'_>,
-    ) -> Result<Option<bool>>;
+        confirmation: Option<Confirmation<'_>>,
+    ) -> Result<Option<Registered>>;
+
+    /// Sets `next` (whose public id is `next_id`) as the next inbound
+    /// secret of workspace `id`, replacing one not yet confirmed. While a
+    /// previous secret is accepted after `now`, only with `force`, which
+    /// drops it.
+    async fn start_inbound_rotation(
+        &self,
+        id: &str,
+        next: &Secret,
+        next_id: &str,
+        now: i64,
+        force: bool,
+    ) -> Result<RotationStart>;
+
+    /// Drops the previous inbound secret of at most `limit` workspaces whose
+    /// grace ended at or before `now`; returns the ids of those this call
+    /// dropped (another replica's sweep never reports the same one).
+    async fn expire_previous_inbound_secrets(&self, now: i64, limit: u64) -> Result<Vec<String>>;
+
+    /// Replaces the registration token of workspace `id` with `new` (the
+    /// old one is revoked at `now`) and, with `revoke_auth_tokens`, revokes
+    /// its auth tokens too. Returns how many credentials were revoked;
+    /// `None` when no workspace has that id.
+    async fn reissue_registration_token(
+        &self,
+        id: &str,
+        new: &CredentialRecord,
+        revoke_auth_tokens: bool,
+        now: i64,
+    ) -> Result<Option<u64>>;
+
+    /// Revokes at `now` every credential of workspace `id` and deletes it
+    /// with its secrets. Returns how many credentials were revoked; `None`
+    /// when no workspace has that id.
+    async fn delete_workspace(&self, id: &str, now: i64) -> Result<Option<u64>>;
 
     /// Connections open in the pool and how many of them are idle, where
     /// the backend can tell.

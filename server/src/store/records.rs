@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tessera_client::Secret;
-
 use super::CredentialRecord;
 
 /// Whether a user is a person or a synthetic service identity.
@@ -338,45 +336,6 @@ pub enum InstallOutcome {
     /// A human user exists already (made with this token or otherwise);
     /// nothing was changed.
     HumanExists,
-}
-
-/// A provisioned workspace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkspaceRecord {
-    /// Its id.
-    pub id: String,
-    /// Its display name.
-    pub name: String,
-    /// Secret the platform presents to it; `None` for legacy workspaces.
-    pub inbound_secret: Option<Secret>,
-    /// Hex SHA-256 of its registration token.
-    pub registration_hash: String,
-    /// Hex SHA-256 of its current auth token, once registered.
-    pub auth_hash: Option<String>,
-    /// When it was provisioned.
-    pub created_at: i64,
-    /// When it first registered.
-    pub registered_at: Option<i64>,
-    /// When it last registered.
-    pub last_registered_at: Option<i64>,
-}
-
-/// How a registration treats the workspace's auth token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthTokenChange<'a> {
-    /// Leave it as it is.
-    Keep,
-    /// Set this token only if no auth token is set yet (first registration).
-    SetIfNone(&'a CredentialRecord),
-    /// Replace it with `new` (rotation) if it is still `current` (`None`:
-    /// no token); the old token stops verifying at once and its record is
-    /// marked revoked.
-    Replace {
-        /// The new auth token.
-        new: &'a CredentialRecord,
-        /// Hash the rotation expects to replace.
-        current: Option<&'a str>,
-    },
 }
 
 #[cfg(test)]

@@ -197,6 +197,11 @@ pub(super) mod workspace {
         pub created_at: i64,
         pub registered_at: Option<i64>,
         pub last_registered_at: Option<i64>,
+        pub next_inbound_secret: Option<String>,
+        pub next_inbound_secret_id: Option<String>,
+        pub rotation_started_at: Option<i64>,
+        pub previous_inbound_secret: Option<String>,
+        pub previous_valid_until: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

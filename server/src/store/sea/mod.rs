@@ -24,6 +24,7 @@ mod revocation;
 mod sqlite_file;
 mod tickets;
 mod users;
+mod workspace_changes;
 mod workspaces;
 
 use std::sync::Arc;
@@ -33,17 +34,18 @@ use async_trait::async_trait;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Select, Statement,
 };
+use tessera_client::Secret;
 use tessera_migrations::{Migrator, MigratorTrait};
 
 use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 use super::{
-    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialKind,
+    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, Confirmation, CredentialKind,
     CredentialQuery, CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally,
     InstallOutcome, InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption,
-    Result, Revocation, Store, StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord,
-    Verdict, WorkspaceRecord,
+    Registered, Result, Revocation, RotationStart, Store, StoreError, SubjectRevoked, TicketRecord,
+    TicketTake, UserRecord, Verdict, WorkspaceRecord,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -421,9 +423,51 @@ impl Store for SeaStore {
         now: i64,
         bearer: &str,
         auth: AuthTokenChange<'_>,
-    ) -> Result<Option<bool>> {
-        let record = workspaces::record_registration(&self.db, id, now, bearer, auth);
+        confirmation: Option<Confirmation<'_>>,
+    ) -> Result<Option<Registered>> {
+        let record =
+            workspace_changes::record_registration(&self.db, id, now, bearer, auth, confirmation);
         self.gated(record).await
+    }
+
+    async fn start_inbound_rotation(
+        &self,
+        id: &str,
+        next: &Secret,
+        next_id: &str,
+        now: i64,
+        force: bool,
+    ) -> Result<RotationStart> {
+        let start =
+            workspace_changes::start_inbound_rotation(&self.db, id, next, next_id, now, force);
+        self.gated(start).await
+    }
+
+    async fn expire_previous_inbound_secrets(&self, now: i64, limit: u64) -> Result<Vec<String>> {
+        let expire = workspace_changes::expire_previous_inbound_secrets(&self.db, now, limit);
+        self.gated(expire).await
+    }
+
+    async fn reissue_registration_token(
+        &self,
+        id: &str,
+        new: &CredentialRecord,
+        revoke_auth_tokens: bool,
+        now: i64,
+    ) -> Result<Option<u64>> {
+        let reissue = workspace_changes::reissue_registration_token(
+            &self.db,
+            id,
+            new,
+            revoke_auth_tokens,
+            now,
+        );
+        self.gated(reissue).await
+    }
+
+    async fn delete_workspace(&self, id: &str, now: i64) -> Result<Option<u64>> {
+        self.gated(workspace_changes::delete_workspace(&self.db, id, now))
+            .await
     }
 
     fn pool_usage(&self) -> Option<(u32, usize)> {

@@ -135,7 +135,7 @@ async fn revoke_all_of(
 }
 
 /// Marks revoked at `now` the live credentials `condition` selects.
-async fn revoke_where(
+pub(super) async fn revoke_where(
     db: &impl ConnectionTrait,
     now: i64,
     condition: impl IntoCondition,

@@ -2,17 +2,17 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, QueryResult, Statement, TransactionTrait, TryInsertResult,
-    UpdateMany, Value,
+    FromQueryResult, QueryFilter, QueryResult, Statement, TransactionTrait, TryInsertResult, Value,
 };
 use tessera_client::Secret;
 
 use super::entities::workspace::{self, Column};
-use super::{DbResult, credentials, revocation};
-use crate::store::{AuthTokenChange, CredentialRecord, CredentialState, WorkspaceRecord};
+use super::{DbResult, credentials};
+use crate::store::{
+    CredentialRecord, CredentialState, InboundRotation, NextInboundSecret, WorkspaceRecord,
+};
 
 /// A workspace found by one of its tokens, and that token's standing.
 type WithState = (WorkspaceRecord, CredentialState);
@@ -35,6 +35,7 @@ pub(super) async fn insert(
         created_at: Set(record.created_at),
         registered_at: Set(record.registered_at),
         last_registered_at: Set(record.last_registered_at),
+        ..Default::default()
     })
     .on_conflict_do_nothing_on([Column::Id])
     .exec_without_returning(&txn)
@@ -113,72 +114,6 @@ fn state(row: &QueryResult) -> DbResult<CredentialState> {
     })
 }
 
-pub(super) async fn record_registration(
-    db: &DatabaseConnection,
-    id: &str,
-    now: i64,
-    bearer: &str,
-    auth: AuthTokenChange<'_>,
-) -> DbResult<Option<bool>> {
-    let txn = db.begin().await?;
-    // The workspace row first (a write, and its lock), as a revocation
-    // takes it: then the bearer is checked under its lock, so a
-    // registration either commits before a revocation of its workspace or
-    // bearer, which then revokes what it issued, or sees it and stops.
-    let written = match auth {
-        AuthTokenChange::Keep => None,
-        AuthTokenChange::SetIfNone(new) => {
-            // Conditional on NULL, so of two racing first registrations
-            // only one token is ever valid.
-            let update = registration(id, now)
-                .col_expr(Column::AuthHash, Expr::value(new.hash.as_str()))
-                .filter(Column::AuthHash.is_null());
-            (update.exec(&txn).await?.rows_affected == 1).then_some(new)
-        }
-        AuthTokenChange::Replace { new, current } => {
-            // Compare-and-set: of racing rotations only one wins, and a
-            // rotation decided on a token already replaced writes nothing.
-            let update =
-                registration(id, now).col_expr(Column::AuthHash, Expr::value(new.hash.as_str()));
-            let update = match current {
-                Some(current) => update.filter(Column::AuthHash.eq(current)),
-                None => update.filter(Column::AuthHash.is_null()),
-            };
-            (update.exec(&txn).await?.rows_affected == 1).then_some(new)
-        }
-    };
-    if written.is_none() {
-        registration(id, now).exec(&txn).await?;
-    }
-    if !credentials::is_live(&txn, bearer, now).await? {
-        txn.rollback().await?;
-        return Ok(None);
-    }
-    if let Some(new) = written {
-        if let AuthTokenChange::Replace {
-            current: Some(current),
-            ..
-        } = auth
-        {
-            revocation::revoke_hash(&txn, current, now).await?;
-        }
-        credentials::insert(&txn, new).await?;
-    }
-    txn.commit().await?;
-    Ok(Some(written.is_some()))
-}
-
-/// An update of `id` that records a registration at `now`.
-fn registration(id: &str, now: i64) -> UpdateMany<workspace::Entity> {
-    workspace::Entity::update_many()
-        .col_expr(
-            Column::RegisteredAt,
-            Func::coalesce([Expr::col(Column::RegisteredAt), Expr::value(now)]).into(),
-        )
-        .col_expr(Column::LastRegisteredAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
-}
-
 async fn find(
     db: &impl ConnectionTrait,
     condition: impl sea_orm::sea_query::IntoCondition,
@@ -187,11 +122,24 @@ async fn find(
     Ok(row.map(record))
 }
 
-fn record(row: workspace::Model) -> WorkspaceRecord {
+pub(super) fn record(row: workspace::Model) -> WorkspaceRecord {
+    let next = match (row.next_inbound_secret, row.next_inbound_secret_id) {
+        (Some(secret), Some(id)) => Some(NextInboundSecret {
+            secret: Secret::new(secret),
+            id,
+            started_at: row.rotation_started_at.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let previous = row
+        .previous_inbound_secret
+        .zip(row.previous_valid_until)
+        .map(|(secret, until)| (Secret::new(secret), until));
     WorkspaceRecord {
         id: row.id,
         name: row.name,
         inbound_secret: row.inbound_secret.map(Secret::new),
+        rotation: InboundRotation { next, previous },
         registration_hash: row.registration_hash,
         auth_hash: row.auth_hash,
         created_at: row.created_at,

@@ -1,23 +1,53 @@
-//! Workspaces: the platform provisions them, their runtimes register.
+//! Workspaces: the platform provisions them, their runtimes register
+//! (`register.rs`), their inbound secret rotates (`rotation.rs`), and an
+//! admin can replace their registration token or delete them (`admin.rs`).
+
+mod admin;
+mod register;
+mod rotation;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use super::audit::{self, Auditor, Event, OK};
+use super::audit::{Auditor, Event, OK};
 use super::credentials;
 use super::error::{Error, Result};
-use super::principal::{Caller, PrincipalKind};
+use super::principal::Caller;
 use super::validate;
 use crate::metrics;
-use crate::store::{AuthTokenChange, CredentialKind, Store, WorkspaceRecord};
+use crate::store::{CredentialKind, Store, WorkspaceRecord};
+
+pub(crate) use register::Registration;
+pub(crate) use rotation::inbound_id;
 
 /// Counter of workspace events.
-const WORKSPACES: &str = "tessera_workspace_events_total";
+pub(super) const WORKSPACES: &str = "tessera_workspace_events_total";
 
 /// Longest workspace id accepted.
 const MAX_ID_LEN: usize = 128;
+
+/// How long the runtime accepts the inbound secret a confirmed rotation
+/// replaced, unless configured: platforms re-read the secret within it.
+pub(crate) const DEFAULT_INBOUND_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// The settings of the workspace RPCs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WorkspacePolicy {
+    /// How long the inbound secret a confirmed rotation replaced stays
+    /// accepted (and how often a platform must re-read the secret).
+    pub inbound_grace: Duration,
+}
+
+impl Default for WorkspacePolicy {
+    fn default() -> Self {
+        Self {
+            inbound_grace: DEFAULT_INBOUND_GRACE,
+        }
+    }
+}
 
 /// What ProvisionWorkspace hands back, once.
 #[derive(Debug)]
@@ -30,30 +60,19 @@ pub(crate) struct Provisioned {
     pub(crate) inbound_secret: Secret,
 }
 
-/// What RegisterWorkspace hands back.
-#[derive(Debug)]
-pub(crate) struct Registration {
-    /// A new auth token: on first registration or when re-issued.
-    pub(crate) auth_token: Option<Secret>,
-    /// The inbound secret; `None` for legacy workspaces.
-    pub(crate) inbound_secret: Option<Secret>,
-    /// Time of this registration.
-    pub(crate) registered_at: i64,
-    /// True when an existing auth token was replaced.
-    rotated: bool,
-}
-
 /// The workspace RPCs.
 pub(crate) struct Workspaces {
     store: Arc<dyn Store>,
     audit: Auditor,
+    policy: WorkspacePolicy,
 }
 
 impl Workspaces {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, policy: WorkspacePolicy) -> Self {
         Self {
             audit: Auditor::new(store.clone()),
             store,
+            policy,
         }
     }
 
@@ -76,6 +95,7 @@ impl Workspaces {
             id: id.to_owned(),
             name: if name.is_empty() { id } else { name }.to_owned(),
             inbound_secret: Some(inbound_secret.clone()),
+            rotation: Default::default(),
             registration_hash: registration.record.hash.clone(),
             auth_hash: None,
             created_at: now,
@@ -95,123 +115,17 @@ impl Workspaces {
         })
     }
 
-    /// RegisterWorkspace: registers the runtime of `workspace_id`,
-    /// authenticated by that workspace's registration or auth token;
-    /// audited as a registration, and as a rotation when it replaced the
-    /// auth token.
-    pub(crate) async fn register(
-        &self,
-        caller: &Caller,
-        workspace_id: &str,
-        reissue_auth_token: bool,
-    ) -> Result<Registration> {
-        let result = self
-            .register_runtime(caller, workspace_id, reissue_auth_token)
-            .await;
-        let outcome = audit::outcome(&result);
-        if result.is_ok() {
-            metrics::event(WORKSPACES, "registered");
-        }
-        self.audit_by(caller, "workspace.register", workspace_id, outcome)
-            .await;
-        if matches!(&result, Ok(registration) if registration.rotated) {
-            metrics::event(WORKSPACES, "auth_token_rotated");
-            self.audit_by(caller, "workspace.rotate_auth_token", workspace_id, outcome)
-                .await;
-        }
-        result
+    /// The workspace `id`, or `NOT_FOUND`.
+    async fn existing(&self, id: &str) -> Result<WorkspaceRecord> {
+        self.store
+            .workspace(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("workspace {id}")))
     }
 
-    async fn register_runtime(
-        &self,
-        caller: &Caller,
-        workspace_id: &str,
-        reissue_auth_token: bool,
-    ) -> Result<Registration> {
-        let actor = caller.principal.actor();
-        let caller = &caller.principal;
-        validate_id(workspace_id)?;
-        if caller.kind != PrincipalKind::Workspace || caller.subject != workspace_id {
-            return Err(Error::PermissionDenied(
-                "the bearer belongs to another workspace".into(),
-            ));
-        }
-        let workspace = self
-            .store
-            .workspace(workspace_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("workspace {workspace_id}")))?;
-        // An auth token rotated away since the caller was authenticated
-        // must not register (nor rotate) any more.
-        if caller.credential_id.starts_with("wsa_")
-            && workspace.auth_hash.as_deref().and_then(|h| h.get(..16))
-                != caller.credential_id.strip_prefix("wsa_")
-        {
-            return Err(Error::Unauthenticated("auth token rotated"));
-        }
-        let now = self.store.now_ms();
-        let rotating = reissue_auth_token && workspace.auth_hash.is_some();
-        let new_token = if reissue_auth_token || workspace.auth_hash.is_none() {
-            let kind = CredentialKind::WorkspaceAuth;
-            Some(credentials::issue(kind, workspace_id, actor, now, None)?)
-        } else {
-            None
-        };
-        let change = match (&new_token, reissue_auth_token) {
-            (None, _) => AuthTokenChange::Keep,
-            (Some(new), true) => AuthTokenChange::Replace {
-                new: &new.record,
-                current: workspace.auth_hash.as_deref(),
-            },
-            (Some(new), false) => AuthTokenChange::SetIfNone(&new.record),
-        };
-        let bearer = &caller.credential_id;
-        let recorded = self
-            .store
-            .record_registration(workspace_id, now, bearer, change);
-        let written = recorded
-            .await?
-            .ok_or(Error::Unauthenticated("revoked credential"))?;
-        Ok(Registration {
-            auth_token: new_token.filter(|_| written).map(|new| new.secret),
-            inbound_secret: workspace.inbound_secret,
-            registered_at: now,
-            rotated: rotating && written,
-        })
-    }
-
-    /// GetInboundSecret: the inbound secret of `workspace_id` (`None` for
-    /// legacy workspaces), for an Admin member; every read is audited.
-    pub(crate) async fn inbound_secret(
-        &self,
-        caller: &Caller,
-        workspace_id: &str,
-    ) -> Result<Option<Secret>> {
-        let result = self.read_inbound_secret(caller, workspace_id).await;
-        let outcome = audit::outcome(&result);
-        self.audit_by(
-            caller,
-            "workspace.read_inbound_secret",
-            workspace_id,
-            outcome,
-        )
-        .await;
-        result
-    }
-
-    async fn read_inbound_secret(
-        &self,
-        caller: &Caller,
-        workspace_id: &str,
-    ) -> Result<Option<Secret>> {
-        caller.require_admin()?;
-        validate_id(workspace_id)?;
-        let workspace = self
-            .store
-            .workspace(workspace_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("workspace {workspace_id}")))?;
-        Ok(workspace.inbound_secret)
+    /// The grace, in milliseconds.
+    fn grace_ms(&self) -> i64 {
+        super::issuing::millis(self.policy.inbound_grace)
     }
 
     async fn audit_by(&self, caller: &Caller, action: &'static str, id: &str, outcome: &str) {
@@ -229,7 +143,7 @@ impl Workspaces {
 
 /// Ids are 1–128 characters of ASCII letters, digits, `.`, `_` and `-`,
 /// starting with a letter or digit: safe in paths, URLs and logs.
-fn validate_id(id: &str) -> Result<()> {
+pub(super) fn validate_id(id: &str) -> Result<()> {
     let valid = !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -276,13 +190,13 @@ mod tests {
     #[tokio::test]
     async fn secret_handlers_check_the_caller_themselves() {
         use super::*;
-        use crate::domain::Principal;
+        use crate::domain::{Principal, PrincipalKind};
         use crate::store::SeaStore;
 
         let db = tessera_tests::TestDatabase::sqlite();
         let store = SeaStore::connect(db.url()).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let workspaces = Workspaces::new(Arc::new(store));
+        let workspaces = Workspaces::new(Arc::new(store), WorkspacePolicy::default());
         let caller = |kind, groups: &[&str]| Caller {
             principal: Principal {
                 kind,
@@ -311,12 +225,20 @@ mod tests {
                 "{outsider:?}"
             );
             let made = workspaces.provision(outsider, "ws-2", "").await;
-            assert!(
-                matches!(made, Err(Error::PermissionDenied(_))),
-                "{outsider:?}"
-            );
+            let rotated = workspaces.rotate_inbound_secret(outsider, "ws", true).await;
+            let reissued = workspaces
+                .reissue_registration_token(outsider, "ws", true)
+                .await;
+            let deleted = workspaces.delete(outsider, "ws").await;
+            let refused = [made.err(), rotated.err(), reissued.err(), deleted.err()];
+            for refusal in refused {
+                assert!(
+                    matches!(refusal, Some(Error::PermissionDenied(_))),
+                    "{outsider:?}: {refusal:?}"
+                );
+            }
         }
         let read = workspaces.inbound_secret(&admin, "ws").await.expect("read");
-        assert!(read.is_some());
+        assert!(read.secret.is_some());
     }
 }
