@@ -20,6 +20,7 @@ pub mod raw;
 pub mod secrets;
 pub mod sql;
 pub mod tickets;
+pub mod workspaces;
 
 pub use database::TestDatabase;
 pub use process::{

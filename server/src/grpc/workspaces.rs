@@ -128,6 +128,7 @@ pub(super) async fn delete(
     }))
 }
 
+#[allow(clippy::needless_pass_by_value)] // Used with `Option::map`.
 fn expose(secret: Secret) -> String {
     secret.expose().to_owned()
 }

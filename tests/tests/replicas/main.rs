@@ -19,6 +19,7 @@ mod kill_under_load;
 mod revocation;
 mod throttle;
 mod tickets;
+mod workspace_lifecycle;
 mod workspaces;
 
 use std::time::Duration;

@@ -97,16 +97,13 @@ async fn promote(
     let update = workspace::Entity::update_many()
         .col_expr(
             Column::PreviousInboundSecret,
-            Expr::col(Column::InboundSecret).into(),
+            Expr::col(Column::InboundSecret),
         )
         .col_expr(
             Column::PreviousValidUntil,
             Expr::value(confirmation.previous_valid_until),
         )
-        .col_expr(
-            Column::InboundSecret,
-            Expr::col(Column::NextInboundSecret).into(),
-        )
+        .col_expr(Column::InboundSecret, Expr::col(Column::NextInboundSecret))
         .col_expr(Column::NextInboundSecret, null())
         .col_expr(Column::NextInboundSecretId, null())
         .col_expr(Column::RotationStartedAt, no_time())
@@ -251,7 +248,7 @@ pub(super) async fn delete_workspace(
 /// and returns it as it is now; `None` when there is none.
 async fn lock(txn: &DatabaseTransaction, id: &str) -> DbResult<Option<workspace::Model>> {
     let touched = workspace::Entity::update_many()
-        .col_expr(Column::Id, Expr::col(Column::Id).into())
+        .col_expr(Column::Id, Expr::col(Column::Id))
         .filter(Column::Id.eq(id))
         .exec(txn)
         .await?;
