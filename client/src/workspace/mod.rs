@@ -23,16 +23,25 @@
 //! the lost one), and the response carries the inbound secret again, which is
 //! written back to disk, where [`InboundAuthLayer`] picks it up.
 
+mod accepted;
 mod disk;
+mod expiring;
 mod files;
 mod inbound;
+mod keep;
 mod layer;
 mod register;
+mod rotation;
+mod secret_file;
 
+pub use accepted::{InboundSecrets, REREAD_INTERVAL};
+pub use expiring::{ExpiringSecret, ExpiringSecretFile};
 pub use files::{
-    AUTH_TOKEN_FILE, CONFIGS_DIR_ENV, DEFAULT_CONFIGS_DIR, INBOUND_SECRET_FILE, LoadError,
-    SaveError, SecretFile, WorkspaceFiles,
+    AUTH_TOKEN_FILE, CONFIGS_DIR_ENV, DEFAULT_CONFIGS_DIR, INBOUND_SECRET_FILE,
+    NEXT_INBOUND_SECRET_FILE, PREVIOUS_INBOUND_SECRET_FILE, WorkspaceFiles,
 };
-pub use inbound::{InboundSecretSource, inbound_authorized};
+pub use inbound::{InboundSecretSource, inbound_authorized, inbound_authorized_any};
+pub use keep::{Schedule, keep_registered};
 pub use layer::{InboundAuth, InboundAuthLayer, ResponseFuture};
-pub use register::{RegisterError, Registration, register_and_persist};
+pub use register::{Confirmation, RegisterError, Registration, register_and_persist};
+pub use secret_file::{LoadError, SaveError, SecretFile};
