@@ -19,7 +19,8 @@ use std::error::Error;
 use axum::Router;
 use axum::routing::get;
 use tessera_client::workspace::{
-    InboundAuthLayer, RegisterError, WorkspaceFiles, register_and_persist,
+    InboundAuthLayer, RegisterError, Schedule, WorkspaceFiles, keep_registered,
+    register_and_persist,
 };
 use tessera_client::{Client, Secret};
 
@@ -55,12 +56,27 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Err(err) => return Err(err.into()),
     }
 
-    // The layer reads the inbound secret through the same (cached) file
-    // handle that registration saves through, so a rotated secret applies
-    // at once without rebuilding the router.
+    // Registering again now and then picks up a rotation of the inbound
+    // secret and confirms it, without a restart.
+    tokio::spawn(keep_registered(
+        client,
+        workspace_id,
+        registration_token,
+        files.clone(),
+        Schedule::default(),
+        |result| {
+            if let Err(err) = result {
+                eprintln!("warning: registration: {err}");
+            }
+        },
+    ));
+
+    // The layer reads the inbound secrets (current, next, previous until its
+    // deadline) through the same cached files registration saves through,
+    // so a rotation applies at once without rebuilding the router.
     let internal = Router::new()
         .route("/internal/ping", get(|| async { "pong" }))
-        .layer(InboundAuthLayer::new(files.inbound_secret().clone()));
+        .layer(InboundAuthLayer::from_files(&files));
 
     let listen = std::env::var("WORKSPACE_LISTEN").unwrap_or_else(|_| DEFAULT_LISTEN.into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;

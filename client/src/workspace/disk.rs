@@ -99,6 +99,26 @@ pub(super) fn write_atomically(target: &Path, contents: &[u8]) -> io::Result<()>
     Ok(())
 }
 
+/// Deletes `path`; a missing file or directory is fine. `remove_file` never
+/// follows a symlink (it removes the link), and the directory is checked as
+/// for a write, so a secret is only ever deleted where it could be written.
+pub(super) fn remove(path: &Path) -> io::Result<()> {
+    let dir = dir_of(path);
+    match check_dir(dir) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    }
+    match fs::remove_file(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    }
+    // As after a rename: durable once the directory entry is; best effort.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 fn write_and_rename(mut file: File, contents: &[u8], temp: &Path, target: &Path) -> io::Result<()> {
     file.write_all(contents)?;
     // Data on disk before the rename, so a crash never leaves the target

@@ -1,39 +1,66 @@
 //! The workspace runtime's secrets on disk.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::Arc;
 
-use super::disk;
-use crate::Secret;
+use super::{ExpiringSecretFile, InboundSecrets, SecretFile};
 
 /// Environment variable naming the directory of the runtime's secret files.
 pub const CONFIGS_DIR_ENV: &str = "CONFIGS_DIR";
 /// The directory used when [`CONFIGS_DIR_ENV`] is unset or empty.
 pub const DEFAULT_CONFIGS_DIR: &str = "/configs";
-/// File name of the platform inbound secret inside the configs directory.
+/// File name of the (current) platform inbound secret inside the configs
+/// directory.
 pub const INBOUND_SECRET_FILE: &str = ".platform_inbound_secret";
+/// File name of the next platform inbound secret, present while a rotation
+/// is not yet confirmed.
+pub const NEXT_INBOUND_SECRET_FILE: &str = ".platform_inbound_secret.next";
+/// File name of the previous platform inbound secret and its deadline,
+/// present during the grace period after a rotation (see
+/// [`ExpiringSecretFile`] for the format).
+pub const PREVIOUS_INBOUND_SECRET_FILE: &str = ".platform_inbound_secret.previous";
 /// File name of the workspace auth token inside the configs directory.
 pub const AUTH_TOKEN_FILE: &str = ".auth_token";
 
-/// The pair of secret files a workspace runtime keeps in its configs
-/// directory. Cloning is cheap, and clones share each file's cache.
+/// The secret files a workspace runtime keeps in its configs directory.
+/// Cloning is cheap, and clones share each file's cache.
+///
+/// It is also an [`InboundSecretSource`](super::InboundSecretSource)
+/// accepting every inbound secret valid now (see [`InboundSecrets`]).
 #[derive(Clone, Debug)]
 pub struct WorkspaceFiles {
     dir: PathBuf,
     inbound_secret: SecretFile,
+    next_inbound_secret: SecretFile,
+    previous_inbound_secret: ExpiringSecretFile,
     auth_token: SecretFile,
+    inbound_secrets: InboundSecrets,
+    /// Held across a whole registration, so that two registrations of one
+    /// runtime never write their responses in the opposite order of the
+    /// server's answers (an older answer written last could drop a secret
+    /// the platform already uses).
+    registering: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl WorkspaceFiles {
     /// The files in `dir` (used as is; created on the first save).
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
+        let inbound_secret = SecretFile::new(dir.join(INBOUND_SECRET_FILE));
+        let next_inbound_secret = SecretFile::new(dir.join(NEXT_INBOUND_SECRET_FILE));
+        let previous_inbound_secret =
+            ExpiringSecretFile::new(dir.join(PREVIOUS_INBOUND_SECRET_FILE));
         Self {
-            inbound_secret: SecretFile::new(dir.join(INBOUND_SECRET_FILE)),
+            inbound_secrets: InboundSecrets::new(
+                &inbound_secret,
+                &next_inbound_secret,
+                &previous_inbound_secret,
+            ),
+            inbound_secret,
+            next_inbound_secret,
+            previous_inbound_secret,
             auth_token: SecretFile::new(dir.join(AUTH_TOKEN_FILE)),
+            registering: Arc::default(),
             dir,
         }
     }
@@ -59,174 +86,31 @@ impl WorkspaceFiles {
         &self.inbound_secret
     }
 
+    /// `.platform_inbound_secret.next`: what the platform will present once
+    /// the runtime has confirmed a rotation (accepted from the moment it is
+    /// known).
+    pub fn next_inbound_secret(&self) -> &SecretFile {
+        &self.next_inbound_secret
+    }
+
+    /// `.platform_inbound_secret.previous`: what the platform presented
+    /// before the last rotation, accepted until its deadline.
+    pub fn previous_inbound_secret(&self) -> &ExpiringSecretFile {
+        &self.previous_inbound_secret
+    }
+
     /// `.auth_token`: what the runtime presents when it calls Tessera.
     pub fn auth_token(&self) -> &SecretFile {
         &self.auth_token
     }
-}
 
-/// One secret on disk, with an in-process cache so the hot path (checking
-/// every inbound request) does not read the file each time.
-///
-/// Clones share the cache, so a [`save`](Self::save) through one clone is
-/// seen by [`load`](Self::load) on all of them. Writes by another process
-/// are seen once the value is not cached (a missing value is never cached)
-/// or after [`reset_cache`](Self::reset_cache).
-///
-/// On Unix, a file in a directory that group or others may write to (and
-/// that is not sticky, as `/tmp` is) is neither saved nor loaded: another
-/// user could swap it. A symlink at the path is never followed.
-#[derive(Clone)]
-pub struct SecretFile {
-    /// As given; the shared cache knows the file by its canonical path.
-    path: PathBuf,
-    cache: Arc<Mutex<Option<Secret>>>,
-}
-
-impl SecretFile {
-    /// The secret stored at `path`. Every `SecretFile` of one file in the
-    /// process shares one cache, however its path is spelt (symlinks, `.`,
-    /// `..` in the directory), so a save through any of them is seen by all
-    /// (e.g. the layer's and the registration's), not only by clones.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        type Shared = Mutex<HashMap<PathBuf, Weak<Mutex<Option<Secret>>>>>;
-        static SHARED: OnceLock<Shared> = OnceLock::new();
-        let path = path.into();
-        let key = disk::canonical(&path);
-        let mut shared = SHARED
-            .get_or_init(Mutex::default)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(cache) = shared.get(&key).and_then(Weak::upgrade) {
-            return Self { path, cache };
-        }
-        shared.retain(|_, cache| cache.strong_count() > 0);
-        let cache = Arc::new(Mutex::new(None));
-        shared.insert(key, Arc::downgrade(&cache));
-        Self { path, cache }
+    /// The check of inbound calls against the current, next and previous
+    /// secrets; clones share its re-read rate limit.
+    pub fn inbound_secrets(&self) -> &InboundSecrets {
+        &self.inbound_secrets
     }
 
-    /// Where the secret is stored.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The stored secret, surrounding whitespace trimmed; `None` when the
-    /// file is missing or empty, and whenever [`try_load`](Self::try_load)
-    /// fails. Callers must treat `None` as "reject", never as "skip the
-    /// check".
-    pub fn load(&self) -> Option<Secret> {
-        self.try_load().ok().flatten()
-    }
-
-    /// As [`load`](Self::load), but saying why a secret could not be read:
-    /// its directory is writable by other users, the path is a symlink, the
-    /// file is unreadable, not UTF-8 or too large. `Ok(None)`: missing or
-    /// empty.
-    pub fn try_load(&self) -> Result<Option<Secret>, LoadError> {
-        // The lock is held across the read on purpose: a save that renames
-        // its file while a stale read is under way resets the cache only
-        // after that read has stored its value, so the stale value never
-        // outlives the save.
-        let mut cache = self.cache();
-        if let Some(secret) = cache.as_ref() {
-            return Ok(Some(secret.clone()));
-        }
-        let secret = disk::read_secret(self.path()).map_err(|source| LoadError {
-            path: self.path.clone(),
-            source,
-        })?;
-        cache.clone_from(&secret);
-        Ok(secret)
-    }
-
-    /// Writes `secret` and resets the cache, so the next [`load`](Self::load)
-    /// returns the new value.
-    ///
-    /// A secret that is empty or only whitespace is ignored (`Ok`), so a
-    /// response without a value never wipes a good one. The parent directory
-    /// is created when missing (mode 0700 on Unix), and refused when other
-    /// users may write to it (see [`SecretFile`]). The value goes to a new
-    /// temporary file in the same directory, created with mode 0600 (so it is
-    /// never readable by others, not even for a moment), is flushed to disk,
-    /// then atomically renamed over the target: a concurrent reader sees the
-    /// old or the new value, never a partial file. On failure the temporary
-    /// file is removed and the target is left as it was.
-    pub fn save(&self, secret: &Secret) -> Result<(), SaveError> {
-        if secret.expose().trim().is_empty() {
-            return Ok(());
-        }
-        let result = disk::write_atomically(self.path(), secret.expose().as_bytes());
-        // Reset even after a failure: the cache must never claim to know
-        // better than the disk.
-        self.reset_cache();
-        result.map_err(|source| SaveError {
-            path: self.path().to_owned(),
-            source,
-        })
-    }
-
-    /// Drops the cached value, so the next [`load`](Self::load) reads the
-    /// file (e.g. after another process rewrote it).
-    pub fn reset_cache(&self) {
-        *self.cache() = None;
-    }
-
-    fn cache(&self) -> MutexGuard<'_, Option<Secret>> {
-        // A panic while the lock was held cannot leave the Option half
-        // written, so a poisoned lock is still usable.
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl fmt::Debug for SecretFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the path: the value is secret, and taking the cache lock here
-        // could deadlock a caller formatting while it loads.
-        f.debug_struct("SecretFile")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A secret could not be written; the file on disk is unchanged.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot save a secret to {}", path.display())]
-pub struct SaveError {
-    path: PathBuf,
-    #[source]
-    source: io::Error,
-}
-
-impl SaveError {
-    /// The file that was being written.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The underlying I/O error.
-    pub fn io_error(&self) -> &io::Error {
-        &self.source
-    }
-}
-
-/// A secret could not be read (see [`SecretFile::try_load`]).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot load a secret from {}", path.display())]
-pub struct LoadError {
-    path: PathBuf,
-    #[source]
-    source: io::Error,
-}
-
-impl LoadError {
-    /// The file that was being read.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The underlying I/O error, or why the file was refused.
-    pub fn io_error(&self) -> &io::Error {
-        &self.source
+    pub(super) fn registering(&self) -> &tokio::sync::Mutex<()> {
+        &self.registering
     }
 }

@@ -1,5 +1,5 @@
-//! A tower layer that guards an embedding server's routes with
-//! [`inbound_authorized`].
+//! A tower layer that guards an embedding server's routes with the inbound
+//! check.
 
 use std::fmt;
 use std::future::Future;
@@ -13,11 +13,14 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{InboundSecretSource, inbound_authorized};
+use super::{InboundSecretSource, WorkspaceFiles};
 
-/// Applies [`inbound_authorized`] to every request of the wrapped service,
-/// with the secret from an [`InboundSecretSource`] read per request (so a
-/// secret saved by a later registration takes effect at once).
+/// Applies the inbound check to every request of the wrapped service, asking
+/// an [`InboundSecretSource`] per request (so a secret saved by a later
+/// registration takes effect at once). Built with
+/// [`from_files`](Self::from_files), it accepts the current, next and
+/// previous (until its deadline) secrets, so a rotation never refuses a
+/// call.
 ///
 /// Works for any `http` service whose response body has a `Default` (an
 /// empty body), e.g. an axum `Router` (`router.layer(..)`) or a tonic server
@@ -34,13 +37,20 @@ pub struct InboundAuthLayer {
 }
 
 impl InboundAuthLayer {
-    /// A layer checking requests against `source`, typically
-    /// `files.inbound_secret().clone()` (see
-    /// [`WorkspaceFiles`](super::WorkspaceFiles)).
+    /// A layer checking requests against `source`. With a single
+    /// [`SecretFile`](super::SecretFile) (e.g. `files.inbound_secret().clone()`)
+    /// only the current secret is accepted, which refuses calls during a
+    /// rotation: prefer [`from_files`](Self::from_files).
     pub fn new(source: impl InboundSecretSource) -> Self {
         Self {
             source: Arc::new(source),
         }
+    }
+
+    /// A layer accepting every inbound secret of `files` valid now (see
+    /// [`InboundSecrets`](super::InboundSecrets)).
+    pub fn from_files(files: &WorkspaceFiles) -> Self {
+        Self::new(files.inbound_secrets().clone())
     }
 }
 
@@ -78,7 +88,7 @@ impl<S> InboundAuth<S> {
             (Some(value), None) => std::str::from_utf8(value.as_bytes()).ok(),
             _ => None,
         };
-        inbound_authorized(self.source.current().as_ref(), header)
+        self.source.authorizes(header)
     }
 }
 

@@ -1,12 +1,17 @@
-//! Registering a workspace runtime and keeping what Tessera returns.
+//! Registering a workspace runtime, keeping what Tessera returns, and
+//! confirming a rotation's next inbound secret once it is safely stored.
+
+use std::time::{Duration, SystemTime};
 
 use tonic::Code;
 
+use super::rotation::Outcome;
 use super::{SaveError, WorkspaceFiles};
 use crate::pb::{RegisterWorkspaceRequest, RegisterWorkspaceResponse};
 use crate::{Client, ConnectError, Secret};
 
-/// What a [`register_and_persist`] call did and got.
+/// What a [`register_and_persist`] call did and got. The inbound fields
+/// describe Tessera's last answer (after a confirmation, the promoted state).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Registration {
@@ -20,11 +25,42 @@ pub struct Registration {
     /// True when the call was made with the registration token, because no
     /// usable auth token was on disk.
     pub used_registration_token: bool,
-    /// The platform inbound secret; `None` for a legacy workspace that has
-    /// none (the file on disk, if any, is then left alone).
+    /// The current platform inbound secret; `None` for a legacy workspace
+    /// that has none (the files on disk, if any, are then left alone).
     pub inbound_secret: Option<Secret>,
     /// When Tessera recorded the registration.
     pub registered_at: Option<prost_types::Timestamp>,
+    /// Public id of the next inbound secret while a rotation still waits
+    /// for its confirmation; `None` when none is pending.
+    pub next_inbound_secret_id: Option<String>,
+    /// Until when the previous inbound secret is accepted, during the grace
+    /// period after a rotation.
+    pub previous_valid_until: Option<SystemTime>,
+    /// Register again within this long: set while a rotation waits for its
+    /// confirmation (see [`keep_registered`](super::keep_registered)).
+    pub register_again_within: Option<Duration>,
+    /// What became of the confirmation of a next inbound secret.
+    pub confirmation: Confirmation,
+}
+
+/// Whether [`register_and_persist`] confirmed a rotation's next secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Confirmation {
+    /// Tessera offered no next secret: nothing to confirm.
+    NotNeeded,
+    /// The next secret was saved, read back, and confirmed; Tessera promoted
+    /// it, so the platform presents it from now on.
+    Promoted,
+    /// Confirmed, but Tessera did not promote it (a new rotation replaced it
+    /// in between): the new next secret is saved; register again.
+    NotPromoted,
+    /// Not sent: the next secret could not be saved or read back, so the
+    /// platform keeps presenting the current one, which is still accepted.
+    NotSent,
+    /// Sent, but the call failed with this code; the rotation waits for the
+    /// next registration.
+    Failed(Code),
 }
 
 /// Why [`register_and_persist`] failed. No variant carries a secret except
@@ -43,10 +79,11 @@ pub enum RegisterError {
     Rpc(#[source] tonic::Status),
     /// The registration succeeded but a secret could not be written. The
     /// registration is kept here so the runtime can go on with the values in
-    /// memory; the next registration recovers the files.
+    /// memory; the next registration recovers the files. A next inbound
+    /// secret that could not be written was not confirmed.
     #[error("registered, but a secret could not be saved")]
     Persist {
-        /// The failed write (the first one, when both failed).
+        /// The failed write (the first one, when several failed).
         #[source]
         source: SaveError,
         /// What the registration returned.
@@ -67,19 +104,62 @@ pub enum RegisterError {
 ///   another workspace's) or malformed, so a stale file cannot lock the
 ///   runtime out.
 ///
-/// Then the auth token is saved when one was issued, and the inbound secret
-/// whenever it is present (it is returned on every call, so this also picks
-/// up a rotation). This is what lets a runtime whose configs directory came
-/// back empty recover: see the [module docs](super#recovery).
+/// Then the auth token is saved when one was issued, and the inbound secrets
+/// whenever the current one is present: the current, the next (during a
+/// rotation) and the previous with its deadline (during a grace period);
+/// files for a next or previous secret Tessera no longer reports are
+/// removed. If a next secret was saved and reads back equal, one more
+/// `RegisterWorkspace` (with the auth token) carries its id in
+/// `held_inbound_secret_id`: this confirms the rotation, Tessera promotes
+/// the next secret to current, and the promoted state is saved too. A next
+/// secret that could not be saved is never confirmed.
+///
+/// Registrations through one [`WorkspaceFiles`] (and its clones) run one at
+/// a time, so their answers are saved in the order Tessera gave them. This
+/// is also what lets a runtime whose configs directory came back empty
+/// recover: see the [module docs](super#recovery).
 pub async fn register_and_persist(
     client: &Client,
     workspace_id: &str,
     registration_token: &Secret,
     files: &WorkspaceFiles,
 ) -> Result<Registration, RegisterError> {
+    let _one_at_a_time = files.registering().lock().await;
+    let (response, stored, used_registration_token) =
+        first_call(client, workspace_id, registration_token, files).await?;
+    let mut outcome = Outcome::new(stored, used_registration_token);
+    let Some(held) = outcome.apply(files, response) else {
+        return outcome.finish();
+    };
+    let bearer = outcome
+        .auth_token()
+        .cloned()
+        .unwrap_or_else(|| registration_token.clone());
+    match register(client, workspace_id, &bearer, false, held.clone()).await {
+        Ok(response) => {
+            outcome.apply(files, response);
+            outcome.confirmed(&held);
+        }
+        Err(Attempt::Failed(status)) => outcome.confirmation_failed(status.code()),
+        // An issued token is always a valid header value; should it not be,
+        // the call was never made.
+        Err(Attempt::Malformed(_)) => outcome.confirmation_failed(Code::InvalidArgument),
+    }
+    outcome.finish()
+}
+
+/// The first call: with the stored auth token, else the registration token.
+/// Returns the response, the stored token it used, and whether the
+/// registration token was used.
+async fn first_call(
+    client: &Client,
+    workspace_id: &str,
+    registration_token: &Secret,
+    files: &WorkspaceFiles,
+) -> Result<(RegisterWorkspaceResponse, Option<Secret>, bool), RegisterError> {
     if let Some(stored) = files.auth_token().load() {
-        match register(client, workspace_id, &stored, false).await {
-            Ok(response) => return persist(files, response, Some(stored), false),
+        match register(client, workspace_id, &stored, false, String::new()).await {
+            Ok(response) => return Ok((response, Some(stored), false)),
             // A stored token that is corrupted, rotated elsewhere or another
             // workspace's: fall back to the registration token below.
             Err(Attempt::Malformed(_)) => {}
@@ -91,8 +171,16 @@ pub async fn register_and_persist(
             Err(Attempt::Failed(status)) => return Err(RegisterError::Rpc(status)),
         }
     }
-    match register(client, workspace_id, registration_token, true).await {
-        Ok(response) => persist(files, response, None, true),
+    match register(
+        client,
+        workspace_id,
+        registration_token,
+        true,
+        String::new(),
+    )
+    .await
+    {
+        Ok(response) => Ok((response, None, true)),
         Err(Attempt::Malformed(err)) => Err(RegisterError::InvalidRegistrationToken(err)),
         Err(Attempt::Failed(status)) => Err(RegisterError::Rpc(status)),
     }
@@ -111,6 +199,7 @@ async fn register(
     workspace_id: &str,
     bearer: &Secret,
     reissue_auth_token: bool,
+    held_inbound_secret_id: String,
 ) -> Result<RegisterWorkspaceResponse, Attempt> {
     let mut client = client
         .with_bearer(bearer.clone())
@@ -118,50 +207,11 @@ async fn register(
     let request = RegisterWorkspaceRequest {
         workspace_id: workspace_id.to_owned(),
         reissue_auth_token,
-        ..Default::default()
+        held_inbound_secret_id,
     };
     client
         .register_workspace(request)
         .await
         .map(tonic::Response::into_inner)
         .map_err(Attempt::Failed)
-}
-
-fn persist(
-    files: &WorkspaceFiles,
-    response: RegisterWorkspaceResponse,
-    stored_token: Option<Secret>,
-    used_registration_token: bool,
-) -> Result<Registration, RegisterError> {
-    // An empty string is treated like an absent field: it would be no secret.
-    let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty()).map(Secret::new);
-    let issued = non_empty(response.auth_token);
-    let inbound_secret = non_empty(response.platform_inbound_secret);
-
-    // Both writes are attempted even if the first fails: each file is useful
-    // on its own (the inbound secret admits the platform's calls).
-    let mut failure = None;
-    if let Some(token) = &issued {
-        failure = files.auth_token().save(token).err();
-    }
-    if let Some(secret) = &inbound_secret
-        && let Err(err) = files.inbound_secret().save(secret)
-    {
-        failure.get_or_insert(err);
-    }
-
-    let registration = Registration {
-        auth_token_issued: issued.is_some(),
-        auth_token: issued.or(stored_token),
-        used_registration_token,
-        inbound_secret,
-        registered_at: response.registered_at,
-    };
-    match failure {
-        None => Ok(registration),
-        Some(source) => Err(RegisterError::Persist {
-            source,
-            registration: Box::new(registration),
-        }),
-    }
 }

@@ -1,16 +1,22 @@
 //! A fake Tessera for the workspace-runtime tests: a real tonic server on
 //! 127.0.0.1:0 implementing `RegisterWorkspace` with the server's rules
 //! (auth token issued on first registration or re-issue, which rotates it;
-//! inbound secret on every call) and UNIMPLEMENTED for everything else.
+//! inbound secret on every call), the inbound secret rotation (next secret,
+//! confirmation by `held_inbound_secret_id`, previous secret during a grace
+//! period, on a clock the tests move), `RotateInboundSecret` and
+//! `GetInboundSecret` (without authentication), and UNIMPLEMENTED for
+//! everything else.
 
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use tessera_client::pb::credential_service_server::{CredentialService, CredentialServiceServer};
 use tessera_client::pb::*;
+use tessera_client::token::credential_id;
 use tessera_client::tonic::transport::Server;
 use tessera_client::tonic::transport::server::TcpIncoming;
 use tessera_client::tonic::{self, Request, Response, Status};
@@ -20,6 +26,13 @@ use tessera_client::{Client, Secret};
 pub const WORKSPACE: &str = "ws-1";
 pub const REGISTRATION_TOKEN: &str = "tsr_wsr_registration";
 pub const INBOUND_SECRET: &str = "tsr_wsi_inbound";
+/// The server's default grace period.
+pub const GRACE: Duration = Duration::from_secs(600);
+
+/// The public id of an inbound secret, as the server computes it.
+pub fn inbound_id(secret: &str) -> String {
+    credential_id("wsi", secret)
+}
 
 /// What the fake knows and saw.
 #[derive(Debug)]
@@ -32,6 +45,31 @@ pub struct State {
     pub issued: u32,
     /// (bearer, reissue_auth_token) of every RegisterWorkspace call.
     pub calls: Vec<(Option<String>, bool)>,
+    /// A rotation's next secret, until confirmed.
+    pub next_inbound_secret: Option<String>,
+    /// The secret before the last promotion, and the end of its grace.
+    pub previous: Option<(String, SystemTime)>,
+    pub grace: Duration,
+    /// How far the fake's clock is ahead of the system clock.
+    pub clock_offset: Duration,
+    /// Every non-empty held_inbound_secret_id received.
+    pub held_ids: Vec<String>,
+    /// Number of rotations, to name their secrets.
+    pub rotations: u32,
+    /// Confirmations are received but never promote (a lost answer).
+    pub ignore_confirmations: bool,
+}
+
+impl State {
+    pub fn now(&self) -> SystemTime {
+        SystemTime::now() + self.clock_offset
+    }
+
+    fn previous_in_grace(&self) -> Option<&(String, SystemTime)> {
+        self.previous
+            .as_ref()
+            .filter(|(_, until)| self.now() < *until)
+    }
 }
 
 #[derive(Clone)]
@@ -48,12 +86,55 @@ impl FakeTessera {
                 inbound_secret: Some(INBOUND_SECRET.into()),
                 issued: 0,
                 calls: Vec::new(),
+                next_inbound_secret: None,
+                previous: None,
+                grace: GRACE,
+                clock_offset: Duration::ZERO,
+                held_ids: Vec::new(),
+                rotations: 0,
+                ignore_confirmations: false,
             })),
         }
     }
 
     pub fn calls(&self) -> Vec<(Option<String>, bool)> {
         self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn held_ids(&self) -> Vec<String> {
+        self.state.lock().unwrap().held_ids.clone()
+    }
+
+    /// The fake's clock.
+    pub fn now(&self) -> SystemTime {
+        self.state.lock().unwrap().now()
+    }
+
+    /// Moves the fake's clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.state.lock().unwrap().clock_offset += by;
+    }
+
+    /// What GetInboundSecret returns: the current secret only.
+    pub fn platform_secret(&self) -> Option<String> {
+        self.state.lock().unwrap().inbound_secret.clone()
+    }
+
+    /// RotateInboundSecret: a new next secret (replacing an unconfirmed
+    /// one); during a grace FAILED_PRECONDITION unless `force`, which ends
+    /// the grace. Returns the new next secret.
+    pub fn rotate(&self, force: bool) -> Result<String, Status> {
+        let mut state = self.state.lock().unwrap();
+        if state.previous_in_grace().is_some() {
+            if !force {
+                return Err(Status::failed_precondition("grace period"));
+            }
+            state.previous = None;
+        }
+        state.rotations += 1;
+        let next = format!("tsr_wsi_rotated{}", state.rotations);
+        state.next_inbound_secret = Some(next.clone());
+        Ok(next)
     }
 
     /// Serves the fake, optionally behind `layer`, and returns a client
@@ -99,6 +180,9 @@ impl FakeTessera {
         state
             .calls
             .push((bearer.clone(), request.reissue_auth_token));
+        if !request.held_inbound_secret_id.is_empty() {
+            state.held_ids.push(request.held_inbound_secret_id.clone());
+        }
         let Some(bearer) = bearer else {
             return Err(Status::unauthenticated("no bearer"));
         };
@@ -121,14 +205,35 @@ impl FakeTessera {
         } else {
             None
         };
+        let held = &request.held_inbound_secret_id;
+        let confirms = state
+            .next_inbound_secret
+            .as_deref()
+            .is_some_and(|next| !held.is_empty() && inbound_id(next) == *held);
+        if confirms && !state.ignore_confirmations {
+            let until = state.now() + state.grace;
+            let promoted = state.next_inbound_secret.take();
+            state.previous = state.inbound_secret.take().map(|old| (old, until));
+            state.inbound_secret = promoted;
+        }
+        let id = |secret: &Option<String>| secret.as_deref().map(inbound_id).unwrap_or_default();
+        let previous = state.previous_in_grace().cloned();
         Ok(Response::new(RegisterWorkspaceResponse {
             auth_token,
             platform_inbound_secret: state.inbound_secret.clone(),
+            inbound_secret_id: id(&state.inbound_secret),
             registered_at: Some(prost_types::Timestamp {
                 seconds: 1_700_000_000,
                 nanos: 0,
             }),
-            ..Default::default()
+            next_platform_inbound_secret: state.next_inbound_secret.clone(),
+            next_inbound_secret_id: id(&state.next_inbound_secret),
+            previous_platform_inbound_secret: previous.as_ref().map(|(secret, _)| secret.clone()),
+            previous_valid_until: previous.map(|(_, until)| until.into()),
+            register_again_within: state
+                .next_inbound_secret
+                .is_some()
+                .then(|| (state.grace / 2).try_into().unwrap()),
         }))
     }
 }
@@ -143,6 +248,31 @@ macro_rules! fake_service {
                 request: Request<RegisterWorkspaceRequest>,
             ) -> Result<Response<RegisterWorkspaceResponse>, Status> {
                 self.register(request)
+            }
+
+            async fn rotate_inbound_secret(
+                &self,
+                request: Request<RotateInboundSecretRequest>,
+            ) -> Result<Response<RotateInboundSecretResponse>, Status> {
+                let replaced_unconfirmed =
+                    self.state.lock().unwrap().next_inbound_secret.is_some();
+                let next = self.rotate(request.into_inner().force)?;
+                Ok(Response::new(RotateInboundSecretResponse {
+                    next_inbound_secret_id: inbound_id(&next),
+                    replaced_unconfirmed,
+                }))
+            }
+
+            async fn get_inbound_secret(
+                &self,
+                _: Request<GetInboundSecretRequest>,
+            ) -> Result<Response<GetInboundSecretResponse>, Status> {
+                let secret = self.platform_secret();
+                Ok(Response::new(GetInboundSecretResponse {
+                    inbound_secret_id: secret.as_deref().map(inbound_id).unwrap_or_default(),
+                    platform_inbound_secret: secret,
+                    refresh_before: None,
+                }))
             }
 
             $(
@@ -163,7 +293,6 @@ fake_service! {
     get_install_token_status(GetInstallTokenStatusRequest) -> GetInstallTokenStatusResponse;
     consume_install_token(ConsumeInstallTokenRequest) -> ConsumeInstallTokenResponse;
     provision_workspace(ProvisionWorkspaceRequest) -> ProvisionWorkspaceResponse;
-    get_inbound_secret(GetInboundSecretRequest) -> GetInboundSecretResponse;
     create_access_token(CreateAccessTokenRequest) -> CreateAccessTokenResponse;
     list_credentials(ListCredentialsRequest) -> ListCredentialsResponse;
     revoke_credential(RevokeCredentialRequest) -> RevokeCredentialResponse;
@@ -171,7 +300,6 @@ fake_service! {
     invite_user(InviteUserRequest) -> InviteUserResponse;
     accept_invite(AcceptInviteRequest) -> AcceptInviteResponse;
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse;
-    rotate_inbound_secret(RotateInboundSecretRequest) -> RotateInboundSecretResponse;
     reissue_registration_token(ReissueRegistrationTokenRequest) -> ReissueRegistrationTokenResponse;
     delete_workspace(DeleteWorkspaceRequest) -> DeleteWorkspaceResponse;
 }
