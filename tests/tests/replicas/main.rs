@@ -12,6 +12,7 @@
 
 mod abandoned_takes;
 mod clocks;
+mod forward_calls;
 mod install_token;
 mod internal_credentials;
 mod invites;
