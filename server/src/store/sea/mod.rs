@@ -20,6 +20,7 @@ mod internal_credentials;
 mod invites;
 mod ping;
 mod revocation;
+mod sealed;
 #[cfg(unix)]
 mod sqlite_file;
 mod tickets;
@@ -38,6 +39,9 @@ use tessera_migrations::{Migrator, MigratorTrait};
 use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
+pub use self::sealed::Rewrapped;
+use self::sealed::{open_workspace, seal_workspace};
+use super::sealing::Keyring;
 use super::{
     AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, CredentialKind,
     CredentialQuery, CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally,
@@ -87,6 +91,7 @@ pub struct SeaStore {
     writer: Arc<Writer>,
     lookups: Arc<Lookups>,
     clock: DatabaseClock,
+    keys: Arc<Keyring>,
 }
 
 impl SeaStore {
@@ -110,7 +115,9 @@ impl SeaStore {
                 StoreError::Unavailable(cause) => {
                     StoreError::Unavailable(format!("{url}: {cause}"))
                 }
-                StoreError::Db(cause) => StoreError::Db(format!("{url}: {cause}")),
+                StoreError::Db(cause) | StoreError::Sealing(cause) => {
+                    StoreError::Db(format!("{url}: {cause}"))
+                }
             })?;
         let store = Self {
             db: opened.db,
@@ -118,6 +125,7 @@ impl SeaStore {
             writer: Arc::new(opened.writer),
             lookups: Arc::new(opened.lookups),
             clock: DatabaseClock::default(),
+            keys: Arc::default(),
         };
         store.ping().await?;
         Ok(store)
@@ -177,6 +185,15 @@ impl SeaStore {
     async fn gated<T>(&self, query: impl Future<Output = DbResult<T>>) -> Result<T> {
         let _permit = self.gate.enter().await?;
         query.await.map_err(|err| store_error(&err))
+    }
+
+    /// A workspace found with its token's standing, its secrets opened.
+    fn opened(
+        &self,
+        found: Option<(WorkspaceRecord, CredentialState)>,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
+        let open = |(record, state)| Ok((open_workspace(&self.keys, record)?, state));
+        found.map(open).transpose()
     }
 
     /// Hands `write` to the group commit.
@@ -392,27 +409,31 @@ impl Store for SeaStore {
         workspace: &WorkspaceRecord,
         registration: &CredentialRecord,
     ) -> Result<bool> {
-        self.gated(workspaces::insert(&self.db, workspace, registration))
+        let sealed = seal_workspace(&self.keys, workspace)?;
+        self.gated(workspaces::insert(&self.db, &sealed, registration))
             .await
     }
 
     async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>> {
-        self.gated(workspaces::by_id(&self.db, id)).await
+        let found = self.gated(workspaces::by_id(&self.db, id)).await?;
+        found
+            .map(|found| open_workspace(&self.keys, found))
+            .transpose()
     }
 
     async fn workspace_by_registration(
         &self,
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        self.gated(workspaces::by_registration(&self.db, hash))
-            .await
+        let found = self.gated(workspaces::by_registration(&self.db, hash));
+        self.opened(found.await?)
     }
 
     async fn workspace_by_auth(
         &self,
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        self.lookups.workspace(hash).await
+        self.opened(self.lookups.workspace(hash).await?)
     }
 
     async fn record_registration(
