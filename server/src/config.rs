@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
+use zeroize::Zeroizing;
 
 use crate::audit_log::{self, AuditLogTarget};
 use crate::auth::verify::ServiceSecrets;
@@ -14,6 +16,7 @@ use crate::domain::{
     WorkspacePolicy,
 };
 use crate::store::DatabaseUrl;
+use crate::store::sealing::Keyring;
 
 /// How logs are written (to standard error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -24,8 +27,9 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Where the data lives. `Debug` and `--help` hide the URL: it may hold a
-/// password; [`DatabaseArgs::url`] parses it into a form that masks it.
+/// Where the data lives, and the keys of the secrets in it. `Debug` and
+/// `--help` hide the URL (it may hold a password) and the keys;
+/// [`DatabaseArgs::url`] parses the URL into a form that masks it.
 #[derive(Clone, Args)]
 pub(crate) struct DatabaseArgs {
     /// `sqlite:<file>` (created on first run) or `postgres://…`.
@@ -36,6 +40,15 @@ pub(crate) struct DatabaseArgs {
         hide_env_values = true
     )]
     database_url: String,
+    /// Encryption key(s) of the inbound secrets at rest: 256-bit keys in
+    /// standard base64 (`tessera gen-secret --key`), comma-separated during
+    /// a rotation; the first encrypts, all decrypt. Prefer the environment
+    /// or the file: a command line is visible to other users.
+    #[arg(long, env = "TESSERA_ENCRYPTION_KEY", hide_env_values = true)]
+    encryption_key: Option<String>,
+    /// A file holding what `TESSERA_ENCRYPTION_KEY` would.
+    #[arg(long, env = "TESSERA_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for DatabaseArgs {
@@ -48,6 +61,24 @@ impl DatabaseArgs {
     /// The parsed URL; the error says what is wrong, the password masked.
     pub(crate) fn url(&self) -> Result<DatabaseUrl, String> {
         DatabaseUrl::parse(&self.database_url).map_err(|err| err.to_string())
+    }
+
+    /// The configured encryption keys (none: secrets stay plaintext). The
+    /// error names the variable, never a key.
+    pub(crate) fn keys(&self) -> Result<Keyring, String> {
+        const KEY: &str = "TESSERA_ENCRYPTION_KEY";
+        const FILE: &str = "TESSERA_ENCRYPTION_KEY_FILE";
+        let (list, source) = match (&self.encryption_key, &self.encryption_key_file) {
+            (None, None) => return Ok(Keyring::default()),
+            (Some(_), Some(_)) => return Err(format!("{KEY} and {FILE} are both set; set one")),
+            (Some(list), None) => (Zeroizing::new(list.clone()), KEY.to_owned()),
+            (None, Some(path)) => {
+                let read = std::fs::read_to_string(path)
+                    .map_err(|err| format!("{FILE}: cannot read {}: {err}", path.display()))?;
+                (Zeroizing::new(read), format!("{FILE} ({})", path.display()))
+            }
+        };
+        Keyring::parse(&list).map_err(|err| format!("{source}: {err}"))
     }
 }
 
@@ -243,6 +274,7 @@ impl ServeArgs {
         Ok(Settings {
             tls: self.tls()?,
             database_url: self.database.url()?,
+            keys: Arc::new(self.database.keys()?),
             policies: Policies {
                 tickets: TicketPolicy {
                     default_ttl: Duration::from_secs(self.ticket_ttl),
@@ -370,6 +402,8 @@ impl std::fmt::Debug for TlsSettings {
 pub(crate) struct Settings {
     /// Database URL; its `Debug` masks the password.
     pub database_url: DatabaseUrl,
+    /// Encryption keys of the retrievable secrets; `Debug` shows key ids only.
+    pub keys: Arc<Keyring>,
     /// Ticket and access-token lifetimes.
     pub policies: Policies,
     /// Health check period.

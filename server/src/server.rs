@@ -126,6 +126,9 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
         }
     };
     sea.migrate().await?;
+    let sea = sea.with_keys(settings.keys.clone());
+    let census = sea.check_keys().await?;
+    crate::store::sealing::log_census(&census, &settings.keys);
     // Before anything is audited, the install token's mint included.
     let audit_log = match &settings.audit_log {
         Some(target) => {

@@ -27,6 +27,10 @@ pub(crate) enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Encrypt every stored inbound secret under the current (first)
+    /// encryption key, plaintext ones included, and report the counts per
+    /// key (needs the database and every key in use).
+    Rewrap(DatabaseArgs),
     /// Inspect or replace the first-admin install token.
     InstallToken {
         /// What to do with it.
@@ -60,8 +64,13 @@ pub(crate) enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Print a fresh 256-bit secret for `TESSERA_SERVICE_TOKEN_<NAME>`.
-    GenSecret,
+    /// Print a fresh 256-bit secret for `TESSERA_SERVICE_TOKEN_<NAME>`, or
+    /// with `--key` an encryption key for `TESSERA_ENCRYPTION_KEY`.
+    GenSecret {
+        /// Print a 256-bit encryption key in standard base64 instead.
+        #[arg(long)]
+        key: bool,
+    },
     /// Probe a running server's gRPC health (`grpc.health.v1`): exit 0 only
     /// when it reports `SERVING`.
     Health(HealthArgs),

@@ -6,6 +6,7 @@ mod args;
 mod operator;
 mod probe;
 mod recovery;
+mod rewrap;
 
 use std::io::IsTerminal;
 
@@ -24,6 +25,7 @@ pub async fn main() -> i32 {
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Migrate(args)) => operator::migrate(&args).await,
+        Some(Command::Rewrap(args)) => rewrap::rewrap(&args).await,
         Some(Command::InstallToken { action, database }) => {
             operator::install_token(action, &database).await
         }
@@ -34,7 +36,7 @@ pub async fn main() -> i32 {
             recovery::credentials(action, &database).await
         }
         Some(Command::Users { action, database }) => recovery::users(action, &database).await,
-        Some(Command::GenSecret) => operator::gen_secret(),
+        Some(Command::GenSecret { key }) => operator::gen_secret(key),
         Some(Command::Health(args)) => return probe::health(&args).await,
         None => match ServeArgs::from_env() {
             Ok(args) => serve(args).await,

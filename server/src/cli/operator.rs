@@ -1,16 +1,18 @@
 //! Operator commands that work on the database directly, also while a
-//! server runs on it: `migrate`, `install-token`, `gen-secret`.
+//! server runs on it: `migrate`, `install-token`, `gen-secret` (and the
+//! opening of the database every such command shares).
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use tessera_client::token::{self, TokenKind};
+use zeroize::Zeroizing;
 
 use super::args::InstallTokenAction;
 use crate::config::DatabaseArgs;
 use crate::domain::{BannerSink, InstallState, OPERATOR, Tessera};
-use crate::store::{SeaStore, Store};
+use crate::store::{SeaStore, Store, sealing};
 
 /// `tessera migrate`.
 pub(crate) async fn migrate(database: &DatabaseArgs) -> Result<(), String> {
@@ -53,14 +55,22 @@ pub(crate) async fn install_token(
 }
 
 /// `tessera gen-secret`: 256 bits from the OS CSPRNG, in the token format
-/// so secret scanners recognise it.
-pub(crate) fn gen_secret() -> Result<(), String> {
+/// so secret scanners recognise it; with `--key`, an encryption key in
+/// standard base64.
+pub(crate) fn gen_secret(key: bool) -> Result<(), String> {
+    if key {
+        let key = Zeroizing::new(sealing::generate_key().map_err(|err| err.to_string())?);
+        return write_stdout(&key);
+    }
     let secret = token::try_generate(TokenKind::Service).map_err(|err| err.to_string())?;
     write_stdout(secret.expose())
 }
 
+/// Opens and migrates the database, with the configured encryption keys;
+/// refuses (as the server does) when they cannot open every stored secret.
 pub(super) async fn open(database: &DatabaseArgs) -> Result<SeaStore, String> {
     let url = database.url()?;
+    let keys = Arc::new(database.keys()?);
     let store = SeaStore::connect_with_pool(&url, None)
         .await
         .map_err(|err| format!("cannot open the database: {err}"))?;
@@ -68,6 +78,11 @@ pub(super) async fn open(database: &DatabaseArgs) -> Result<SeaStore, String> {
         .migrate()
         .await
         .map_err(|err| format!("migration failed: {err}"))?;
+    let store = store.with_keys(keys);
+    if let Err(err) = store.check_keys().await {
+        store.close().await;
+        return Err(err.to_string());
+    }
     Ok(store)
 }
 

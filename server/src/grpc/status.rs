@@ -92,6 +92,13 @@ fn status_of(err: Error) -> Status {
             tracing::error!(error = %cause, "database error");
             Status::internal("internal error")
         }
+        // A stored secret that does not open is the server's fault (a key
+        // missing, or the database altered), not a state the caller could
+        // change: INTERNAL, and the caller learns nothing of which.
+        Error::Store(StoreError::Sealing(cause)) => {
+            tracing::error!(error = %cause, "a stored secret cannot be opened");
+            Status::internal("internal error")
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod credentials;
 mod database_url;
 mod records;
 mod sea;
+pub mod sealing;
 mod workspaces;
 
 use std::future::Future;
@@ -22,7 +23,7 @@ pub use clock::DatabaseClock;
 pub use credentials::*;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use records::*;
-pub use sea::SeaStore;
+pub use sea::{Rewrapped, SeaStore};
 pub use workspaces::*;
 
 /// Errors from the storage layer. The message is the backend's, for the
@@ -37,6 +38,12 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Db(String),
+    /// A retrievable secret could not be sealed, or a stored one opened: a
+    /// key that is not configured, or a value altered or moved from
+    /// another workspace's row. Names the workspace and key id, never a
+    /// secret.
+    #[error("encrypted secret: {0}")]
+    Sealing(String),
 }
 
 /// Result of a storage call.

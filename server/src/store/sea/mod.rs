@@ -20,6 +20,7 @@ mod internal_credentials;
 mod invites;
 mod ping;
 mod revocation;
+mod sealed;
 #[cfg(unix)]
 mod sqlite_file;
 mod tickets;
@@ -40,6 +41,9 @@ use tessera_migrations::{Migrator, MigratorTrait};
 use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
+pub use self::sealed::Rewrapped;
+use self::sealed::{open_workspace, seal_secret, seal_workspace};
+use super::sealing::Keyring;
 use super::{
     AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, Confirmation, CredentialKind,
     CredentialQuery, CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally,
@@ -89,6 +93,7 @@ pub struct SeaStore {
     writer: Arc<Writer>,
     lookups: Arc<Lookups>,
     clock: DatabaseClock,
+    keys: Arc<Keyring>,
 }
 
 impl SeaStore {
@@ -112,7 +117,9 @@ impl SeaStore {
                 StoreError::Unavailable(cause) => {
                     StoreError::Unavailable(format!("{url}: {cause}"))
                 }
-                StoreError::Db(cause) => StoreError::Db(format!("{url}: {cause}")),
+                StoreError::Db(cause) | StoreError::Sealing(cause) => {
+                    StoreError::Db(format!("{url}: {cause}"))
+                }
             })?;
         let store = Self {
             db: opened.db,
@@ -120,6 +127,7 @@ impl SeaStore {
             writer: Arc::new(opened.writer),
             lookups: Arc::new(opened.lookups),
             clock: DatabaseClock::default(),
+            keys: Arc::default(),
         };
         store.ping().await?;
         Ok(store)
@@ -179,6 +187,15 @@ impl SeaStore {
     async fn gated<T>(&self, query: impl Future<Output = DbResult<T>>) -> Result<T> {
         let _permit = self.gate.enter().await?;
         query.await.map_err(|err| store_error(&err))
+    }
+
+    /// A workspace found with its token's standing, its secrets opened.
+    fn opened(
+        &self,
+        found: Option<(WorkspaceRecord, CredentialState)>,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
+        let open = |(record, state)| Ok((open_workspace(&self.keys, record)?, state));
+        found.map(open).transpose()
     }
 
     /// Hands `write` to the group commit.
@@ -394,27 +411,31 @@ impl Store for SeaStore {
         workspace: &WorkspaceRecord,
         registration: &CredentialRecord,
     ) -> Result<bool> {
-        self.gated(workspaces::insert(&self.db, workspace, registration))
+        let sealed = seal_workspace(&self.keys, workspace)?;
+        self.gated(workspaces::insert(&self.db, &sealed, registration))
             .await
     }
 
     async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>> {
-        self.gated(workspaces::by_id(&self.db, id)).await
+        let found = self.gated(workspaces::by_id(&self.db, id)).await?;
+        found
+            .map(|found| open_workspace(&self.keys, found))
+            .transpose()
     }
 
     async fn workspace_by_registration(
         &self,
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        self.gated(workspaces::by_registration(&self.db, hash))
-            .await
+        let found = self.gated(workspaces::by_registration(&self.db, hash));
+        self.opened(found.await?)
     }
 
     async fn workspace_by_auth(
         &self,
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        self.lookups.workspace(hash).await
+        self.opened(self.lookups.workspace(hash).await?)
     }
 
     async fn record_registration(
@@ -427,7 +448,13 @@ impl Store for SeaStore {
     ) -> Result<Option<Registered>> {
         let record =
             workspace_changes::record_registration(&self.db, id, now, bearer, auth, confirmation);
-        self.gated(record).await
+        let Some(registered) = self.gated(record).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Registered {
+            workspace: open_workspace(&self.keys, registered.workspace)?,
+            ..registered
+        }))
     }
 
     async fn start_inbound_rotation(
@@ -438,8 +465,9 @@ impl Store for SeaStore {
         now: i64,
         force: bool,
     ) -> Result<RotationStart> {
+        let next = seal_secret(&self.keys, id, next)?;
         let start =
-            workspace_changes::start_inbound_rotation(&self.db, id, next, next_id, now, force);
+            workspace_changes::start_inbound_rotation(&self.db, id, &next, next_id, now, force);
         self.gated(start).await
     }
 

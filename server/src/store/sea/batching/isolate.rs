@@ -75,6 +75,7 @@ mod tests {
         let kind = |err: &StoreError| match err {
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Db(_) => "db",
+            StoreError::Sealing(_) => "sealing",
         };
         answers
             .iter()
