@@ -214,6 +214,36 @@ pub fn rpc_seeds() -> Vec<(String, Vec<u8>)> {
             Bearer::Service,
             list_audit_events(),
         ),
+        seed(
+            "rotate-inbound-secret",
+            "RotateInboundSecret",
+            Bearer::Service,
+            workspace_call(|workspace_id| pb::RotateInboundSecretRequest {
+                workspace_id,
+                force: true,
+            }),
+        ),
+        seed(
+            "register-workspace-confirm",
+            "RegisterWorkspace",
+            Bearer::WorkspaceAuth,
+            confirm(),
+        ),
+        seed(
+            "reissue-registration-token",
+            "ReissueRegistrationToken",
+            Bearer::Service,
+            workspace_call(|workspace_id| pb::ReissueRegistrationTokenRequest {
+                workspace_id,
+                revoke_auth_tokens: true,
+            }),
+        ),
+        seed(
+            "delete-workspace",
+            "DeleteWorkspace",
+            Bearer::Service,
+            workspace_call(|workspace_id| pb::DeleteWorkspaceRequest { workspace_id }),
+        ),
         seed("health", "Check", Bearer::None, vec![]),
         seed("unknown-method", "NoSuchMethod", Bearer::Service, vec![]),
         seed("two-bearers", "VerifyBearer", Bearer::Twice, verify("$usr")),
@@ -301,6 +331,21 @@ fn register(reissue: bool) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// A confirmation of a next inbound secret (an id no secret has).
+fn confirm() -> Vec<u8> {
+    pb::RegisterWorkspaceRequest {
+        workspace_id: "$wid".into(),
+        held_inbound_secret_id: "wsi_0123456789abcdef".into(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// The request `make` builds for the fuzzed workspace.
+fn workspace_call<M: Message>(make: impl FnOnce(String) -> M) -> Vec<u8> {
+    make("$wid".into()).encode_to_vec()
 }
 
 fn inbound() -> Vec<u8> {

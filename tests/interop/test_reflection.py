@@ -34,6 +34,9 @@ RPCS = {
     "InviteUser",
     "AcceptInvite",
     "ListAuditEvents",
+    "RotateInboundSecret",
+    "ReissueRegistrationToken",
+    "DeleteWorkspace",
 }
 
 

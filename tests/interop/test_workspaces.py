@@ -133,3 +133,57 @@ def test_workspace_tokens_are_not_admins(server, caller, platform):
     refused(PERMISSION_DENIED, workspace.VerifyBearer, token=auth)
     for rpc in ("ProvisionWorkspace", "GetInboundSecret"):
         refused(UNAUTHENTICATED, getattr(caller(server, None), rpc), workspace_id="ws-plain")
+
+
+def test_inbound_secret_rotation_switches_after_confirmation(server, caller, platform):
+    provisioned = provision(platform, "ws-inbound")
+    old = provisioned.platform_inbound_secret
+    runtime = caller(server, provisioned.registration_token)
+    runtime.RegisterWorkspace(workspace_id="ws-inbound")
+    read = platform.GetInboundSecret(workspace_id="ws-inbound")
+    assert read.HasField("refresh_before")
+    assert read.inbound_secret_id.startswith("wsi_")
+
+    started = platform.RotateInboundSecret(workspace_id="ws-inbound")
+    assert started.next_inbound_secret_id.startswith("wsi_")
+    learned = runtime.RegisterWorkspace(workspace_id="ws-inbound")
+    assert learned.HasField("next_platform_inbound_secret")
+    assert learned.next_inbound_secret_id == started.next_inbound_secret_id
+    assert learned.HasField("register_again_within")
+    assert platform.GetInboundSecret(workspace_id="ws-inbound").platform_inbound_secret == old
+
+    confirmed = runtime.RegisterWorkspace(
+        workspace_id="ws-inbound", held_inbound_secret_id=started.next_inbound_secret_id
+    )
+    assert confirmed.platform_inbound_secret == learned.next_platform_inbound_secret
+    assert confirmed.previous_platform_inbound_secret == old
+    assert confirmed.HasField("previous_valid_until")
+    switched = platform.GetInboundSecret(workspace_id="ws-inbound")
+    assert switched.platform_inbound_secret == learned.next_platform_inbound_secret
+    refused(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        platform.RotateInboundSecret,
+        workspace_id="ws-inbound",
+    )
+
+
+def test_reissue_registration_token_and_delete(server, caller, platform):
+    provisioned = provision(platform, "ws-leak")
+    auth = caller(server, provisioned.registration_token).RegisterWorkspace(
+        workspace_id="ws-leak"
+    ).auth_token
+    reissued = platform.ReissueRegistrationToken(workspace_id="ws-leak", revoke_auth_tokens=True)
+    assert reissued.registration_token.startswith("tsr_wsr_")
+    assert reissued.revoked == 2
+    refused(
+        UNAUTHENTICATED,
+        caller(server, provisioned.registration_token).RegisterWorkspace,
+        workspace_id="ws-leak",
+    )
+    refused(UNAUTHENTICATED, platform.VerifyBearer, token=auth)
+
+    fresh = caller(server, reissued.registration_token).RegisterWorkspace(workspace_id="ws-leak")
+    assert platform.DeleteWorkspace(workspace_id="ws-leak").revoked == 2
+    refused(UNAUTHENTICATED, platform.VerifyBearer, token=fresh.auth_token)
+    refused(grpc.StatusCode.NOT_FOUND, platform.GetInboundSecret, workspace_id="ws-leak")
+    refused(grpc.StatusCode.NOT_FOUND, platform.DeleteWorkspace, workspace_id="ws-leak")
