@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use tessera_server::store::{CredentialKind, CredentialRecord, SeaStore, Store, WorkspaceRecord};
+use tessera_server::store::{
+    CredentialKind, CredentialRecord, SeaStore, Store, WorkspaceRecord, WorkspaceStore,
+};
 use tessera_tests::TestDatabase;
 
 tessera_tests::on_both_backends!(

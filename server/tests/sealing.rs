@@ -10,7 +10,7 @@ use tessera_client::Secret;
 use tessera_server::store::sealing::Keyring;
 use tessera_server::store::{
     AuthTokenChange, Confirmation, CredentialKind, CredentialRecord, SeaStore, Store, StoreError,
-    WorkspaceRecord,
+    WorkspaceRecord, WorkspaceStore,
 };
 use tessera_tests::{TestDatabase, sql};
 

@@ -1,8 +1,86 @@
 //! The values the store exchanges about workspaces and their secrets.
 
+use async_trait::async_trait;
 use tessera_client::Secret;
 
-use super::CredentialRecord;
+use super::{CredentialRecord, CredentialState, Result};
+
+/// The database operations on workspaces and their secrets.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync + 'static {
+    /// Stores a new workspace and the record of its registration token;
+    /// false when its id is taken.
+    async fn insert_workspace(
+        &self,
+        workspace: &WorkspaceRecord,
+        registration: &CredentialRecord,
+    ) -> Result<bool>;
+
+    /// The workspace with this id.
+    async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>>;
+
+    /// The workspace whose registration token has this hash, and the
+    /// token's standing.
+    async fn workspace_by_registration(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
+
+    /// The workspace whose current auth token has this hash, and the
+    /// token's standing.
+    async fn workspace_by_auth(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
+
+    /// Records a registration at `now` by the credential `bearer` (a
+    /// public id), applies `auth` and, when the runtime confirms the next
+    /// inbound secret, promotes it. `None` (nothing written) when `bearer`
+    /// was revoked or expired meanwhile, or the workspace is gone.
+    async fn record_registration(
+        &self,
+        id: &str,
+        now: i64,
+        bearer: &str,
+        auth: AuthTokenChange<'_>,
+        confirmation: Option<Confirmation<'_>>,
+    ) -> Result<Option<Registered>>;
+
+    /// Sets `next` (whose public id is `next_id`) as the next inbound
+    /// secret of workspace `id`, replacing one not yet confirmed. While a
+    /// previous secret is accepted after `now`, only with `force`, which
+    /// drops it.
+    async fn start_inbound_rotation(
+        &self,
+        id: &str,
+        next: &Secret,
+        next_id: &str,
+        now: i64,
+        force: bool,
+    ) -> Result<RotationStart>;
+
+    /// Drops the previous inbound secret of at most `limit` workspaces whose
+    /// grace ended at or before `now`; returns the ids of those this call
+    /// dropped (another replica's sweep never reports the same one).
+    async fn expire_previous_inbound_secrets(&self, now: i64, limit: u64) -> Result<Vec<String>>;
+
+    /// Replaces the registration token of workspace `id` with `new` (the
+    /// old one is revoked at `now`) and, with `revoke_auth_tokens`, revokes
+    /// its auth tokens too. Returns how many credentials were revoked;
+    /// `None` when no workspace has that id.
+    async fn reissue_registration_token(
+        &self,
+        id: &str,
+        new: &CredentialRecord,
+        revoke_auth_tokens: bool,
+        now: i64,
+    ) -> Result<Option<u64>>;
+
+    /// Revokes at `now` every credential of workspace `id` and deletes it
+    /// with its secrets. Returns how many credentials were revoked; `None`
+    /// when no workspace has that id.
+    async fn delete_workspace(&self, id: &str, now: i64) -> Result<Option<u64>>;
+}
 
 /// A provisioned workspace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

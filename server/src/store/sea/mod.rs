@@ -26,6 +26,7 @@ mod sqlite_file;
 mod tickets;
 mod users;
 mod workspace_changes;
+mod workspace_store;
 mod workspaces;
 
 use std::sync::Arc;
@@ -35,21 +36,18 @@ use async_trait::async_trait;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Select, Statement,
 };
-use tessera_client::Secret;
 use tessera_migrations::{Migrator, MigratorTrait};
 
 use self::batching::{Lookups, Write, Writer, Written};
 use self::error::store_error;
 use self::gate::Gate;
 pub use self::sealed::Rewrapped;
-use self::sealed::{open_workspace, seal_secret, seal_workspace};
 use super::sealing::Keyring;
 use super::{
-    AuditEntry, AuditQuery, AuditRecord, AuditTap, AuthTokenChange, Confirmation, CredentialKind,
-    CredentialQuery, CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally,
-    InstallOutcome, InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption,
-    Registered, Result, Revocation, RotationStart, Store, StoreError, SubjectRevoked, TicketRecord,
-    TicketTake, UserRecord, Verdict, WorkspaceRecord,
+    AuditEntry, AuditQuery, AuditRecord, AuditTap, CredentialKind, CredentialQuery,
+    CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
+    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result,
+    Revocation, Store, StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -187,15 +185,6 @@ impl SeaStore {
     async fn gated<T>(&self, query: impl Future<Output = DbResult<T>>) -> Result<T> {
         let _permit = self.gate.enter().await?;
         query.await.map_err(|err| store_error(&err))
-    }
-
-    /// A workspace found with its token's standing, its secrets opened.
-    fn opened(
-        &self,
-        found: Option<(WorkspaceRecord, CredentialState)>,
-    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        let open = |(record, state)| Ok((open_workspace(&self.keys, record)?, state));
-        found.map(open).transpose()
     }
 
     /// Hands `write` to the group commit.
@@ -404,98 +393,6 @@ impl Store for SeaStore {
     ) -> Result<InstallOutcome> {
         let consume = users::consume_install_token(&self.db, hash, now, admin, groups);
         self.gated(consume).await
-    }
-
-    async fn insert_workspace(
-        &self,
-        workspace: &WorkspaceRecord,
-        registration: &CredentialRecord,
-    ) -> Result<bool> {
-        let sealed = seal_workspace(&self.keys, workspace)?;
-        self.gated(workspaces::insert(&self.db, &sealed, registration))
-            .await
-    }
-
-    async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>> {
-        let found = self.gated(workspaces::by_id(&self.db, id)).await?;
-        found
-            .map(|found| open_workspace(&self.keys, found))
-            .transpose()
-    }
-
-    async fn workspace_by_registration(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        let found = self.gated(workspaces::by_registration(&self.db, hash));
-        self.opened(found.await?)
-    }
-
-    async fn workspace_by_auth(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        self.opened(self.lookups.workspace(hash).await?)
-    }
-
-    async fn record_registration(
-        &self,
-        id: &str,
-        now: i64,
-        bearer: &str,
-        auth: AuthTokenChange<'_>,
-        confirmation: Option<Confirmation<'_>>,
-    ) -> Result<Option<Registered>> {
-        let record =
-            workspace_changes::record_registration(&self.db, id, now, bearer, auth, confirmation);
-        let Some(registered) = self.gated(record).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Registered {
-            workspace: open_workspace(&self.keys, registered.workspace)?,
-            ..registered
-        }))
-    }
-
-    async fn start_inbound_rotation(
-        &self,
-        id: &str,
-        next: &Secret,
-        next_id: &str,
-        now: i64,
-        force: bool,
-    ) -> Result<RotationStart> {
-        let next = seal_secret(&self.keys, id, next)?;
-        let start =
-            workspace_changes::start_inbound_rotation(&self.db, id, &next, next_id, now, force);
-        self.gated(start).await
-    }
-
-    async fn expire_previous_inbound_secrets(&self, now: i64, limit: u64) -> Result<Vec<String>> {
-        let expire = workspace_changes::expire_previous_inbound_secrets(&self.db, now, limit);
-        self.gated(expire).await
-    }
-
-    async fn reissue_registration_token(
-        &self,
-        id: &str,
-        new: &CredentialRecord,
-        revoke_auth_tokens: bool,
-        now: i64,
-    ) -> Result<Option<u64>> {
-        let reissue = workspace_changes::reissue_registration_token(
-            &self.db,
-            id,
-            new,
-            revoke_auth_tokens,
-            now,
-        );
-        self.gated(reissue).await
-    }
-
-    async fn delete_workspace(&self, id: &str, now: i64) -> Result<Option<u64>> {
-        self.gated(workspace_changes::delete_workspace(&self.db, id, now))
-            .await
     }
 
     fn pool_usage(&self) -> Option<(u32, usize)> {
