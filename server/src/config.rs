@@ -227,6 +227,10 @@ pub(crate) struct ServeArgs {
     pub clock_skew_ms: i64,
 }
 
+/// The shortest inbound grace: runtimes re-register every half of it while
+/// a rotation waits, so a shorter one would have them call in a loop.
+const MIN_INBOUND_GRACE: Duration = Duration::from_secs(1);
+
 /// The most `TESSERA_CLOCK_SKEW_MS` may skew a process's clock: a day.
 const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
 
@@ -257,6 +261,9 @@ impl ServeArgs {
             return Err(
                 "TESSERA_ACCESS_TOKEN_TTL must not exceed TESSERA_ACCESS_TOKEN_MAX_TTL".into(),
             );
+        }
+        if self.inbound_grace < MIN_INBOUND_GRACE {
+            return Err("TESSERA_INBOUND_GRACE must be at least 1s".into());
         }
         if self.clock_skew_ms.unsigned_abs() > MAX_CLOCK_SKEW_MS {
             return Err("TESSERA_CLOCK_SKEW_MS (for tests) must be within a day".into());
@@ -461,6 +468,16 @@ mod tests {
         assert!(skewed("-86400000").settings(BannerSink::stdout()).is_ok());
         let refused = skewed("86400001").settings(BannerSink::stdout());
         assert!(refused.is_err_and(|err| err.contains("TESSERA_CLOCK_SKEW_MS")));
+    }
+
+    #[test]
+    fn an_inbound_grace_under_a_second_is_refused() {
+        let grace = |value: &str| Only::parse_from(["tessera", "--inbound-grace", value]).serve;
+        assert!(grace("1s").settings(BannerSink::stdout()).is_ok());
+        for short in ["1ms", "999ms"] {
+            let refused = grace(short).settings(BannerSink::stdout());
+            assert!(refused.is_err_and(|err| err.contains("TESSERA_INBOUND_GRACE")));
+        }
     }
 
     #[test]

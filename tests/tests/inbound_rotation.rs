@@ -21,6 +21,7 @@ tessera_tests::on_both_backends!(
     the_platform_switches_only_after_the_runtime_confirms,
     a_second_rotation_replaces_an_unconfirmed_one_and_needs_force_during_a_grace,
     the_replaced_secret_is_dropped_when_its_grace_ends,
+    a_malformed_confirmation_is_invalid_argument,
 );
 
 /// The grace of these tests' servers, short enough to see one end.
@@ -237,4 +238,31 @@ async fn the_replaced_secret_is_dropped_when_its_grace_ends(mut s: Setup<'_>) {
     )
     .await;
     assert_eq!(kept, 0, "the old secret is erased");
+}
+
+/// A confirmation is a public id as a registration handed it out; anything
+/// else (a NUL byte, which PostgreSQL refuses in text, free text, a huge
+/// string) is refused before it reaches the database, and confirms nothing.
+async fn a_malformed_confirmation_is_invalid_argument(mut s: Setup<'_>) {
+    let old = platform_secret(&mut s.admin, "ws").await;
+    let started = rotate_inbound_secret(&mut s.admin, "ws", false)
+        .await
+        .expect("rotate");
+    let huge = format!("{}{}", started.next_inbound_secret_id, "0".repeat(100_000));
+    let with_nul = format!("{}\0", started.next_inbound_secret_id);
+    for held in ["\0", with_nul.as_str(), "' OR 1=1 --", huge.as_str()] {
+        let refused = register_holding(&s.server, &s.auth, "ws", held)
+            .await
+            .expect_err("malformed");
+        assert_status(&refused, Code::InvalidArgument, None);
+        assert!(
+            refused.message().contains("held_inbound_secret_id"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        platform_secret(&mut s.admin, "ws").await,
+        old,
+        "nothing confirmed"
+    );
 }

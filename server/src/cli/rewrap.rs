@@ -20,7 +20,17 @@ pub(crate) async fn rewrap(database: &DatabaseArgs) -> Result<(), String> {
     let result = store.rewrap().await;
     store.close().await;
     let rewrapped = result.map_err(|err| format!("rewrap stopped: {err}"))?;
-    write_stdout(&report(&rewrapped, &current))
+    write_stdout(&report(&rewrapped, &current))?;
+    if rewrapped.after.stale(&current) {
+        // Servers kept moving values behind every pass: the old key is
+        // still needed, which the exit status must say.
+        return Err(
+            "some values are still not under the current key: run tessera rewrap again \
+                    before dropping an old key"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The report: values per key before, those rewrapped, and after.
@@ -38,7 +48,7 @@ fn report(rewrapped: &Rewrapped, current: &str) -> String {
     ];
     if rewrapped.skipped > 0 {
         lines.push(format!(
-            "skipped {} value(s) changed meanwhile by a server (written under its own key)",
+            "skipped {} value(s) a server changed meanwhile (each pass looks again)",
             rewrapped.skipped
         ));
     }

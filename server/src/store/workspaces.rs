@@ -19,15 +19,15 @@ pub trait WorkspaceStore: Send + Sync + 'static {
     /// The workspace with this id.
     async fn workspace(&self, id: &str) -> Result<Option<WorkspaceRecord>>;
 
-    /// The workspace whose registration token has this hash, and the
-    /// token's standing.
+    /// The workspace whose registration token has this hash, without its
+    /// secrets, and the token's standing.
     async fn workspace_by_registration(
         &self,
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>>;
 
-    /// The workspace whose current auth token has this hash, and the
-    /// token's standing.
+    /// The workspace whose current auth token has this hash, without its
+    /// secrets, and the token's standing.
     async fn workspace_by_auth(
         &self,
         hash: &str,

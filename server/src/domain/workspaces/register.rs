@@ -92,6 +92,7 @@ impl Workspaces {
         let actor = caller.principal.actor();
         let caller = &caller.principal;
         validate_id(workspace_id)?;
+        validate_held_id(held_inbound_secret_id)?;
         if caller.kind != PrincipalKind::Workspace || caller.subject != workspace_id {
             return Err(Error::PermissionDenied(
                 "the bearer belongs to another workspace".into(),
@@ -153,6 +154,51 @@ impl Workspaces {
             next: rotation.next.map(|next| (next.secret, next.id)),
             previous: rotation.previous.filter(|(_, until)| *until > now),
             register_again_within_ms: waiting.then(|| (self.grace_ms() / 2).max(1)),
+        }
+    }
+}
+
+/// A confirmation names what a registration handed out as
+/// `next_inbound_secret_id`: `wsi_` and 16 lowercase hex digits (or
+/// nothing), never free text that would reach the database.
+fn validate_held_id(id: &str) -> Result<()> {
+    let hex = |digits: &str| {
+        digits.len() == 16
+            && digits
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if id.is_empty() || id.strip_prefix("wsi_").is_some_and(hex) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "held_inbound_secret_id",
+            "empty, or a next_inbound_secret_id: wsi_ and 16 lowercase hex digits",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_held_id;
+
+    #[test]
+    fn held_ids_are_public_inbound_ids() {
+        for good in ["", "wsi_0123456789abcdef"] {
+            assert!(validate_held_id(good).is_ok(), "{good:?} refused");
+        }
+        let long = format!("wsi_{}", "a".repeat(100_000));
+        for bad in [
+            "\0",
+            "wsi_0123456789abcde\0",
+            "wsi_0123456789ABCDEF",
+            "wsa_0123456789abcdef",
+            "wsi_0123456789abcdef0",
+            "tsr_wsi_0123456789abcdef",
+            "' OR 1=1 --",
+            &long,
+        ] {
+            assert!(validate_held_id(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -24,6 +24,10 @@ const SEALED_COLUMNS: &[&str] = &[
 /// that may be writing.
 const REWRAP_BATCH: u64 = 100;
 
+/// Passes `tessera rewrap` makes at most over values a server moved or
+/// rewrote behind it.
+const REWRAP_PASSES: usize = 5;
+
 /// `secret` of workspace `id` as stored: sealed under the current key.
 pub(super) fn seal_secret(keys: &Keyring, id: &str, secret: &Secret) -> Result<Secret> {
     let sealed = keys
@@ -77,7 +81,7 @@ pub struct Rewrapped {
     /// The values rewrapped, by how they were stored before.
     pub moved: SealedCensus,
     /// Values changed by someone else between their read and their rewrap
-    /// (a server wrote them meanwhile), left as that writer left them.
+    /// (a server wrote or moved them meanwhile); a later pass looks again.
     pub skipped: u64,
     /// The values after.
     pub after: SealedCensus,
@@ -119,7 +123,11 @@ impl SeaStore {
 
     /// Seals every value not under the current key (plaintext included)
     /// under it, `REWRAP_BATCH` rows at a time, each with a compare-and-set
-    /// on the value read, so a concurrent write is never overwritten.
+    /// on the value read, so a concurrent write is never overwritten. A
+    /// rotation may move a value between columns behind a pass (a promotion
+    /// copies the next secret into the current one), so passes repeat until
+    /// one finds nothing left, at most `REWRAP_PASSES` times; the report's
+    /// `after` says what, if anything, is still stale.
     pub async fn rewrap(&self) -> Result<Rewrapped> {
         let Some(current) = self.keys.current_id() else {
             return Err(StoreError::Sealing(
@@ -127,42 +135,58 @@ impl SeaStore {
             ));
         };
         let before = self.check_keys().await?;
-        let current = sealing::header(current);
+        let header = sealing::header(current);
         let mut rewrapped = Rewrapped {
+            after: before.clone(),
             before,
             ..Rewrapped::default()
         };
-        for column in SEALED_COLUMNS {
-            let mut after = String::new();
-            loop {
-                let batch = self
-                    .gated(stale_batch(&self.db, column, &current, &after))
-                    .await?;
-                for (id, stored) in &batch {
-                    let secret = self
-                        .keys
-                        .open(id, stored)
-                        .map_err(|err| sealing_error(id, &err))?;
-                    let sealed = self
-                        .keys
-                        .seal(id, &secret)
-                        .map_err(|err| sealing_error(id, &err))?;
-                    let replace = replace_value(&self.db, column, id, stored, &sealed);
-                    if self.gated(replace).await? {
-                        rewrapped.moved.add(Some(stored), 1);
-                    } else {
-                        rewrapped.skipped += 1;
-                    }
-                }
-                match batch.last() {
-                    Some((id, _)) if batch.len() as u64 == REWRAP_BATCH => after.clone_from(id),
-                    _ => break,
-                }
-                tokio::task::yield_now().await;
+        for _ in 0..REWRAP_PASSES {
+            if !rewrapped.after.stale(current) {
+                break;
             }
+            for column in SEALED_COLUMNS {
+                self.rewrap_column(column, &header, &mut rewrapped).await?;
+            }
+            rewrapped.after = self.sealed_census().await?;
         }
-        rewrapped.after = self.sealed_census().await?;
         Ok(rewrapped)
+    }
+
+    /// One pass of [`rewrap`](Self::rewrap) over `column`.
+    async fn rewrap_column(
+        &self,
+        column: &str,
+        current: &str,
+        rewrapped: &mut Rewrapped,
+    ) -> Result<()> {
+        let mut after = String::new();
+        loop {
+            let batch = self
+                .gated(stale_batch(&self.db, column, current, &after))
+                .await?;
+            for (id, stored) in &batch {
+                let secret = self
+                    .keys
+                    .open(id, stored)
+                    .map_err(|err| sealing_error(id, &err))?;
+                let sealed = self
+                    .keys
+                    .seal(id, &secret)
+                    .map_err(|err| sealing_error(id, &err))?;
+                let replace = replace_value(&self.db, column, id, stored, &sealed);
+                if self.gated(replace).await? {
+                    rewrapped.moved.add(Some(stored), 1);
+                } else {
+                    rewrapped.skipped += 1;
+                }
+            }
+            match batch.last() {
+                Some((id, _)) if batch.len() as u64 == REWRAP_BATCH => after.clone_from(id),
+                _ => return Ok(()),
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
 

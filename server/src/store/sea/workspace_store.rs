@@ -1,6 +1,7 @@
 //! [`WorkspaceStore`] for [`SeaStore`]: the workspace queries
 //! (`workspaces.rs`, `workspace_changes.rs`), with the retrievable secrets
-//! sealed on their way in and opened on their way out (`sealed.rs`).
+//! sealed on their way in and opened on their way out (`sealed.rs`) —
+//! except from the lookups that authenticate, which drop them.
 
 use async_trait::async_trait;
 use tessera_client::Secret;
@@ -12,15 +13,20 @@ use crate::store::{
     RotationStart, WorkspaceRecord, WorkspaceStore,
 };
 
-impl SeaStore {
-    /// A workspace found with its token's standing, its secrets opened.
-    fn opened(
-        &self,
-        found: Option<(WorkspaceRecord, CredentialState)>,
-    ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        let open = |(record, state)| Ok((open_workspace(&self.keys, record)?, state));
-        found.map(open).transpose()
-    }
+/// A workspace found by one of its tokens, without its secrets: the
+/// caller authenticates, and needs none of them. (Nor does any caller pay
+/// for opening them, or fail on one that does not open.)
+fn without_secrets(
+    found: Option<(WorkspaceRecord, CredentialState)>,
+) -> Option<(WorkspaceRecord, CredentialState)> {
+    found.map(|(record, state)| {
+        let record = WorkspaceRecord {
+            inbound_secret: None,
+            rotation: Default::default(),
+            ..record
+        };
+        (record, state)
+    })
 }
 
 #[async_trait]
@@ -47,14 +53,14 @@ impl WorkspaceStore for SeaStore {
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
         let found = self.gated(workspaces::by_registration(&self.db, hash));
-        self.opened(found.await?)
+        Ok(without_secrets(found.await?))
     }
 
     async fn workspace_by_auth(
         &self,
         hash: &str,
     ) -> Result<Option<(WorkspaceRecord, CredentialState)>> {
-        self.opened(self.lookups.workspace(hash).await?)
+        Ok(without_secrets(self.lookups.workspace(hash).await?))
     }
 
     async fn record_registration(

@@ -37,6 +37,14 @@ impl SealedCensus {
         }
     }
 
+    /// True when some value is not under the key `current`: plaintext,
+    /// under another key, or unreadable.
+    pub fn stale(&self, current: &str) -> bool {
+        self.plaintext > 0
+            || self.unreadable > 0
+            || self.by_key.keys().any(|key_id| key_id != current)
+    }
+
     /// Values stored in every form.
     pub fn total(&self) -> u64 {
         self.plaintext + self.unreadable + self.by_key.values().sum::<u64>()

@@ -172,3 +172,17 @@ fn the_census_names_the_keys_it_lacks() {
     census.add(Some("enc:v2:something"), 1);
     assert!(census.require(&both).is_err());
 }
+
+#[test]
+fn a_census_is_stale_until_every_value_is_under_the_current_key() {
+    let (old, new) = ("0123456789abcdef", "fedcba9876543210");
+    let mut census = SealedCensus::default();
+    census.add(Some(&format!("enc:v1:{new}:")), 3);
+    assert!(!census.stale(new));
+    assert!(census.stale(old), "under a key that is not the current one");
+    let mut with_plaintext = census.clone();
+    with_plaintext.add(None, 1);
+    assert!(with_plaintext.stale(new));
+    census.add(Some(&format!("enc:v1:{old}:")), 1);
+    assert!(census.stale(new));
+}
