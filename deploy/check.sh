@@ -8,7 +8,8 @@
 #   - kubernetes-validate: deploy/k8s/**/*.yaml, strict, against the oldest
 #     and newest Kubernetes supported (1.30 for the preStop sleep)
 #   - systemd-analyze verify: deploy/systemd/*.service (skipped where absent)
-#   - check_manifests.py: compose files and cross-file consistency
+#   - check_manifests.py: compose files, cross-file consistency, and probes
+#     (native gRPC for plaintext servers, `tessera health` execs for TLS)
 #   - first-boot.sh parses under dash (a strict POSIX sh)
 #
 # The tools come from PyPI (pinned in deploy/check-requirements.txt) into a

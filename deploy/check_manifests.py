@@ -144,9 +144,7 @@ def check_k8s(root, paths):
                 if grpc and grpc.get("port") not in ports:
                     ERRORS.append(f"{cname}: {probe} port {grpc.get('port')} is not a container port")
             if kind == "Deployment":
-                for probe in ("readinessProbe", "livenessProbe"):
-                    if "grpc" not in container.get(probe, {}):
-                        ERRORS.append(f"{cname}: {probe} must be a native gRPC probe")
+                check_probes(cname, container)
         if kind == "Deployment":
             pods[name] = (labels, exposed)
     for rel, doc in docs:
@@ -168,6 +166,36 @@ def check_k8s(root, paths):
                 target = port.get("targetPort", port.get("port"))
                 if matched and target not in matched[0][1]:
                     ERRORS.append(f"{where}: targetPort {target!r} is not a container port")
+
+
+def container_env(container):
+    return {e.get("name"): e.get("value") for e in container.get("env", [])}
+
+
+def check_probes(cname, container):
+    """A plaintext server is probed natively; a TLS server cannot be (native
+    gRPC probes speak plaintext only), so it is probed by `tessera health`
+    with the CA to verify it, from files the container mounts."""
+    env = container_env(container)
+    tls = "TESSERA_TLS_CERT" in env
+    for probe in ("readinessProbe", "livenessProbe"):
+        spec = container.get(probe, {})
+        if not tls:
+            if "grpc" not in spec:
+                ERRORS.append(f"{cname}: {probe} must be a native gRPC probe")
+            continue
+        command = spec.get("exec", {}).get("command", [])
+        if command[:1] != ["/usr/local/bin/tessera"] or command[1:2] != ["health"]:
+            ERRORS.append(f"{cname}: with TLS, {probe} must exec `tessera health`")
+        elif "--tls-ca" not in command and "TESSERA_HEALTH_TLS_CA" not in env:
+            ERRORS.append(f"{cname}: with TLS, {probe} needs the CA (TESSERA_HEALTH_TLS_CA)")
+    if not tls:
+        return
+    mounts = [m.get("mountPath", "").rstrip("/") + "/" for m in container.get("volumeMounts", [])]
+    for name in ("TESSERA_TLS_CERT", "TESSERA_TLS_KEY", "TESSERA_TLS_CLIENT_CA", "TESSERA_HEALTH_TLS_CA"):
+        path = env.get(name)
+        if path is not None and not any(path.startswith(mount) for mount in mounts):
+            ERRORS.append(f"{cname}: {name} {path} is on no volume mount")
 
 
 def server_variables(root):

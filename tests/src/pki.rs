@@ -32,6 +32,12 @@ impl Default for Pki {
 impl Pki {
     /// A fresh CA and its two certificates.
     pub fn new() -> Self {
+        Self::with_server_names(&["localhost", "127.0.0.1"])
+    }
+
+    /// A fresh CA, a server certificate for `names` and a client
+    /// certificate.
+    pub fn with_server_names(names: &[&str]) -> Self {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
@@ -42,7 +48,7 @@ impl Pki {
             let cert = params.signed_by(&key, &ca).expect("sign");
             (cert.pem(), key.serialize_pem())
         };
-        let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+        let (server_cert, server_key) = leaf(names.iter().map(|name| (*name).to_owned()).collect());
         let (client_cert, client_key) = leaf(vec!["scheduler.internal".into()]);
         Self {
             ca: ca.pem(),
