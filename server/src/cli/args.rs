@@ -6,11 +6,21 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use super::remote::{
+    AuditCommand, Connection, TicketCommand, TokenCommand, UserCommand, WorkspaceCommand,
+};
 use crate::config::{DatabaseArgs, LogFormat, ServeArgs, parse_lifetime};
 
 /// Tessera: a gRPC credential-issuing service.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about)]
+#[command(
+    name = "tessera",
+    version,
+    about,
+    after_help = "Commands marked [remote] call a running server over gRPC (--addr or \
+TESSERA_ADDR; the caller's credential from TESSERA_TOKEN or --token-file). Commands marked \
+[local] open the database directly (DATABASE_URL) and work without a server."
+)]
 pub(crate) struct Cli {
     /// Log format.
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
@@ -24,14 +34,79 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the gRPC service (the default).
+    #[command(display_order = 0)]
     Serve(Box<ServeArgs>),
-    /// Apply database migrations and exit.
+    /// [remote] Access tokens and other credentials: create, list, revoke.
+    #[command(display_order = 10)]
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// [remote] Invite users; redeem an invite.
+    #[command(display_order = 11)]
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        action: UserCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// [remote] Provision, register, rotate, reissue and delete workspaces.
+    #[command(display_order = 12)]
+    Workspace {
+        /// What to do.
+        #[command(subcommand)]
+        action: WorkspaceCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// [remote] Read the audit log.
+    #[command(display_order = 13)]
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// [remote] Resolve a bearer token to its principal (VerifyBearer, as a
+    /// service).
+    #[command(display_order = 14)]
+    Verify {
+        /// The token; omitted or `-`: read from standard input (which keeps
+        /// it out of `ps`).
+        token: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// [remote] Mint or consume a single-use ticket.
+    #[command(display_order = 15)]
+    Ticket {
+        /// What to do.
+        #[command(subcommand)]
+        action: TicketCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Print shell completions for `tessera` (bash, zsh, fish, …).
+    #[command(display_order = 40)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// [local] Apply database migrations and exit.
+    #[command(display_order = 20)]
     Migrate(DatabaseArgs),
-    /// Encrypt every stored inbound secret under the current (first)
+    /// [local] Encrypt every stored inbound secret under the current (first)
     /// encryption key, plaintext ones included, and report the counts per
     /// key (needs the database and every key in use).
+    #[command(display_order = 21)]
     Rewrap(DatabaseArgs),
-    /// Inspect or replace the first-admin install token.
+    /// [local] Inspect or replace the first-admin install token.
+    #[command(display_order = 22)]
     InstallToken {
         /// What to do with it.
         #[command(subcommand)]
@@ -39,8 +114,9 @@ pub(crate) enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Mint an access token for an existing user (the recovery path when
+    /// [local] Mint an access token for an existing user (the recovery path when
     /// no admin token works; needs the database, not a running server).
+    #[command(display_order = 23)]
     AccessToken {
         /// What to do.
         #[command(subcommand)]
@@ -48,7 +124,8 @@ pub(crate) enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// List or revoke issued credentials (needs the database).
+    /// [local] List or revoke issued credentials (needs the database).
+    #[command(display_order = 24)]
     Credentials {
         /// What to do.
         #[command(subcommand)]
@@ -56,7 +133,8 @@ pub(crate) enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Enable a user that RevokeSubject disabled (needs the database).
+    /// [local] Enable a user that RevokeSubject disabled (needs the database).
+    #[command(display_order = 25)]
     Users {
         /// What to do.
         #[command(subcommand)]
@@ -66,6 +144,7 @@ pub(crate) enum Command {
     },
     /// Print a fresh 256-bit secret for `TESSERA_SERVICE_TOKEN_<NAME>`, or
     /// with `--key` an encryption key for `TESSERA_ENCRYPTION_KEY`.
+    #[command(display_order = 26)]
     GenSecret {
         /// Print a 256-bit encryption key in standard base64 instead.
         #[arg(long)]
@@ -73,6 +152,7 @@ pub(crate) enum Command {
     },
     /// Probe a running server's gRPC health (`grpc.health.v1`): exit 0 only
     /// when it reports `SERVING`.
+    #[command(display_order = 30)]
     Health(HealthArgs),
 }
 

@@ -6,6 +6,7 @@ mod args;
 mod operator;
 mod probe;
 mod recovery;
+mod remote;
 mod rewrap;
 
 use std::io::IsTerminal;
@@ -17,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, ServeArgs};
 use crate::domain::BannerSink;
 use args::{Cli, Command};
+use remote::Remote;
 
 /// Runs `tessera` with the process's arguments; returns the exit code.
 pub async fn main() -> i32 {
@@ -38,6 +40,34 @@ pub async fn main() -> i32 {
         Some(Command::Users { action, database }) => recovery::users(action, &database).await,
         Some(Command::GenSecret { key }) => operator::gen_secret(key),
         Some(Command::Health(args)) => return probe::health(&args).await,
+        Some(Command::Token { action, connection }) => {
+            return remote::run(&connection, Remote::Token(action)).await;
+        }
+        Some(Command::User { action, connection }) => {
+            return remote::run(&connection, Remote::User(action)).await;
+        }
+        Some(Command::Workspace { action, connection }) => {
+            return remote::run(&connection, Remote::Workspace(action)).await;
+        }
+        Some(Command::Audit { action, connection }) => {
+            return remote::run(&connection, Remote::Audit(action)).await;
+        }
+        Some(Command::Verify { token, connection }) => {
+            return remote::run(&connection, Remote::Verify(token)).await;
+        }
+        Some(Command::Ticket { action, connection }) => {
+            return remote::run(&connection, Remote::Ticket(action)).await;
+        }
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tessera",
+                &mut std::io::stdout(),
+            );
+            return 0;
+        }
         None => match ServeArgs::from_env() {
             Ok(args) => serve(args).await,
             Err(err) => err.exit(),
