@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    CredentialKind, CredentialRecord, SeaStore, Store, WorkspaceRecord, WorkspaceStore,
+    CredentialKind, CredentialRecord, CredentialStore, SeaStore, WorkspaceRecord, WorkspaceStore,
 };
 use tessera_tests::TestDatabase;
 

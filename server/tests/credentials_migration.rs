@@ -5,7 +5,9 @@
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tessera_migrations::{Migrator, MigratorTrait};
-use tessera_server::store::{CredentialKind, CredentialQuery, SeaStore, Store, WorkspaceStore};
+use tessera_server::store::{
+    CredentialKind, CredentialQuery, CredentialStore, SeaStore, Store, WorkspaceStore,
+};
 use tessera_tests::TestDatabase;
 
 tessera_tests::on_both_backends!(open => tokens_from_before_get_records_and_keep_working);

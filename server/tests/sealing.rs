@@ -9,8 +9,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tessera_client::Secret;
 use tessera_server::store::sealing::Keyring;
 use tessera_server::store::{
-    AuthTokenChange, Confirmation, CredentialKind, CredentialRecord, SeaStore, Store, StoreError,
-    WorkspaceRecord, WorkspaceStore,
+    AuthTokenChange, Confirmation, CredentialKind, CredentialRecord, CredentialStore, SeaStore,
+    StoreError, WorkspaceRecord, WorkspaceStore,
 };
 use tessera_tests::{TestDatabase, sql};
 

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use tessera_server::store::{
-    AuditDraft, AuditRecord, CallerWaiting, CredentialKind, CredentialRecord, InstallOutcome,
-    InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store, TicketRecord, TicketRejection,
-    TicketTake, UserKind, Verdict, WorkspaceRecord, WorkspaceStore,
+    AuditDraft, AuditRecord, CallerWaiting, CredentialKind, CredentialRecord, CredentialStore,
+    InstallOutcome, InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store, TicketRecord,
+    TicketRejection, TicketTake, UserKind, Verdict, WorkspaceRecord, WorkspaceStore,
 };
 use tessera_tests::TestDatabase;
 

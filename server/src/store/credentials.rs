@@ -1,6 +1,10 @@
 //! The record every issued credential has: what it is, whose, who made it,
 //! when it expires, when it was last used, whether it was revoked.
 
+use async_trait::async_trait;
+
+use super::Result;
+
 /// What a stored credential is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CredentialKind {
@@ -178,6 +182,53 @@ pub struct CredentialQuery {
     pub after: Option<(i64, String)>,
     /// At most this many.
     pub limit: u64,
+}
+
+/// The database operations on the records of issued credentials.
+#[async_trait]
+pub trait CredentialStore: Send + Sync + 'static {
+    /// Stores the record of a newly issued credential.
+    async fn insert_credential(&self, credential: &CredentialRecord) -> Result<()>;
+
+    /// The credential with this public id.
+    async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>>;
+
+    /// The credential whose hash this is.
+    async fn credential_by_hash(&self, hash: &str) -> Result<Option<CredentialRecord>>;
+
+    /// The credentials `query` selects, ordered by `(created_at, id)`.
+    async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>>;
+
+    /// Marks credential `id` revoked at `now` unless it was already (the
+    /// first time stays), and returns its record — unless, with
+    /// `keep_admins_of`, no enabled member of that group would have a live
+    /// access token left. A revoked workspace auth token is also cleared
+    /// from its workspace, so that the next registration issues a fresh one.
+    async fn revoke_credential(
+        &self,
+        id: &str,
+        now: i64,
+        keep_admins_of: Option<&str>,
+    ) -> Result<Revocation>;
+
+    /// Sets the `last_used_at` of each credential `(id, at)` names to `at`,
+    /// unless it holds that time or a later one already (a late flush, or
+    /// another replica's, never takes it back); one statement for any
+    /// number of credentials. Returns the records changed.
+    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64>;
+
+    /// Deletes at most `limit` records of credentials revoked or expired
+    /// before `cutoff`, never one of a token its workspace still holds;
+    /// returns how many.
+    async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64>;
+
+    /// How many credentials of each kind are not revoked and expire after
+    /// `now` and no later than `until` (kinds with none are left out).
+    async fn count_expiring_credentials(
+        &self,
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<(CredentialKind, u64)>>;
 }
 
 #[cfg(test)]

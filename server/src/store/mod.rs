@@ -48,10 +48,10 @@ pub enum StoreError {
 /// Result of a storage call.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The database operations Tessera needs (those on workspaces are in
-/// [`WorkspaceStore`]).
+/// The database operations Tessera needs (those on credential records are
+/// in [`CredentialStore`], those on workspaces in [`WorkspaceStore`]).
 #[async_trait]
-pub trait Store: WorkspaceStore + Send + Sync + 'static {
+pub trait Store: CredentialStore + WorkspaceStore + Send + Sync + 'static {
     /// Succeeds when the database answers a trivial query (on PostgreSQL,
     /// a reading of its clock, which [`Store::now_ms`] then follows).
     async fn ping(&self) -> Result<()>;
@@ -121,15 +121,6 @@ pub trait Store: WorkspaceStore + Send + Sync + 'static {
         token_hash: &str,
     ) -> Result<Option<(UserRecord, CredentialState)>>;
 
-    /// Stores the record of a newly issued credential.
-    async fn insert_credential(&self, credential: &CredentialRecord) -> Result<()>;
-
-    /// The credential with this public id.
-    async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>>;
-
-    /// The credential whose hash this is.
-    async fn credential_by_hash(&self, hash: &str) -> Result<Option<CredentialRecord>>;
-
     /// Revokes, at `now`, every live credential of `subject` and every
     /// unredeemed invite a user `subject` created; with `disable`, also
     /// disables the user `subject` — unless that would leave no enabled
@@ -178,40 +169,6 @@ pub trait Store: WorkspaceStore + Send + Sync + 'static {
         token: &CredentialRecord,
         admin_group: &str,
     ) -> Result<Redemption>;
-
-    /// The credentials `query` selects, ordered by `(created_at, id)`.
-    async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>>;
-
-    /// Marks credential `id` revoked at `now` unless it was already (the
-    /// first time stays), and returns its record — unless, with
-    /// `keep_admins_of`, no enabled member of that group would have a live
-    /// access token left. A revoked workspace auth token is also cleared
-    /// from its workspace, so that the next registration issues a fresh one.
-    async fn revoke_credential(
-        &self,
-        id: &str,
-        now: i64,
-        keep_admins_of: Option<&str>,
-    ) -> Result<Revocation>;
-
-    /// Sets the `last_used_at` of each credential `(id, at)` names to `at`,
-    /// unless it holds that time or a later one already (a late flush, or
-    /// another replica's, never takes it back); one statement for any
-    /// number of credentials. Returns the records changed.
-    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64>;
-
-    /// Deletes at most `limit` records of credentials revoked or expired
-    /// before `cutoff`, never one of a token its workspace still holds;
-    /// returns how many.
-    async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64>;
-
-    /// How many credentials of each kind are not revoked and expire after
-    /// `now` and no later than `until` (kinds with none are left out).
-    async fn count_expiring_credentials(
-        &self,
-        now: i64,
-        until: i64,
-    ) -> Result<Vec<(CredentialKind, u64)>>;
 
     /// The install token on file.
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>>;

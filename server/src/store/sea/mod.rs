@@ -11,6 +11,7 @@ mod audit;
 mod auth_failures;
 mod batching;
 mod connect;
+mod credential_store;
 mod credential_upkeep;
 mod credentials;
 mod entities;
@@ -44,10 +45,10 @@ use self::gate::Gate;
 pub use self::sealed::Rewrapped;
 use super::sealing::Keyring;
 use super::{
-    AuditEntry, AuditQuery, AuditRecord, AuditTap, CredentialKind, CredentialQuery,
-    CredentialRecord, CredentialState, DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome,
-    InstallTokenRecord, InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result,
-    Revocation, Store, StoreError, SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict,
+    AuditEntry, AuditQuery, AuditRecord, AuditTap, CredentialRecord, CredentialState,
+    DatabaseClock, DatabaseUrl, FailureTally, InstallOutcome, InstallTokenRecord,
+    InternalCredentialRecord, NewAdmin, NewUser, Redemption, Result, Store, StoreError,
+    SubjectRevoked, TicketRecord, TicketTake, UserRecord, Verdict,
 };
 
 /// What the queries of this module return; [`SeaStore`] maps the error,
@@ -276,18 +277,6 @@ impl Store for SeaStore {
         self.lookups.user(token_hash).await
     }
 
-    async fn insert_credential(&self, credential: &CredentialRecord) -> Result<()> {
-        self.gated(credentials::insert(&self.db, credential)).await
-    }
-
-    async fn credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
-        self.gated(credentials::by_id(&self.db, id)).await
-    }
-
-    async fn credential_by_hash(&self, hash: &str) -> Result<Option<CredentialRecord>> {
-        self.gated(credentials::by_hash(&self.db, hash)).await
-    }
-
     async fn revoke_subject(
         &self,
         subject: &str,
@@ -335,39 +324,6 @@ impl Store for SeaStore {
     ) -> Result<Redemption> {
         let redeem = invites::redeem_invite(&self.db, invite_hash, now, token, admin_group);
         self.gated(redeem).await
-    }
-
-    async fn list_credentials(&self, query: &CredentialQuery) -> Result<Vec<CredentialRecord>> {
-        self.gated(credentials::list(&self.db, query)).await
-    }
-
-    async fn revoke_credential(
-        &self,
-        id: &str,
-        now: i64,
-        keep_admins_of: Option<&str>,
-    ) -> Result<Revocation> {
-        let revoke = revocation::revoke(&self.db, id, now, keep_admins_of);
-        self.gated(revoke).await
-    }
-
-    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64> {
-        self.gated(credential_upkeep::record_last_used(&self.db, uses))
-            .await
-    }
-
-    async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64> {
-        let delete = credential_upkeep::delete_ended_before(&self.db, cutoff, limit);
-        self.gated(delete).await
-    }
-
-    async fn count_expiring_credentials(
-        &self,
-        now: i64,
-        until: i64,
-    ) -> Result<Vec<(CredentialKind, u64)>> {
-        let count = credential_upkeep::count_expiring(&self.db, now, until);
-        self.gated(count).await
     }
 
     async fn install_token(&self) -> Result<Option<InstallTokenRecord>> {
