@@ -11,6 +11,7 @@ mod database_url;
 mod records;
 mod sea;
 pub mod sealing;
+mod tickets;
 mod workspaces;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ pub use credentials::*;
 pub use database_url::{Backend, DatabaseUrl, DatabaseUrlError};
 pub use records::*;
 pub use sea::{Rewrapped, SeaStore};
+pub use tickets::*;
 pub use workspaces::*;
 
 /// Errors from the storage layer. The message is the backend's, for the
