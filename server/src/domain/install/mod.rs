@@ -1,25 +1,30 @@
 //! The first-admin install token: minted once when nobody can log in yet,
 //! traded once for the first administrator and its access token.
 //!
+//! Redeeming it is in `redeem.rs`.
+//!
 //! A SERVICE caller never receives the token: it goes to the banner sink
 //! like the boot banner, because a service that could trade it for the
 //! first admin's access token would hold a user credential that outlives
 //! its own secret.
 
+mod redeem;
+
 use std::sync::Arc;
 
-use subtle::ConstantTimeEq;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
 use super::audit::{Auditor, Event, OK};
 use super::banner::BannerSink;
-use super::credentials::{self, AccessTokenPolicy};
-use super::error::{Error, Result};
-use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
-use super::validate;
+use super::credentials::AccessTokenPolicy;
+use super::error::Result;
+use super::principal::{Caller, PrincipalKind};
 use crate::metrics;
-use crate::store::{CredentialKind, InstallOutcome, NewAdmin, Store};
+use crate::store::Store;
+
+pub(crate) use redeem::Redemption;
+use redeem::first_admin_exists;
 
 /// Counter of install-token events.
 const INSTALL: &str = "tessera_install_token_events_total";
@@ -44,15 +49,6 @@ pub(crate) struct InstallStatus {
     pub issued_at: Option<i64>,
     /// When it was consumed.
     pub consumed_at: Option<i64>,
-}
-
-/// The first admin and its fresh access token.
-#[derive(Debug)]
-pub(crate) struct FirstAdmin {
-    /// The admin, as its access token authenticates it.
-    pub(crate) admin: Principal,
-    /// A user access token (`tsr_usr_…`), returned once.
-    pub(crate) token: Secret,
 }
 
 /// The install-token RPCs and operator commands.
@@ -138,53 +134,6 @@ impl Install {
         }
     }
 
-    /// ConsumeInstallToken: creates the first admin; audited either way
-    /// (a refusal only if the redemption says so, and counted otherwise).
-    pub(crate) async fn consume(&self, redemption: Redemption<'_>) -> Result<FirstAdmin> {
-        let Redemption {
-            peer,
-            presented,
-            email,
-            name,
-            audit_refusal,
-        } = redemption;
-        let result = self.create_first_admin(presented, email, name).await;
-        let event = if result.is_ok() {
-            "consumed"
-        } else {
-            "refused"
-        };
-        metrics::event(INSTALL, event);
-        let outcome = match &result {
-            Ok(_) => OK,
-            Err(Error::Unauthenticated(reason)) => reason,
-            Err(Error::FailedPrecondition(_)) => "first admin exists",
-            Err(Error::InvalidArgument { .. }) => "invalid argument",
-            Err(_) => "error",
-        };
-        let credential_id = token::credential_id_of(presented).unwrap_or_default();
-        let resource = match &result {
-            Ok(first) => format!("user:{}", first.admin.subject),
-            Err(_) => String::new(),
-        };
-        let event = Event {
-            action: "install_token.consume",
-            resource: &resource,
-            outcome,
-        };
-        match &result {
-            Ok(first) => {
-                let actor = &first.admin.email;
-                self.audit
-                    .as_actor(actor, &credential_id, peer, event)
-                    .await;
-            }
-            Err(_) if audit_refusal => self.audit.failed_auth(&credential_id, peer, event).await,
-            Err(_) => ::metrics::counter!("tessera_auth_failures_unaudited_total").increment(1),
-        }
-        result
-    }
-
     /// `tessera install-token regenerate`: a fresh token, replacing any,
     /// shown on the banner sink.
     pub(crate) async fn regenerate_by(&self, actor: &str) -> Result<()> {
@@ -227,62 +176,6 @@ impl Install {
         Ok(token)
     }
 
-    /// Trades the pending token for the first admin (member of `Admin`)
-    /// and its access token, in one transaction.
-    async fn create_first_admin(
-        &self,
-        presented: &str,
-        email: &str,
-        name: &str,
-    ) -> Result<FirstAdmin> {
-        // Once any human user exists this fails as a precondition, whatever
-        // was presented.
-        if self.store.any_human_user().await? {
-            return Err(first_admin_exists());
-        }
-        if token::parse(presented) != Ok(TokenKind::Install) {
-            return Err(Error::Unauthenticated("malformed install token"));
-        }
-        let email = validate::human_email("admin_email", email)?;
-        validate::display_name("admin_name", name)?;
-        let name = name.trim();
-        let hash = token::sha256_hex(presented);
-        let on_file = self.store.install_token().await?;
-        // Consumed since the check above: the first admin exists now (a
-        // token is consumed only together with making it).
-        if on_file
-            .as_ref()
-            .is_some_and(|record| record.consumed_at.is_some())
-        {
-            return Err(first_admin_exists());
-        }
-        let matches =
-            on_file.is_some_and(|record| bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())));
-        if !matches {
-            return Err(Error::Unauthenticated("wrong install token"));
-        }
-        let (id, now) = (token::random_id()?, self.store.now_ms());
-        let expires_at = Some(self.access_tokens.default_expiry(now));
-        let token = credentials::issue(CredentialKind::UserAccess, &id, email, now, expires_at)?;
-        let admin = NewAdmin {
-            id,
-            email: email.to_owned(),
-            display_name: display_name_or_local_part(name, email).to_owned(),
-            token: token.record,
-        };
-        let outcome = self
-            .store
-            .consume_install_token(&hash, now, &admin, &[ADMIN_GROUP]);
-        match outcome.await? {
-            InstallOutcome::Created(user) => Ok(FirstAdmin {
-                admin: Principal::user(user, token.secret.expose()),
-                token: token.secret,
-            }),
-            InstallOutcome::NotPending => Err(Error::Unauthenticated("wrong install token")),
-            InstallOutcome::HumanExists => Err(first_admin_exists()),
-        }
-    }
-
     async fn audit_issue(&self, actor: &str, credential_id: &str, peer: &str, token: &Secret) {
         metrics::event(INSTALL, "issued");
         let id = token::credential_id(TokenKind::Install.tag(), token.expose());
@@ -292,45 +185,6 @@ impl Install {
             outcome: OK,
         };
         self.audit.as_actor(actor, credential_id, peer, event).await;
-    }
-}
-
-fn first_admin_exists() -> Error {
-    Error::FailedPrecondition("the first administrator exists already".into())
-}
-
-/// `name`, or the local part of `email` when `name` is empty.
-fn display_name_or_local_part<'a>(name: &'a str, email: &'a str) -> &'a str {
-    if name.is_empty() {
-        email.split('@').next().unwrap_or(email)
-    } else {
-        name
-    }
-}
-
-/// One ConsumeInstallToken call.
-pub(crate) struct Redemption<'a> {
-    /// The caller's address, for the audit entry.
-    pub peer: &'a str,
-    /// The install token presented.
-    pub presented: &'a str,
-    /// The first admin's e-mail.
-    pub email: &'a str,
-    /// The first admin's display name.
-    pub name: &'a str,
-    /// False when a refusal is to be counted, not audited (the caller is a
-    /// refused peer that has spent its audited failures).
-    pub audit_refusal: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::display_name_or_local_part;
-
-    #[test]
-    fn an_empty_name_becomes_the_local_part() {
-        assert_eq!(display_name_or_local_part("", "ada@example.com"), "ada");
-        assert_eq!(display_name_or_local_part("Ada", "ada@example.com"), "Ada");
     }
 }
 
