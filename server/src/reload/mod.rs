@@ -63,7 +63,7 @@ impl Reloader {
     /// part stands alone: a bad certificate does not hold back new secrets.
     pub(crate) async fn reload(&self) -> bool {
         let secrets = self.reload_secrets().await;
-        let tls = self.reload_tls();
+        let tls = self.reload_tls().await;
         let ok = secrets && tls;
         let outcome = if ok { "ok" } else { "failed" };
         metrics::counter!(RELOADS_TOTAL, "outcome" => outcome).increment(1);
@@ -80,7 +80,9 @@ impl Reloader {
         let Some(path) = &self.tokens_file else {
             return true;
         };
-        match verify::read_tokens_file(path) {
+        let path = path.clone();
+        let read = blocking(move || verify::read_tokens_file(&path).map_err(|err| err.to_string()));
+        match read.await {
             Ok(secrets) => {
                 let services = secrets.accounts().len();
                 self.secrets.replace(Arc::new(secrets));
@@ -97,14 +99,16 @@ impl Reloader {
         }
     }
 
-    fn reload_tls(&self) -> bool {
+    async fn reload_tls(&self) -> bool {
         let Some((files, shared)) = &self.tls else {
             return true;
         };
-        let built = files
-            .read()
-            .and_then(|settings| listen::acceptor(&settings).map_err(|err| err.to_string()));
-        match built {
+        let files = files.clone();
+        let built = blocking(move || {
+            let settings = files.read()?;
+            listen::acceptor(&settings).map_err(|err| err.to_string())
+        });
+        match built.await {
             Ok(acceptor) => {
                 shared.replace(acceptor);
                 tracing::info!("TLS certificate reloaded; new connections use it");
@@ -130,6 +134,16 @@ pub(crate) async fn run(reloader: Reloader, hangups: Arc<Notify>, mut stop: watc
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Runs `read` where blocking file reads hold up no calls (a tokens file
+/// on a slow network mount, say).
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|err| Err(format!("reading failed: {err}")))
 }
 
 fn mark_reloaded() {
