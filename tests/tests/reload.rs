@@ -12,7 +12,7 @@ use tessera_client::tonic::Code;
 use tessera_tests::credentials::list_all;
 use tessera_tests::grpc::{verify_as, verify_bearer};
 use tessera_tests::metrics::{metrics_addr, sample, scrape};
-use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
+use tessera_tests::{ServerOptions, ServerProcess, TestDatabase, TestServer, service_secret};
 
 /// What the server logs when a reload ends, either way.
 const RELOAD_ENDED: &str = "configuration reload";
@@ -246,4 +246,26 @@ async fn a_file_that_cannot_be_used_keeps_the_old_secrets() {
     for value in [next.as_str(), "short-secret"] {
         assert!(!logs.contains(value), "a secret was logged:\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn a_bad_tokens_file_stops_the_server_at_startup() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tokens.env");
+    let secret = service_secret("scheduler");
+    write(
+        &file,
+        &format!("TESSERA_SERVICE_TOKEN_SCHEDULER {secret}\n"),
+    );
+    let db = TestDatabase::sqlite();
+    let options = ServerOptions::new()
+        .database_url(db.url())
+        .env("TESSERA_SERVICE_TOKENS_FILE", &file.display().to_string());
+    let mut process = ServerProcess::spawn(&options);
+    let status = process.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success(), "started with a bad tokens file");
+    let logs = process.stderr();
+    assert!(logs.contains("TESSERA_SERVICE_TOKENS_FILE"), "{logs}");
+    assert!(logs.contains("line 1"), "{logs}");
+    assert!(!logs.contains(&secret), "a secret was logged");
 }

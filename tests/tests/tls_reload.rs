@@ -86,3 +86,28 @@ async fn sighup_serves_a_new_certificate_to_new_connections_only() {
     );
     assert!(!server.stderr().contains(third.server_key.trim()));
 }
+
+#[tokio::test]
+async fn sighup_rereads_the_client_ca_of_mutual_tls() {
+    let (first, second) = (Pki::new(), Pki::new());
+    let dir = tempfile::tempdir().expect("dir");
+    let db = TestDatabase::sqlite();
+    let secret = service_secret("scheduler");
+    let options = ServerOptions::new().service("SCHEDULER", &secret);
+    let mut server = TestServer::start(&db, first.serve(options, dir.path(), true)).await;
+    assert!(new_connection_verifies(&server, first.client(true), &secret).await);
+
+    // Certificate, key and client CA all from the second PKI.
+    second.server_env(dir.path(), true);
+    reload(&mut server, "configuration reloaded").await;
+    assert!(
+        new_connection_verifies(&server, second.client(true), &secret).await,
+        "a client certificate from the new CA is accepted"
+    );
+    let old_identity = ClientTls::with_ca(second.ca.as_bytes())
+        .identity(first.client_cert.as_bytes(), first.client_key.as_bytes());
+    assert!(
+        !new_connection_verifies(&server, old_identity, &secret).await,
+        "a client certificate from the old CA is no longer accepted"
+    );
+}
