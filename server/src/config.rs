@@ -10,11 +10,12 @@ use clap::{Args, Parser, ValueEnum};
 use zeroize::Zeroizing;
 
 use crate::audit_log::{self, AuditLogTarget};
-use crate::auth::verify::ServiceSecrets;
+use crate::auth::verify::{self, ServiceSecrets};
 use crate::domain::{
     AccessTokenPolicy, BannerSink, DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, Policies, TicketPolicy,
     WorkspacePolicy,
 };
+pub(crate) use crate::listen::{TlsFiles, TlsSettings};
 use crate::store::DatabaseUrl;
 use crate::store::sealing::Keyring;
 
@@ -190,6 +191,10 @@ pub(crate) struct ServeArgs {
     /// PEM CA certificate(s): require client certificates signed by it (mutual TLS).
     #[arg(long, env = "TESSERA_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Service secrets from this file instead of `TESSERA_SERVICE_TOKEN_*`
+    /// (lines `TESSERA_SERVICE_TOKEN_<NAME>=<secret>`); read again on SIGHUP.
+    #[arg(long, env = "TESSERA_SERVICE_TOKENS_FILE")]
+    pub service_tokens_file: Option<PathBuf>,
     /// How long audit entries are kept, e.g. `90d` or `2160h` (a plain
     /// number is seconds); older ones are pruned by the reaper.
     #[arg(long, env = "TESSERA_AUDIT_RETENTION", default_value = "90d", value_parser = parse_lifetime)]
@@ -320,7 +325,9 @@ impl ServeArgs {
                 max_connection_age: positive_millis(self.max_connection_age_ms),
                 max_watch_streams_per_peer: self.max_watch_streams_per_peer,
             },
-            service_secrets: ServiceSecrets::from_env(),
+            service_secrets: verify::configured_secrets(self.service_tokens_file.as_deref())
+                .map_err(|err| format!("TESSERA_SERVICE_TOKENS_FILE: {err}"))?,
+            service_tokens_file: self.service_tokens_file.clone(),
             banner,
         })
     }
@@ -332,14 +339,12 @@ impl ServeArgs {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca.clone(),
         };
-        Ok(Some(TlsSettings {
-            cert_pem: read(cert)?,
-            key_pem: read(key)?,
-            client_ca_pem: self.tls_client_ca.as_ref().map(read).transpose()?,
-        }))
+        files.read().map(Some)
     }
 }
 
@@ -385,25 +390,6 @@ fn positive_millis(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
 }
 
-/// PEM material for serving TLS. `Debug` never shows the key.
-#[derive(Clone)]
-pub(crate) struct TlsSettings {
-    /// Certificate chain.
-    pub cert_pem: Vec<u8>,
-    /// Private key.
-    pub key_pem: Vec<u8>,
-    /// CA that client certificates must chain to; `None`: no client certificates.
-    pub client_ca_pem: Option<Vec<u8>>,
-}
-
-impl std::fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("mutual", &self.client_ca_pem.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
 /// Everything [`crate::server::serve`] needs besides the listener.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -443,8 +429,11 @@ pub(crate) struct Settings {
     pub limits: Limits,
     /// TLS, when configured.
     pub tls: Option<TlsSettings>,
-    /// Configured service secrets.
+    /// Service secrets at startup.
     pub service_secrets: ServiceSecrets,
+    /// The file they come from, read again on SIGHUP; `None`: the
+    /// environment, which a running process cannot reread.
+    pub service_tokens_file: Option<PathBuf>,
     /// Where install-token banners go.
     pub banner: BannerSink,
 }

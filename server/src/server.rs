@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use tessera_client::pb::credential_service_server::CredentialServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tonic::transport::Server;
 
 use crate::audit_log::AuditLog;
+use crate::auth::verify::SharedSecrets;
 use crate::config::Settings;
 use crate::domain::{InternalCredentials, LastUsed, Tessera};
 use crate::health::{self, Health};
-use crate::listen::{self, Listening};
+use crate::listen::{self, Listening, SharedAcceptor};
+use crate::reload::{self, Reloader};
 use crate::store::{Backend, DatabaseClock, SeaStore, Store, StoreError};
 use crate::{auth, background, grpc, metrics};
 
@@ -108,6 +110,7 @@ struct Opened {
     store: Arc<dyn Store>,
     internal: Arc<InternalCredentials>,
     app: Arc<Tessera>,
+    secrets: Arc<SharedSecrets>,
 }
 
 /// Opens and migrates the database, wires the domain, seeds the service
@@ -141,9 +144,12 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
     let store: Arc<dyn Store> = Arc::new(sea.clone());
     let liveness = settings.heartbeat_interval * MISSED_HEARTBEATS;
     let internal = Arc::new(InternalCredentials::new(store.clone(), liveness));
+    let secrets = Arc::new(SharedSecrets::new(Arc::new(
+        settings.service_secrets.clone(),
+    )));
     let app = Arc::new(Tessera::new(
         store.clone(),
-        settings.service_secrets.clone(),
+        secrets.clone(),
         settings.policies,
         internal.clone(),
         settings.banner.clone(),
@@ -158,6 +164,7 @@ async fn open(settings: &Settings) -> Result<Opened, ServeError> {
         store,
         internal,
         app,
+        secrets,
     })
 }
 
@@ -181,20 +188,24 @@ async fn on_shutdown(
 
 /// Runs Tessera on `listener` until `shutdown` completes, then reports
 /// `NOT_SERVING`, drains in-flight calls (up to the drain timeout) and
-/// withdraws this process's internal credential.
+/// withdraws this process's internal credential. Each notification of
+/// `hangups` reloads the service tokens file and the TLS files.
 pub(crate) async fn serve(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    hangups: Arc<Notify>,
 ) -> Result<(), ServeError> {
     // Bad TLS files stop the server before it touches the database.
     let tls = settings.tls.as_ref().map(listen::acceptor).transpose()?;
+    let tls = tls.map(|acceptor| Arc::new(SharedAcceptor::new(acceptor)));
     let opened = open(&settings).await?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(reporter);
     health.set(true).await;
     let (stop_tx, stop) = watch::channel(false);
     let stop_for_metrics = stop.clone();
+    let stop_for_reloads = stop.clone();
     let failures = failure_throttle(&settings);
     let tasks = spawn_background(&settings, &opened, &failures, &health, stop);
     let Opened {
@@ -202,6 +213,7 @@ pub(crate) async fn serve(
         audit_log,
         internal,
         app,
+        secrets,
         ..
     } = opened;
     let last_used = app.last_used.clone();
@@ -230,6 +242,8 @@ pub(crate) async fn serve(
     if let Some(addr) = settings.metrics_listen {
         start_metrics(addr, stop_for_metrics).await?;
     }
+    let reloader = Reloader::new(&settings, tls.as_ref(), &app, secrets);
+    let reloads = tokio::spawn(reload::run(reloader, hangups, stop_for_reloads));
     let router = builder
         .layer(metrics::MetricsLayer)
         .layer(auth::AuthLayer::new(
@@ -276,6 +290,7 @@ pub(crate) async fn serve(
     for task in tasks {
         task.abort();
     }
+    reloads.abort();
     retire(&internal).await;
     if drained {
         flush_on_exit(&last_used).await;

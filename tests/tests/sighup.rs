@@ -1,6 +1,7 @@
 //! SIGHUP, which service managers send for a reload and a closed terminal
-//! sends too, does not stop the server: there is nothing to reload yet, so
-//! it is logged and the server keeps serving until SIGTERM.
+//! sends too, does not stop the server: it is logged, reloads what can be
+//! reloaded (`reload.rs`, `tls_reload.rs`), and the server keeps serving
+//! until SIGTERM.
 
 use std::time::{Duration, Instant};
 

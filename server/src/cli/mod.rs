@@ -10,9 +10,11 @@ mod remote;
 mod rewrap;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use clap::Parser;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServeArgs};
@@ -99,14 +101,14 @@ fn init_logging(format: LogFormat) {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let shutdown = shutdown_signal();
-    log_hangups();
+    let hangups = hangups();
     let settings = args.settings(BannerSink::stdout())?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.listen))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
     tracing::info!(%addr, "listening");
-    crate::server::serve(settings, listener, shutdown)
+    crate::server::serve(settings, listener, shutdown, hangups)
         .await
         .map_err(|err| err.to_string())?;
     tracing::info!("stopped");
@@ -128,29 +130,36 @@ pub async fn serve_in_process(
 ) -> Result<(), String> {
     let args = ServeArgs::from_flags(flags).map_err(|err| err.to_string())?;
     let settings = args.settings(BannerSink::stdout())?;
-    crate::server::serve(settings, listener, shutdown)
+    // No signal reaches an in-process server: nothing ever reloads it.
+    let hangups = Arc::new(Notify::new());
+    crate::server::serve(settings, listener, shutdown, hangups)
         .await
         .map_err(|err| err.to_string())
 }
 
-/// Logs each SIGHUP and otherwise ignores it: service managers send it for
-/// a reload, a closed terminal sends it too, and by default it would kill
-/// the server. Like [`shutdown_signal`], installs the handler at once.
-fn log_hangups() {
+/// Notified on each SIGHUP, which asks for a reload (service managers send
+/// it for one; a closed terminal sends it too, and by default it would
+/// kill the server). Like [`shutdown_signal`], installs the handler at
+/// once; a SIGHUP before the server can reload is kept for it.
+fn hangups() -> Arc<Notify> {
+    let notify = Arc::new(Notify::new());
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::hangup()) {
             Ok(mut hangup) => {
+                let notify = notify.clone();
                 tokio::spawn(async move {
                     while hangup.recv().await.is_some() {
-                        tracing::info!("SIGHUP received; nothing to reload yet");
+                        tracing::info!("SIGHUP received; reloading");
+                        notify.notify_one();
                     }
                 });
             }
             Err(err) => tracing::warn!(error = %err, "cannot listen for SIGHUP"),
         }
     }
+    notify
 }
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed when this is

@@ -13,7 +13,7 @@ use super::error::{Error, Result};
 use super::page_token::PageToken;
 use super::principal::{ADMIN_GROUP, Caller, INTERNAL_SUBJECT, PrincipalKind};
 use super::{text, validate};
-use crate::auth::verify::ListedSecret;
+use crate::auth::verify::{ListedSecret, SharedSecrets};
 use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store};
 
 pub(crate) use super::issuing::{AccessTokenPolicy, asked_seconds, expiry, issue};
@@ -76,15 +76,16 @@ pub(crate) struct Credentials {
     store: Arc<dyn Store>,
     audit: Auditor,
     policy: AccessTokenPolicy,
-    /// The configured service secrets, for listings.
-    services: Vec<ListedSecret>,
+    /// The configured service secrets, for listings (as they stand after
+    /// the last reload).
+    services: Arc<SharedSecrets>,
 }
 
 impl Credentials {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         policy: AccessTokenPolicy,
-        services: Vec<ListedSecret>,
+        services: Arc<SharedSecrets>,
     ) -> Self {
         Self {
             audit: Auditor::new(store.clone()),
@@ -176,13 +177,14 @@ impl Credentials {
             && matches!(filter.kind, None | Some(CredentialKind::ServiceSecret));
         if services_too {
             let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
-            let services = self.services.iter().filter(|secret| {
+            let listed = self.services.load().listed();
+            let services = listed.into_iter().filter(|secret| {
                 subject
                     .as_deref()
                     .is_none_or(|subject| subject == secret.email)
                     && after.is_none_or(|after| (0, secret.credential_id.as_str()) > after)
             });
-            credentials.extend(services.cloned().map(Listed::Service));
+            credentials.extend(services.map(Listed::Service));
             credentials.sort_by(|a, b| a.key().cmp(&b.key()));
         }
         let next_page_token = if credentials.len() > limit as usize {

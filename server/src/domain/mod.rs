@@ -41,7 +41,7 @@ pub(crate) use users::{Invitation, InviteRedemption, Users};
 pub(crate) use workspaces::{Registration, WorkspacePolicy, Workspaces, inbound_id};
 
 use crate::auth::Authenticator;
-use crate::auth::verify::{ServiceSecrets, Verifier};
+use crate::auth::verify::{SharedSecrets, Verifier};
 use crate::store::Store;
 pub(crate) use crate::store::TicketRejection;
 
@@ -86,16 +86,15 @@ impl Tessera {
     /// Wires the domain together; install-token banners go to `banner`.
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        secrets: ServiceSecrets,
+        secrets: Arc<SharedSecrets>,
         policies: Policies,
         internal: Arc<InternalCredentials>,
         banner: BannerSink,
     ) -> Self {
         let audit = Auditor::new(store.clone());
-        let listed_secrets = secrets.listed();
         let last_used = Arc::new(LastUsed::new(store.clone(), last_used::DEFAULT_CAPACITY));
         let verifier = Arc::new(Verifier::new(
-            secrets,
+            secrets.clone(),
             store.clone(),
             internal.clone(),
             last_used.clone(),
@@ -105,7 +104,7 @@ impl Tessera {
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
             install: Install::new(store.clone(), banner, policies.access_tokens),
             workspaces: Workspaces::new(store.clone(), policies.workspaces),
-            credentials: Credentials::new(store.clone(), policies.access_tokens, listed_secrets),
+            credentials: Credentials::new(store.clone(), policies.access_tokens, secrets),
             users: Users::new(store.clone(), policies.access_tokens),
             recovery: Recovery::new(store.clone(), policies.access_tokens),
             audit_events: AuditEvents::new(store),
@@ -120,11 +119,13 @@ impl Tessera {
     /// secrets, and an internal credential that is never minted.
     pub(crate) fn offline(store: Arc<dyn Store>, banner: BannerSink) -> Self {
         let internal = Arc::new(InternalCredentials::new(store.clone(), Duration::ZERO));
-        let (secrets, policies) = (ServiceSecrets::default(), Policies::default());
+        let secrets = Arc::new(SharedSecrets::default());
+        let policies = Policies::default();
         Self::new(store, secrets, policies, internal, banner)
     }
 
-    /// Seeds the synthetic user of every configured service.
+    /// Seeds the synthetic user of every configured service (after a
+    /// reload too: names already seeded are not asked for again).
     pub(crate) async fn seed_service_users(&self) {
         self.verifier.seed_service_users().await;
     }

@@ -32,7 +32,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 
-pub(crate) use tls::{TlsConfigError, acceptor};
+pub(crate) use tls::{TlsConfigError, TlsFiles, TlsSettings, acceptor};
+
+/// The TLS acceptor new connections use; a SIGHUP replaces it, and the
+/// connections it already made keep their sessions.
+pub(crate) type SharedAcceptor = crate::reload::Live<TlsAcceptor>;
 
 use crate::config::Limits;
 use accept::{Accepted, accept_loop};
@@ -62,18 +66,19 @@ pub(crate) enum Listening {
 }
 
 /// Starts accepting on `listener` (in a task that ends when tonic drops
-/// the returned stream), with TLS when `tls` is set. Also raises the
+/// the returned stream), with TLS when `tls` is set (each connection's
+/// handshake uses the acceptor current when it was accepted). Also raises the
 /// open-file limit (see [`files::raise_limit`]).
 pub(crate) fn listen(
     listener: TcpListener,
     limits: &Limits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<SharedAcceptor>>,
 ) -> Listening {
     files::raise_limit(limits.max_connections);
     let slots = usize::try_from(limits.max_connections.get()).unwrap_or(usize::MAX);
     let slots = Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS)));
     let preface = limits.preface_timeout;
-    let Some(acceptor) = tls else {
+    let Some(shared) = tls else {
         let prepare = move |accepted: Accepted| {
             let deadline = preface.map(|timeout| accepted.at + timeout);
             std::future::ready(Some(Guarded::new(accepted.stream, deadline, accepted.slot)))
@@ -82,7 +87,8 @@ pub(crate) fn listen(
     };
     let handshake_timeout = limits.tls_handshake_timeout;
     let prepare = move |accepted: Accepted| {
-        let acceptor = acceptor.clone();
+        // Taken per connection, so a reloaded certificate serves the next one.
+        let acceptor = shared.load();
         let deadline = preface.map(|timeout| accepted.at + timeout);
         // The handshake is part of the time the preface may take.
         let handshake_by = deadline.map_or(accepted.at + handshake_timeout, |deadline| {

@@ -6,6 +6,7 @@
 //! Tessera does the handshake itself, not through tonic's `tls_config`, so
 //! that the preface deadline can sit above TLS (see [`super::preface`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -18,7 +19,53 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 
-use crate::config::TlsSettings;
+/// Where the TLS material is read from: at startup, and again on SIGHUP.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsFiles {
+    /// `TESSERA_TLS_CERT`: the certificate chain.
+    pub cert: PathBuf,
+    /// `TESSERA_TLS_KEY`: its private key.
+    pub key: PathBuf,
+    /// `TESSERA_TLS_CLIENT_CA`: CA that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Reads every file; an error names the file that failed.
+    pub(crate) fn read(&self) -> Result<TlsSettings, String> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+        };
+        Ok(TlsSettings {
+            cert_pem: read(&self.cert)?,
+            key_pem: read(&self.key)?,
+            client_ca_pem: self.client_ca.as_deref().map(read).transpose()?,
+            files: self.clone(),
+        })
+    }
+}
+
+/// PEM material for serving TLS. `Debug` never shows the key.
+#[derive(Clone)]
+pub(crate) struct TlsSettings {
+    /// Certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Private key.
+    pub key_pem: Vec<u8>,
+    /// CA that client certificates must chain to; `None`: no client certificates.
+    pub client_ca_pem: Option<Vec<u8>>,
+    /// Where they were read from.
+    pub files: TlsFiles,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why the TLS configuration could not be built; never shows key material.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@
 
 mod service_secrets;
 mod service_users;
+mod tokens_file;
 
 use std::sync::Arc;
 
@@ -17,6 +18,10 @@ use tessera_client::token::{self, TokenKind};
 
 pub(crate) use service_secrets::{ListedSecret, ServiceSecrets};
 use service_users::ServiceUsers;
+pub(crate) use tokens_file::{configured as configured_secrets, read as read_tokens_file};
+
+/// The service secrets in force; a SIGHUP with a tokens file replaces them.
+pub(crate) type SharedSecrets = crate::reload::Live<Arc<ServiceSecrets>>;
 
 use crate::domain::{Error, InternalCredentials, LastUsed, Principal, Result};
 use crate::store::{CredentialState, Store, Unusable, UserKind};
@@ -33,7 +38,7 @@ impl Verifier {
     /// A verifier over the configured service secrets and the store,
     /// noting in `last_used` every stored credential it accepts.
     pub(crate) fn new(
-        secrets: ServiceSecrets,
+        secrets: Arc<SharedSecrets>,
         store: Arc<dyn Store>,
         internal: Arc<InternalCredentials>,
         last_used: Arc<LastUsed>,
@@ -71,7 +76,8 @@ impl Verifier {
         }
         // Always checked first and always in full, so a token that is not a
         // service secret costs the same comparison work as one that is.
-        if let Some(found) = self.services.find(bearer) {
+        let secrets = self.services.secrets();
+        if let Some(found) = secrets.find(bearer) {
             return self.services.principal(found).await;
         }
         let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;

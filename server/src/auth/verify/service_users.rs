@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tessera_client::token;
 
+use super::SharedSecrets;
 use super::service_secrets::{ServiceAccount, ServiceMatch, ServiceSecrets};
 use crate::domain::{ADMIN_GROUP, Error, Principal, PrincipalKind, Result};
 use crate::store::{NewUser, Store, UserKind, UserRecord};
@@ -17,7 +18,8 @@ const RESEED_AFTER: Duration = Duration::from_secs(30);
 
 /// The service secrets and the users they resolve to.
 pub(crate) struct ServiceUsers {
-    secrets: ServiceSecrets,
+    /// Replaced whole when the tokens file is reloaded.
+    secrets: Arc<SharedSecrets>,
     store: Arc<dyn Store>,
     /// Service users already seeded by this process, by service name: the
     /// database is asked once per name and period, not on every call.
@@ -25,7 +27,7 @@ pub(crate) struct ServiceUsers {
 }
 
 impl ServiceUsers {
-    pub(crate) fn new(secrets: ServiceSecrets, store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(secrets: Arc<SharedSecrets>, store: Arc<dyn Store>) -> Self {
         Self {
             secrets,
             store,
@@ -36,17 +38,18 @@ impl ServiceUsers {
     /// Seeds the user of every configured service. Failures are logged;
     /// seeding is retried when the service first calls.
     pub(crate) async fn seed_all(&self) {
-        for account in self.secrets.accounts() {
+        let secrets = self.secrets.load();
+        for account in secrets.accounts() {
             if let Err(err) = self.user(account).await {
                 tracing::error!(service = %account.email, error = %err, "seeding service user failed");
             }
         }
     }
 
-    /// The service whose secret `bearer` is, if any. Always compares with
-    /// every secret, in constant time.
-    pub(crate) fn find(&self, bearer: &str) -> Option<ServiceMatch<'_>> {
-        self.secrets.find(bearer)
+    /// The secrets as they stand now; a call keeps the set it took even if
+    /// a reload replaces it meanwhile.
+    pub(crate) fn secrets(&self) -> Arc<ServiceSecrets> {
+        self.secrets.load()
     }
 
     /// The `SERVICE` principal of a matched secret. A user that cannot be
