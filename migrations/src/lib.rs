@@ -12,6 +12,7 @@ mod m0005_spent_tickets;
 mod m0006_auth_failures;
 mod m0007_credentials;
 mod m0008_inbound_rotation;
+mod m0009_service_secret_uses;
 
 /// Applies Tessera's migrations in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_auth_failures::Migration),
             Box::new(m0007_credentials::Migration),
             Box::new(m0008_inbound_rotation::Migration),
+            Box::new(m0009_service_secret_uses::Migration),
         ]
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::remote::{
-    AuditCommand, Connection, TicketCommand, TokenCommand, UserCommand, WorkspaceCommand,
+    AuditCommand, Connection, SecretsCommand, TicketCommand, TokenCommand, UserCommand,
+    WorkspaceCommand,
 };
 use crate::config::{DatabaseArgs, LogFormat, ServeArgs, parse_lifetime};
 
@@ -88,6 +89,15 @@ pub(crate) enum Command {
         /// What to do.
         #[command(subcommand)]
         action: TicketCommand,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// [remote] Whether each service's previous secret is still presented.
+    #[command(display_order = 16)]
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretsCommand,
         #[command(flatten)]
         connection: Connection,
     },

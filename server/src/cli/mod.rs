@@ -60,6 +60,9 @@ pub async fn main() -> i32 {
         Some(Command::Ticket { action, connection }) => {
             return remote::run(&connection, Remote::Ticket(action)).await;
         }
+        Some(Command::Secrets { action, connection }) => {
+            return remote::run(&connection, Remote::Secrets(action)).await;
+        }
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -3,6 +3,7 @@
 //! Every issued credential has a record (`store/credentials.rs`); the
 //! verifier refuses a revoked or expired one on its next presentation.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tessera_client::Secret;
@@ -178,13 +179,26 @@ impl Credentials {
         if services_too {
             let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
             let listed = self.services.load().listed();
-            let services = listed.into_iter().filter(|secret| {
-                subject
-                    .as_deref()
-                    .is_none_or(|subject| subject == secret.email)
-                    && after.is_none_or(|after| (0, secret.credential_id.as_str()) > after)
-            });
-            credentials.extend(services.map(Listed::Service));
+            let mut services: Vec<_> = listed
+                .into_iter()
+                .filter(|secret| {
+                    subject
+                        .as_deref()
+                        .is_none_or(|subject| subject == secret.email)
+                        && after.is_none_or(|after| (0, secret.credential_id.as_str()) > after)
+                })
+                .collect();
+            let ids: Vec<String> = services.iter().map(|s| s.credential_id.clone()).collect();
+            let used: HashMap<String, i64> = self
+                .store
+                .service_secret_last_used(&ids)
+                .await?
+                .into_iter()
+                .collect();
+            for secret in &mut services {
+                secret.last_used_at = used.get(&secret.credential_id).copied();
+            }
+            credentials.extend(services.into_iter().map(Listed::Service));
             credentials.sort_by(|a, b| a.key().cmp(&b.key()));
         }
         let next_page_token = if credentials.len() > limit as usize {

@@ -117,6 +117,7 @@ impl From<Listed> for pb::CredentialInfo {
                 subject: secret.email,
                 name: secret.name,
                 slot: secret.slot.as_str().to_owned(),
+                last_used_at: secret.last_used_at.map(timestamp),
                 ..Default::default()
             },
         }

@@ -211,10 +211,15 @@ pub trait CredentialStore: Send + Sync + 'static {
         keep_admins_of: Option<&str>,
     ) -> Result<Revocation>;
 
+    /// The last recorded use of each of the configured service secrets
+    /// `ids` (public ids, `svc_…`), where one was recorded.
+    async fn service_secret_last_used(&self, ids: &[String]) -> Result<Vec<(String, i64)>>;
+
     /// Sets the `last_used_at` of each credential `(id, at)` names to `at`,
     /// unless it holds that time or a later one already (a late flush, or
     /// another replica's, never takes it back); one statement for any
-    /// number of credentials. Returns the records changed.
+    /// number of credentials. Service secrets (`svc_…`), which have no
+    /// record, get theirs in a table of their own. Returns the rows changed.
     async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64>;
 
     /// Deletes at most `limit` records of credentials revoked or expired

@@ -18,6 +18,7 @@ mod internal_credentials;
 mod invites;
 mod kill_under_load;
 mod revocation;
+mod secret_status;
 mod throttle;
 mod tickets;
 mod workspace_lifecycle;

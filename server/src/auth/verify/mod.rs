@@ -78,7 +78,13 @@ impl Verifier {
         // service secret costs the same comparison work as one that is.
         let secrets = self.services.secrets();
         if let Some(found) = secrets.find(bearer) {
-            return self.services.principal(found).await;
+            // Per slot, so an operator sees when the previous secret of a
+            // rotation is no longer presented (names are configuration:
+            // a bounded label set).
+            let (name, slot) = (found.account.name.clone(), found.slot.as_str());
+            ::metrics::counter!("tessera_service_secret_uses_total", "name" => name, "slot" => slot)
+                .increment(1);
+            return Ok(self.used(self.services.principal(found).await?));
         }
         let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;
         let hash = token::sha256_hex(bearer);

@@ -91,6 +91,9 @@ pub(crate) struct ListedSecret {
     pub name: String,
     /// Where it stands in its variable.
     pub slot: Slot,
+    /// When it was last presented (to the minute, by any replica), where
+    /// known: filled by the listing, not by the configuration.
+    pub last_used_at: Option<i64>,
 }
 
 impl std::fmt::Debug for ServiceSecrets {
@@ -193,6 +196,7 @@ impl ServiceSecrets {
                 email: account.email.clone(),
                 name: account.name.clone(),
                 slot: *slot,
+                last_used_at: None,
             })
         });
         listed.collect()
@@ -203,10 +207,11 @@ impl ServiceSecrets {
     pub(crate) fn find(&self, presented: &str) -> Option<ServiceMatch<'_>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = Choice::from(0);
-        let mut index = 0u32;
-        for (candidate, account, _) in &self.digests {
+        let (mut index, mut previous) = (0u32, Choice::from(0));
+        for (candidate, account, slot) in &self.digests {
             let equal = digest.ct_eq(candidate);
             index.conditional_assign(account, equal);
+            previous.conditional_assign(&Choice::from(u8::from(*slot == Slot::Previous)), equal);
             found |= equal;
         }
         if !bool::from(found) {
@@ -216,6 +221,11 @@ impl ServiceSecrets {
         Some(ServiceMatch {
             account,
             credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), &digest),
+            slot: if bool::from(previous) {
+                Slot::Previous
+            } else {
+                Slot::Current
+            },
         })
     }
 }
@@ -227,6 +237,8 @@ pub(crate) struct ServiceMatch<'a> {
     pub account: &'a ServiceAccount,
     /// Public id of the secret presented (`svc_…`).
     pub credential_id: String,
+    /// Where that secret stands in its variable.
+    pub slot: Slot,
 }
 
 #[cfg(test)]

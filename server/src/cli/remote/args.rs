@@ -197,3 +197,17 @@ pub(crate) enum TicketCommand {
         purpose: String,
     },
 }
+
+/// `tessera secrets …`: the configured service secrets.
+#[derive(Clone, Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// For each service: when its current and previous secret were last
+    /// presented (any replica), and whether the previous one is safe to
+    /// retire (an admin's credential).
+    Status {
+        /// How long the previous secret must have gone unpresented to be
+        /// safe to retire.
+        #[arg(long, default_value = "15m", value_parser = parse_lifetime)]
+        quiet: std::time::Duration,
+    },
+}

@@ -1,5 +1,5 @@
 //! The remote admin commands (`tessera token|user|workspace|audit|verify|
-//! ticket`): gRPC calls through `tessera-client`, never the database.
+//! ticket|secrets`): gRPC calls through `tessera-client`, never the database.
 //!
 //! Exit codes: 0 done; 1 a local problem (arguments, unreadable files, no
 //! credential); 2 the server is unreachable (or did not answer in time);
@@ -10,6 +10,7 @@
 mod args;
 mod credentials;
 mod output;
+mod secrets;
 mod workspaces;
 
 use std::io::Read;
@@ -19,7 +20,8 @@ use tessera_client::tonic::{Code, Status};
 use tessera_client::{Client, ClientTls, Secret};
 
 pub(crate) use args::{
-    AuditCommand, Connection, TicketCommand, TokenCommand, UserCommand, WorkspaceCommand,
+    AuditCommand, Connection, SecretsCommand, TicketCommand, TokenCommand, UserCommand,
+    WorkspaceCommand,
 };
 use output::Printed;
 
@@ -72,6 +74,8 @@ pub(crate) enum Remote {
     Verify(Option<String>),
     /// `tessera ticket …`.
     Ticket(TicketCommand),
+    /// `tessera secrets …`.
+    Secrets(SecretsCommand),
 }
 
 /// Runs `command` against the server `connection` names; prints its
@@ -123,6 +127,7 @@ async fn dispatch(
         Remote::Audit(command) => credentials::audit(client, command).await,
         Remote::Verify(token) => credentials::verify(client, token).await,
         Remote::Ticket(command) => credentials::ticket(client, command).await,
+        Remote::Secrets(command) => secrets::run(client, command).await,
     }
 }
 

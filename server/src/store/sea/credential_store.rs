@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{SeaStore, credential_upkeep, credentials, revocation};
+use super::{SeaStore, credential_upkeep, credentials, revocation, service_secret_uses};
 use crate::store::{
     CredentialKind, CredentialQuery, CredentialRecord, CredentialStore, Result, Revocation,
 };
@@ -37,9 +37,25 @@ impl CredentialStore for SeaStore {
         self.gated(revoke).await
     }
 
-    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64> {
-        self.gated(credential_upkeep::record_last_used(&self.db, uses))
+    async fn service_secret_last_used(&self, ids: &[String]) -> Result<Vec<(String, i64)>> {
+        self.gated(service_secret_uses::last_used(&self.db, ids))
             .await
+    }
+
+    async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64> {
+        let (services, issued): (Vec<_>, Vec<_>) = uses
+            .iter()
+            .cloned()
+            .partition(|(id, _)| id.starts_with("svc_"));
+        let mut changed = self
+            .gated(credential_upkeep::record_last_used(&self.db, &issued))
+            .await?;
+        if !services.is_empty() {
+            changed += self
+                .gated(service_secret_uses::record(&self.db, &services))
+                .await?;
+        }
+        Ok(changed)
     }
 
     async fn delete_credentials_ended_before(&self, cutoff: i64, limit: u64) -> Result<u64> {

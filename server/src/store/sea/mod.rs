@@ -22,6 +22,7 @@ mod invites;
 mod ping;
 mod revocation;
 mod sealed;
+mod service_secret_uses;
 #[cfg(unix)]
 mod sqlite_file;
 mod tickets;
