@@ -22,8 +22,8 @@ pub(super) async fn provision(
         .await?;
     Ok(Response::new(pb::ProvisionWorkspaceResponse {
         workspace_id: provisioned.workspace_id,
-        registration_token: provisioned.registration_token.expose().to_owned(),
-        platform_inbound_secret: provisioned.inbound_secret.expose().to_owned(),
+        registration_token: expose(&provisioned.registration_token),
+        platform_inbound_secret: expose(&provisioned.inbound_secret),
     }))
 }
 
@@ -49,13 +49,13 @@ pub(super) async fn register(
     let (next, next_id) = inbound.next.unzip();
     let (previous, previous_valid_until) = inbound.previous.unzip();
     Ok(Response::new(pb::RegisterWorkspaceResponse {
-        auth_token: auth_token.map(expose),
+        auth_token: auth_token.as_ref().map(expose),
         inbound_secret_id: inbound.current.as_ref().map(inbound_id).unwrap_or_default(),
-        platform_inbound_secret: inbound.current.map(expose),
+        platform_inbound_secret: inbound.current.as_ref().map(expose),
         registered_at: Some(timestamp(registered_at)),
-        next_platform_inbound_secret: next.map(expose),
+        next_platform_inbound_secret: next.as_ref().map(expose),
         next_inbound_secret_id: next_id.unwrap_or_default(),
-        previous_platform_inbound_secret: previous.map(expose),
+        previous_platform_inbound_secret: previous.as_ref().map(expose),
         previous_valid_until: previous_valid_until.map(timestamp),
         register_again_within: inbound.register_again_within_ms.map(duration),
     }))
@@ -72,7 +72,7 @@ pub(super) async fn inbound_secret(
         .inbound_secret(&caller, &request.get_ref().workspace_id)
         .await?;
     Ok(Response::new(pb::GetInboundSecretResponse {
-        platform_inbound_secret: read.secret.map(expose),
+        platform_inbound_secret: read.secret.as_ref().map(expose),
         refresh_before: Some(timestamp(read.refresh_before)),
         inbound_secret_id: read.id.unwrap_or_default(),
     }))
@@ -107,7 +107,7 @@ pub(super) async fn reissue_registration_token(
         .reissue_registration_token(&caller, &body.workspace_id, body.revoke_auth_tokens)
         .await?;
     Ok(Response::new(pb::ReissueRegistrationTokenResponse {
-        registration_token: expose(reissued.registration_token),
+        registration_token: expose(&reissued.registration_token),
         credential: Some(reissued.record.into()),
         revoked: count(reissued.revoked),
     }))
@@ -128,8 +128,7 @@ pub(super) async fn delete(
     }))
 }
 
-#[allow(clippy::needless_pass_by_value)] // Used with `Option::map`.
-fn expose(secret: Secret) -> String {
+fn expose(secret: &Secret) -> String {
     secret.expose().to_owned()
 }
 
