@@ -38,10 +38,15 @@ pub(crate) enum AuditLogTarget {
     File(PathBuf),
 }
 
-/// Parses `TESSERA_AUDIT_LOG`: `stdout`, or a file path.
+/// Parses `TESSERA_AUDIT_LOG`: `stdout`, or a file path. Words that read
+/// as "no copy" are refused rather than taken as a file name: leaving the
+/// variable unset is how the copy is turned off.
 pub(crate) fn parse_target(value: &str) -> Result<AuditLogTarget, String> {
     match value.trim() {
         "" => Err("expected `stdout` or a file path".into()),
+        "off" | "none" | "false" | "no" | "0" => {
+            Err("expected `stdout` or a file path; leave it unset for no copy".into())
+        }
         "stdout" => Ok(AuditLogTarget::Stdout),
         path => Ok(AuditLogTarget::File(PathBuf::from(path))),
     }
@@ -227,5 +232,8 @@ mod tests {
             Ok(AuditLogTarget::File("/var/log/tessera/audit.jsonl".into()))
         );
         assert!(parse_target(" ").is_err());
+        for off in ["off", "none", "false"] {
+            assert!(parse_target(off).is_err(), "{off} would be a file name");
+        }
     }
 }

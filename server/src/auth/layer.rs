@@ -248,7 +248,9 @@ fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
 /// `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` saying when to retry.
 fn throttled(wait: Duration) -> Status {
     metrics::counter!("tessera_throttled_total").increment(1);
-    tracing::info!(
+    // Debug, not info: a flood would otherwise write a line per refused
+    // call (the counter above and the bounded audit entries tell it).
+    tracing::debug!(
         retry_after_ms = super::throttle::millis(wait),
         "caller throttled"
     );
