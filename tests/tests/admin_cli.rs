@@ -210,6 +210,30 @@ async fn exit_codes_tell_failures_apart() {
         .output()
         .expect("run");
     assert_eq!(unreachable.status.code(), Some(2), "unreachable");
+    let local = |token: &str, args: &[&str]| tessera(&setup, token, args, "").status.code();
+    assert_eq!(
+        local("tsr_usr_a b", &["token", "list"]),
+        Some(1),
+        "a bearer with a space"
+    );
+    assert_eq!(
+        local(&service, &["token", "list", "--no-such-flag"]),
+        Some(1),
+        "usage"
+    );
+    let with_password = Command::new(binary())
+        .args([
+            "token",
+            "list",
+            "--addr",
+            "http://alice:S3cretPass@127.0.0.1:1",
+        ])
+        .env_clear()
+        .output()
+        .expect("run");
+    assert_eq!(with_password.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&with_password.stderr);
+    assert!(!stderr.contains("S3cretPass"), "{stderr}");
     let refused = tessera(&setup, "tsr_usr_junk", &["token", "list"], "");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(

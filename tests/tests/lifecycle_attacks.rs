@@ -30,10 +30,18 @@ tessera_tests::on_both_backends!(
     tokens_minted_during_a_revocation_are_revoked_too,
     a_registration_racing_a_revocation_keeps_no_auth_token,
     a_token_anywhere_in_an_id_is_refused_and_never_recorded,
+    a_service_secret_sent_as_an_id_is_refused_and_never_recorded,
 );
 
+/// An operator-chosen service secret (not in Tessera's token format).
+const ALPHA_SECRET: &str = "alpha-secret-chosen-by-an-operator-0123456789";
+
 async fn open(db: &TestDatabase) -> WithAdmin {
-    WithAdmin::start(db, ServerOptions::scheduler()).await
+    WithAdmin::start(
+        db,
+        ServerOptions::scheduler().service("ALPHA", ALPHA_SECRET),
+    )
+    .await
 }
 
 /// Twenty CreateAccessToken calls of Bob racing the RevokeSubject that
@@ -141,6 +149,44 @@ async fn a_token_sent_as_an_id_is_refused_and_never_recorded(setup: WithAdmin) {
     verify_bearer(&mut setup.server.scheduler().await, &token)
         .await
         .expect("still valid: revoke it by its id");
+}
+
+/// A configured service secret pasted into RevokeCredential or
+/// RevokeSubject, bare, after `Bearer ` or quoted: refused naming its public
+/// id, never echoed, and the audit entry records that id (every admin,
+/// services included, reads the audit log).
+async fn a_service_secret_sent_as_an_id_is_refused_and_never_recorded(setup: WithAdmin) {
+    let mut ada = setup.admin().await;
+    let id = token::credential_id("svc", ALPHA_SECRET);
+    let pasted = [
+        ALPHA_SECRET.to_owned(),
+        format!("Bearer {ALPHA_SECRET}"),
+        format!(" \"{ALPHA_SECRET}\" "),
+    ];
+    for value in &pasted {
+        let status = revoke_credential(&mut ada, value)
+            .await
+            .expect_err("a secret");
+        assert_status(&status, Code::InvalidArgument, None);
+        assert!(status.message().contains(&id), "{status:?}");
+        assert!(!status.message().contains(ALPHA_SECRET), "{status:?}");
+        let status = revoke_subject(&mut ada, value, false)
+            .await
+            .expect_err("a secret");
+        assert_status(&status, Code::InvalidArgument, None);
+        assert!(!status.message().contains(ALPHA_SECRET), "{status:?}");
+    }
+    let audit = audit_rows(&setup.conn().await).await;
+    assert_not_in_audit(&audit, &[ALPHA_SECRET]);
+    let recorded = |action: &str| {
+        audit
+            .iter()
+            .any(|row| row.action == action && row.resource == id)
+    };
+    assert!(
+        recorded("credential.revoke") && recorded("subject.revoke"),
+        "{audit:?}"
+    );
 }
 
 /// RevokeSubject{disable} of a service user is refused: a service is

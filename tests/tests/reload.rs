@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tessera_client::pb;
 use tessera_client::tonic::Code;
 use tessera_tests::credentials::list_all;
-use tessera_tests::grpc::{verify_as, verify_bearer};
+use tessera_tests::grpc::{internal_credential, verify_as, verify_bearer};
 use tessera_tests::metrics::{metrics_addr, sample, scrape};
 use tessera_tests::{ServerOptions, ServerProcess, TestDatabase, TestServer, service_secret};
 
@@ -246,6 +246,88 @@ async fn a_file_that_cannot_be_used_keeps_the_old_secrets() {
     for value in [next.as_str(), "short-secret"] {
         assert!(!logs.contains(value), "a secret was logged:\n{logs}");
     }
+}
+
+/// A FIFO swapped in for the file would wait for a writer forever, and
+/// with it every later reload: it is refused at once, and the next reload
+/// (which retires a secret) takes effect.
+#[tokio::test]
+async fn a_fifo_in_place_of_the_file_holds_up_no_reload() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tokens.env");
+    let (secret, retired) = (service_secret("scheduler"), service_secret("alpha"));
+    write(
+        &file,
+        &(line("SCHEDULER", &secret) + &line("ALPHA", &retired)),
+    );
+    let db = TestDatabase::sqlite();
+    let mut server = start(&db, &file, &[]).await;
+    let alpha = Some("alpha@system.local".to_owned());
+    assert_eq!(accepted(&server, &secret, &retired).await, alpha);
+
+    std::fs::remove_file(&file).expect("remove");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    reload(&mut server).await;
+    assert!(
+        server.stderr().contains("not a regular file"),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(
+        accepted(&server, &secret, &retired).await,
+        alpha,
+        "old secrets kept"
+    );
+
+    std::fs::remove_file(&file).expect("remove the FIFO");
+    write(&file, &line("SCHEDULER", &secret));
+    reload(&mut server).await;
+    assert_eq!(accepted(&server, &secret, &retired).await, None, "retired");
+}
+
+/// What a retired service secret obtained must not outlive it: the
+/// process's internal credential (which it may have fetched) is revoked by
+/// the reload that retires it, and a fresh one is minted on the next call.
+/// A reload that retires nothing keeps it.
+/// The subject `token` verifies as, through a new connection as `caller`.
+async fn subject(server: &TestServer, caller: &str, token: &str) -> Option<String> {
+    let mut client = server.client(Some(caller)).await;
+    verify_bearer(&mut client, token)
+        .await
+        .ok()
+        .map(|p| p.subject)
+}
+
+#[tokio::test]
+async fn retiring_a_service_secret_revokes_the_internal_credential() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tokens.env");
+    let (secret, retired) = (service_secret("scheduler"), service_secret("alpha"));
+    let both = line("SCHEDULER", &secret) + &line("ALPHA", &retired);
+    write(&file, &both);
+    let db = TestDatabase::sqlite();
+    let mut server = start(&db, &file, &[]).await;
+    let mut alpha = server.client(Some(&retired)).await;
+    let fetched = internal_credential(&mut alpha).await.expect("fetched");
+    let internal = Some("server-internal".to_owned());
+
+    // Nothing retired (the same file): the credential stays.
+    reload(&mut server).await;
+    assert_eq!(subject(&server, &secret, &fetched).await, internal);
+
+    write(&file, &line("SCHEDULER", &secret));
+    reload(&mut server).await;
+    assert_eq!(subject(&server, &secret, &fetched).await, None, "revoked");
+    let mut scheduler = server.client(Some(&secret)).await;
+    let fresh = internal_credential(&mut scheduler)
+        .await
+        .expect("a new one");
+    assert_ne!(fresh, fetched);
+    assert_eq!(subject(&server, &secret, &fresh).await, internal);
 }
 
 #[tokio::test]

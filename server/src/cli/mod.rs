@@ -24,7 +24,16 @@ use remote::Remote;
 
 /// Runs `tessera` with the process's arguments; returns the exit code.
 pub async fn main() -> i32 {
-    let cli = Cli::parse();
+    // Usage errors exit 1, as every command's documented codes say (clap's
+    // own default, 2, means "unreachable" to the remote commands and the
+    // health probe); help and version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return i32::from(err.use_stderr());
+        }
+    };
     init_logging(cli.log_format);
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(*args).await,

@@ -12,8 +12,9 @@ use tessera_client::token::TokenKind;
 use super::audit::{self, Auditor, Event, OK};
 use super::error::{Error, Result};
 use super::page_token::PageToken;
+use super::pasted::PastedSecrets;
 use super::principal::{ADMIN_GROUP, Caller, INTERNAL_SUBJECT, PrincipalKind};
-use super::{text, validate};
+use super::validate;
 use crate::auth::verify::{ListedSecret, SharedSecrets};
 use crate::store::{CredentialKind, CredentialQuery, CredentialRecord, Revocation, Store};
 
@@ -80,6 +81,8 @@ pub(crate) struct Credentials {
     /// The configured service secrets, for listings (as they stand after
     /// the last reload).
     services: Arc<SharedSecrets>,
+    /// Secrets pasted where an id belongs.
+    pasted: PastedSecrets,
 }
 
 impl Credentials {
@@ -92,6 +95,7 @@ impl Credentials {
             audit: Auditor::new(store.clone()),
             store,
             policy,
+            pasted: PastedSecrets::new(services.clone()),
             services,
         }
     }
@@ -226,7 +230,7 @@ impl Credentials {
         let outcome = audit::outcome(&result);
         let event = Event {
             action: "credential.revoke",
-            resource: &text::shown_id(id),
+            resource: &self.pasted.shown(id),
             outcome,
         };
         self.audit.by(caller, event).await;
@@ -235,7 +239,7 @@ impl Credentials {
 
     async fn revoke_visible(&self, caller: &Caller, id: &str) -> Result<CredentialRecord> {
         validate::free_text("credential_id", id, MAX_NAME_LEN)?;
-        text::not_a_token("credential_id", id)?;
+        self.pasted.refuse("credential_id", id)?;
         let not_found = || Error::NotFound(format!("credential {id}"));
         let admin = caller.principal.is_admin();
         if admin && id.starts_with(&format!("{}_", TokenKind::Service.tag())) {

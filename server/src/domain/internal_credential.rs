@@ -164,6 +164,24 @@ impl InternalCredentials {
         }
     }
 
+    /// Revokes this process's credential, when one was minted: a service
+    /// secret that may have fetched it was retired, and what that service
+    /// got must not outlive it. The next GetInternalCredential mints
+    /// another, as after a RevokeCredential.
+    pub(crate) async fn revoke_own(&self) -> Result<(), StoreError> {
+        let Some(mine) = self.current() else {
+            return Ok(());
+        };
+        let id = token::credential_id(TokenKind::Internal.tag(), mine.secret.expose());
+        let hex = id.strip_prefix("int_").unwrap_or(&id);
+        let revoked = self
+            .store
+            .revoke_internal_credential(hex, self.store.now_ms());
+        revoked.await?;
+        tracing::info!(credential_id = %id, "internal credential revoked: a service secret was retired");
+        Ok(())
+    }
+
     /// Withdraws this process's credential from the other replicas (at
     /// shutdown); heartbeats stop for good.
     pub(crate) async fn retire(&self) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ mod internal_credential;
 mod issuing;
 mod last_used;
 mod page_token;
+mod pasted;
 mod principal;
 mod recovery;
 mod text;
@@ -33,6 +34,7 @@ pub(crate) use error::{Error, Result};
 pub(crate) use install::{Install, InstallState, Redemption};
 pub(crate) use internal_credential::InternalCredentials;
 pub(crate) use last_used::LastUsed;
+use pasted::PastedSecrets;
 pub(crate) use principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
 pub(crate) use recovery::{OPERATOR, Recovery};
 pub(crate) use tickets::{DEFAULT_MAX_TTL_SECS, DEFAULT_TTL_SECS, TicketPolicy};
@@ -104,8 +106,12 @@ impl Tessera {
             tickets: Tickets::new(store.clone(), policies.tickets, internal.clone()),
             install: Install::new(store.clone(), banner, policies.access_tokens),
             workspaces: Workspaces::new(store.clone(), policies.workspaces),
+            users: Users::new(
+                store.clone(),
+                policies.access_tokens,
+                PastedSecrets::new(secrets.clone()),
+            ),
             credentials: Credentials::new(store.clone(), policies.access_tokens, secrets),
-            users: Users::new(store.clone(), policies.access_tokens),
             recovery: Recovery::new(store.clone(), policies.access_tokens),
             audit_events: AuditEvents::new(store),
             internal,

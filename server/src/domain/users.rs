@@ -13,8 +13,9 @@ use tessera_client::token::{self, TokenKind};
 use super::audit::{self, Auditor, Event, OK};
 use super::credentials::{self, AccessTokenPolicy, would_leave_no_admin};
 use super::error::{Error, Result};
+use super::pasted::PastedSecrets;
 use super::principal::{ADMIN_GROUP, Caller, Principal, PrincipalKind};
-use super::{text, validate};
+use super::validate;
 use crate::store::{CredentialKind, NewUser, Redemption, Store, SubjectRevoked, UserKind};
 
 /// Lifetime of an invite when the inviter asks for none: 7 days.
@@ -67,14 +68,21 @@ pub(crate) struct Users {
     store: Arc<dyn Store>,
     audit: Auditor,
     access_tokens: AccessTokenPolicy,
+    /// Secrets pasted where a subject belongs.
+    pasted: PastedSecrets,
 }
 
 impl Users {
-    pub(crate) fn new(store: Arc<dyn Store>, access_tokens: AccessTokenPolicy) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        access_tokens: AccessTokenPolicy,
+        pasted: PastedSecrets,
+    ) -> Self {
         Self {
             audit: Auditor::new(store.clone()),
             store,
             access_tokens,
+            pasted,
         }
     }
 
@@ -229,7 +237,7 @@ impl Users {
             } else {
                 "subject.revoke"
             },
-            resource: &text::shown_id(subject),
+            resource: &self.pasted.shown(subject),
             outcome: audit::outcome(&result),
         };
         self.audit.by(caller, event).await;
@@ -239,7 +247,7 @@ impl Users {
     async fn revoke_all(&self, caller: &Caller, subject: &str, disable: bool) -> Result<u64> {
         caller.require_admin()?;
         validate::free_text("subject", subject, credentials::MAX_NAME_LEN)?;
-        text::not_a_token("subject", subject)?;
+        self.pasted.refuse("subject", subject)?;
         if subject.is_empty() {
             return Err(Error::invalid("subject", "must name a user or workspace"));
         }

@@ -30,11 +30,16 @@ pub(crate) struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// The largest certificate, key or CA file read: a chain of a few
+/// certificates is a few kilobytes.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
 impl TlsFiles {
     /// Reads every file; an error names the file that failed.
     pub(crate) fn read(&self) -> Result<TlsSettings, String> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))
+            crate::reload::read_bounded(path, MAX_PEM_BYTES)
+                .map_err(|err| format!("cannot read {}: {err}", path.display()))
         };
         Ok(TlsSettings {
             cert_pem: read(&self.cert)?,

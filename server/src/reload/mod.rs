@@ -4,17 +4,20 @@
 //! TLS sessions. A file that cannot be read or parsed leaves what it
 //! configures as it was, and the reason is logged (never a secret).
 
+mod files;
 mod live;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, watch};
 
+pub(crate) use files::{open_regular, read_bounded};
 pub(crate) use live::Live;
 
-use crate::auth::verify::{self, SharedSecrets};
+use crate::auth::verify::{self, ServiceSecrets, SharedSecrets};
 use crate::config::Settings;
 use crate::domain::Tessera;
 use crate::listen::{self, SharedAcceptor, TlsFiles};
@@ -85,8 +88,19 @@ impl Reloader {
         match read.await {
             Ok(secrets) => {
                 let services = secrets.accounts().len();
+                let ids = |secrets: &ServiceSecrets| -> HashSet<String> {
+                    secrets
+                        .listed()
+                        .into_iter()
+                        .map(|s| s.credential_id)
+                        .collect()
+                };
+                let retired = !ids(&self.secrets.load()).is_subset(&ids(&secrets));
                 self.secrets.replace(Arc::new(secrets));
                 tracing::info!(services, "service secrets reloaded");
+                if retired && let Err(err) = self.app.internal.revoke_own().await {
+                    tracing::error!(error = %err, "the internal credential could not be revoked after a service secret was retired");
+                }
                 // New names work at once anyway (seeded on first use);
                 // seeding now only spares that first call the write.
                 self.app.seed_service_users().await;
@@ -122,6 +136,9 @@ impl Reloader {
     }
 }
 
+/// How long one reload may spend reading its files.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reloads on every notification of `hangups` until `stop` turns true.
 /// Hangups that arrive during a reload are folded into one more.
 pub(crate) async fn run(reloader: Reloader, hangups: Arc<Notify>, mut stop: watch::Receiver<bool>) {
@@ -137,13 +154,18 @@ pub(crate) async fn run(reloader: Reloader, hangups: Arc<Notify>, mut stop: watc
 }
 
 /// Runs `read` where blocking file reads hold up no calls (a tokens file
-/// on a slow network mount, say).
+/// on a slow network mount, say), and gives up after [`READ_TIMEOUT`]: a
+/// read that hangs fails this reload, never the ones after it.
 async fn blocking<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .unwrap_or_else(|err| Err(format!("reading failed: {err}")))
+    match tokio::time::timeout(READ_TIMEOUT, tokio::task::spawn_blocking(read)).await {
+        Ok(done) => done.unwrap_or_else(|err| Err(format!("reading failed: {err}"))),
+        Err(_) => Err(format!(
+            "reading took longer than {} s; kept the settings in use",
+            READ_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 fn mark_reloaded() {

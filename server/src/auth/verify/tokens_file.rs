@@ -81,7 +81,7 @@ pub(crate) fn read(path: &Path) -> Result<ServiceSecrets, TokensFileError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    let file = crate::reload::open_regular(path).map_err(read_error)?;
     warn_if_shared(path, &file);
     let mut text = String::new();
     file.take(MAX_FILE_BYTES + 1)

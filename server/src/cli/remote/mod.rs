@@ -155,12 +155,30 @@ async fn connect(connection: &Connection, bearer: Option<Secret>) -> Result<Clie
             message = format!("{message}: {cause}");
             source = cause.source();
         }
-        let local = matches!(err, tessera_client::ConnectError::InvalidEndpoint { .. });
+        let local = !matches!(err, tessera_client::ConnectError::Transport(_));
         Failure {
             code: if local { LOCAL } else { 2 },
-            message: format!("cannot reach {}: {message}", connection.addr),
+            message: format!(
+                "cannot reach {}: {message}",
+                without_userinfo(&connection.addr)
+            ),
         }
     })
+}
+
+/// `addr` without a `user:password@` part, which must not be printed.
+fn without_userinfo(addr: &str) -> String {
+    let (scheme, rest) = addr.split_once("://").unwrap_or(("", addr));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    if scheme.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{scheme}://{rest}")
+    }
 }
 
 /// The caller's credential: `--token-file`, else `TESSERA_TOKEN`, else
@@ -208,4 +226,19 @@ fn argument_or_stdin(value: Option<String>, what: &str) -> Result<String, Failur
         }
     };
     Ok(value.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn credentials_in_an_address_are_not_shown() {
+        assert_eq!(
+            without_userinfo("http://alice:S3cret@host:1/x"),
+            "http://host:1/x"
+        );
+        assert_eq!(without_userinfo("alice:S3cret@host:1"), "host:1");
+        assert_eq!(without_userinfo("127.0.0.1:50051"), "127.0.0.1:50051");
+    }
 }
