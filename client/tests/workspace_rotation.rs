@@ -250,7 +250,15 @@ async fn keep_registered_finishes_a_waiting_rotation_without_a_restart() {
     })
     .await
     .expect("the rotation finished");
+    // The promoting registration reports once it has also saved what the
+    // promotion returned, a moment after the fake switched the platform.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while results.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the promoting registration was reported");
     task.abort();
-    assert!(results.lock().unwrap().len() >= 2);
     assert!(accepts(&files, &next, fake.now()));
 }
