@@ -171,7 +171,9 @@ if [ -e "$env_file" ]; then
                         new=$(gen_secret)
                         if [ -n "$old" ]; then line="$PREFIX$name=$new,$old"; else line="$PREFIX$name=$new"; fi
                         say "rotated $PREFIX$name: new secret first, previous second;" \
-                            "restart Tessera, then its callers, then run --retire $name"
+                            "reload Tessera (SIGHUP with TESSERA_SERVICE_TOKENS_FILE, else restart)," \
+                            "then its callers; run --retire $name once 'tessera secrets status'" \
+                            "says the previous secret is safe to retire"
                     elif [ "$old" != "${line#*=}" ]; then
                         line="$PREFIX$name=$old"
                         say "retired the previous secret of $PREFIX$name"
