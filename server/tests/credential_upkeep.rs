@@ -2,8 +2,11 @@
 //! PostgreSQL: last-used times, pruning of ended records, the count of
 //! those about to expire.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::credential;
 use tessera_server::store::{
     CredentialKind, CredentialRecord, CredentialStore, SeaStore, WorkspaceRecord, WorkspaceStore,
 };
@@ -20,22 +23,6 @@ async fn open(db: &TestDatabase) -> Arc<SeaStore> {
     let store = SeaStore::connect(db.url()).await.expect("connect");
     store.migrate().await.expect("migrate");
     Arc::new(store)
-}
-
-/// A live record of a credential of `kind` with hash `hash`, for `subject`.
-fn credential(kind: CredentialKind, hash: &str, subject: &str) -> CredentialRecord {
-    CredentialRecord {
-        id: format!("{}_{hash}", kind.as_str()),
-        hash: hash.to_owned(),
-        kind,
-        subject: subject.to_owned(),
-        name: String::new(),
-        created_at: 1,
-        created_by: String::new(),
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
-    }
 }
 
 /// A user access token's record expiring at `expires_at`; its id.

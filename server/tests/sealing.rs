@@ -1,6 +1,8 @@
 //! Encryption at rest of the inbound secrets, on SQLite and PostgreSQL:
 //! what the database holds, what comes back, and `rewrap`.
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine;
@@ -91,18 +93,7 @@ fn credential(kind: CredentialKind, subject: &str) -> CredentialRecord {
         CredentialKind::WorkspaceAuth => format!("auth-{subject}"),
         _ => format!("registration-{subject}"),
     };
-    CredentialRecord {
-        id: format!("{}_{hash}", kind.as_str()),
-        hash,
-        kind,
-        subject: subject.to_owned(),
-        name: String::new(),
-        created_at: 1,
-        created_by: String::new(),
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
-    }
+    common::credential(kind, &hash, subject)
 }
 
 /// What the `inbound_secret` column of workspace `id` holds.

@@ -1,11 +1,14 @@
 //! One storage test suite, run against SQLite and against PostgreSQL.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::credential;
 use tessera_server::store::{
-    AuditDraft, AuditRecord, CallerWaiting, CredentialKind, CredentialRecord, CredentialStore,
-    InstallOutcome, InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store, TicketRecord,
-    TicketRejection, TicketTake, UserKind, Verdict, WorkspaceRecord, WorkspaceStore,
+    AuditDraft, AuditRecord, CallerWaiting, CredentialKind, CredentialStore, InstallOutcome,
+    InternalCredentialRecord, NewAdmin, NewUser, SeaStore, Store, TicketRecord, TicketRejection,
+    TicketTake, UserKind, Verdict, WorkspaceRecord, WorkspaceStore,
 };
 use tessera_tests::TestDatabase;
 
@@ -258,23 +261,6 @@ async fn insert_workspace(store: &SeaStore, id: &str, auth_hash: Option<String>)
     if let Some(hash) = auth_hash {
         let auth = credential(CredentialKind::WorkspaceAuth, &hash, id);
         store.insert_credential(&auth).await.expect("auth record");
-    }
-}
-
-/// The record of a credential of `kind` whose hash is `hash` (its id made
-/// from the hash as the server does), issued to `subject` at time 1.
-fn credential(kind: CredentialKind, hash: &str, subject: &str) -> CredentialRecord {
-    CredentialRecord {
-        id: format!("{}_{hash}", kind.as_str()),
-        hash: hash.to_owned(),
-        kind,
-        subject: subject.to_owned(),
-        name: String::new(),
-        created_at: 1,
-        created_by: String::new(),
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
     }
 }
 

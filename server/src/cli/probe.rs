@@ -9,7 +9,6 @@
 //! The connection is built in one place, [`endpoint`]: plain HTTP/2, or TLS
 //! (optionally mutual) with `--tls-ca`, `--tls-cert`, `--tls-key`.
 
-use std::error::Error as _;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -170,7 +169,7 @@ fn endpoint(authority: &str, timeout: Duration, args: &HealthArgs) -> Result<End
 
 /// An error and its causes, `a: b: c` (tonic's own message is only
 /// "transport error").
-fn chain(err: &tonic::transport::Error) -> String {
+pub(super) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -15,6 +15,19 @@ pub(crate) fn timestamp(ms: i64) -> Timestamp {
     }
 }
 
+/// Milliseconds as a protobuf duration.
+pub(crate) fn duration(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms / 1_000,
+        nanos: i32::try_from((ms % 1_000) * 1_000_000).unwrap_or_default(),
+    }
+}
+
+/// A count for a `uint32` field, saturating.
+pub(crate) fn count(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl From<PrincipalKind> for pb::PrincipalKind {
     fn from(kind: PrincipalKind) -> Self {
         match kind {

@@ -4,7 +4,7 @@
 use tessera_client::pb;
 use tonic::{Request, Response, Status};
 
-use super::convert::{credential_kind, millis_of, timestamp};
+use super::convert::{count, credential_kind, millis_of, timestamp};
 use crate::domain::{AuditFilter, Caller, CredentialFilter, Invitation, InviteRedemption, Tessera};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -72,7 +72,7 @@ pub(super) async fn revoke_subject(
         .revoke_subject(&caller, &body.subject, body.disable)
         .await?;
     Ok(Response::new(pb::RevokeSubjectResponse {
-        revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+        revoked: count(revoked),
     }))
 }
 

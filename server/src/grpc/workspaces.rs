@@ -4,7 +4,7 @@
 use tessera_client::{Secret, pb};
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{count, duration, timestamp};
 use crate::domain::{Caller, Registration, Tessera, inbound_id};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -130,15 +130,4 @@ pub(super) async fn delete(
 
 fn expose(secret: &Secret) -> String {
     secret.expose().to_owned()
-}
-
-fn count(revoked: u64) -> u32 {
-    u32::try_from(revoked).unwrap_or(u32::MAX)
-}
-
-fn duration(ms: i64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: ms / 1_000,
-        nanos: i32::try_from((ms % 1_000) * 1_000_000).unwrap_or_default(),
-    }
 }

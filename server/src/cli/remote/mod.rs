@@ -148,13 +148,7 @@ async fn connect(connection: &Connection, bearer: Option<Secret>) -> Result<Clie
         builder = builder.tls(tls);
     }
     builder.connect().await.map_err(|err| {
-        use std::error::Error;
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(cause) = source {
-            message = format!("{message}: {cause}");
-            source = cause.source();
-        }
+        let message = super::probe::chain(&err);
         let local = !matches!(err, tessera_client::ConnectError::Transport(_));
         Failure {
             code: if local { LOCAL } else { 2 },

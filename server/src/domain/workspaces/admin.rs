@@ -3,10 +3,10 @@
 
 use tessera_client::Secret;
 
-use super::{WORKSPACES, Workspaces, validate_id};
+use super::{WORKSPACES, Workspaces, not_found, validate_id};
 use crate::domain::audit;
 use crate::domain::credentials;
-use crate::domain::error::{Error, Result};
+use crate::domain::error::Result;
 use crate::domain::principal::Caller;
 use crate::metrics;
 use crate::store::{CredentialKind, CredentialRecord};
@@ -89,8 +89,4 @@ impl Workspaces {
         let deleted = self.store.delete_workspace(workspace_id, now);
         deleted.await?.ok_or_else(|| not_found(workspace_id))
     }
-}
-
-fn not_found(workspace_id: &str) -> Error {
-    Error::NotFound(format!("workspace {workspace_id}"))
 }

@@ -117,10 +117,7 @@ impl Workspaces {
 
     /// The workspace `id`, or `NOT_FOUND`.
     async fn existing(&self, id: &str) -> Result<WorkspaceRecord> {
-        self.store
-            .workspace(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("workspace {id}")))
+        self.store.workspace(id).await?.ok_or_else(|| not_found(id))
     }
 
     /// The grace, in milliseconds.
@@ -139,6 +136,11 @@ impl Workspaces {
         };
         self.audit.by(caller, event).await;
     }
+}
+
+/// The refusal of an id no workspace has.
+pub(super) fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("workspace {id}"))
 }
 
 /// Ids are 1–128 characters of ASCII letters, digits, `.`, `_` and `-`,

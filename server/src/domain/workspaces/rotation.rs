@@ -5,7 +5,7 @@
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use super::{WORKSPACES, Workspaces, validate_id};
+use super::{WORKSPACES, Workspaces, not_found, validate_id};
 use crate::domain::audit::{self, Event, OK};
 use crate::domain::error::{Error, Result};
 use crate::domain::principal::Caller;
@@ -120,7 +120,7 @@ impl Workspaces {
                  rotate again after that, or with force to refuse it at once",
                 (until - now + 999) / 1_000
             ))),
-            RotationStart::Unknown => Err(Error::NotFound(format!("workspace {workspace_id}"))),
+            RotationStart::Unknown => Err(not_found(workspace_id)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! upkeep (`credential_upkeep.rs`).
 
 use async_trait::async_trait;
+use tessera_client::token::TokenKind;
 
 use super::{SeaStore, credential_upkeep, credentials, revocation, service_secret_uses};
 use crate::store::{
@@ -43,10 +44,12 @@ impl CredentialStore for SeaStore {
     }
 
     async fn record_last_used(&self, uses: &[(String, i64)]) -> Result<u64> {
+        // Service secrets are configuration, with no record to update.
+        let service = format!("{}_", TokenKind::Service.tag());
         let (services, issued): (Vec<_>, Vec<_>) = uses
             .iter()
             .cloned()
-            .partition(|(id, _)| id.starts_with("svc_"));
+            .partition(|(id, _)| id.starts_with(&service));
         let mut changed = self
             .gated(credential_upkeep::record_last_used(&self.db, &issued))
             .await?;

@@ -111,9 +111,9 @@ pub(super) async fn revoke_subject(
 }
 
 /// Marks the record of the credential with `hash` revoked at `now`, unless
-/// it was already.
-pub(super) async fn revoke_hash(db: &impl ConnectionTrait, hash: &str, now: i64) -> DbResult<()> {
-    revoke_where(db, now, Column::Hash.eq(hash)).await.map(drop)
+/// it was already; returns how many records changed (0 or 1).
+pub(super) async fn revoke_hash(db: &impl ConnectionTrait, hash: &str, now: i64) -> DbResult<u64> {
+    revoke_where(db, now, Column::Hash.eq(hash)).await
 }
 
 /// Revokes, at `now`, the live credentials of `subject` and the unredeemed

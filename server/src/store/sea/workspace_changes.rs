@@ -210,8 +210,7 @@ pub(super) async fn reissue_registration_token(
         update = update.col_expr(Column::AuthHash, null());
     }
     update.exec(&txn).await?;
-    let old = credential::Column::Hash.eq(before.registration_hash.as_str());
-    let mut revoked = revocation::revoke_where(&txn, now, old).await?;
+    let mut revoked = revocation::revoke_hash(&txn, &before.registration_hash, now).await?;
     if revoke_auth_tokens {
         let kinds = [CredentialKind::WorkspaceAuth];
         revoked += revocation::revoke_where(&txn, now, of_workspace(id, &kinds)).await?;
