@@ -9,6 +9,11 @@
 - Kubernetes manifests: selectors match the pod labels, probes and the
   Service point at the container port, and every container keeps the
   security settings the issue asks for.
+- systemd units: `systemctl reload` sends SIGHUP to the main process; a unit
+  whose service secrets come from TESSERA_SERVICE_TOKENS_FILE lets its
+  dynamic user read that file through a supplementary group, does not also
+  load it as an EnvironmentFile, and its install steps create the file for
+  that group with first-boot.sh.
 - every `TESSERA_*` variable named in deploy/ exists in the server.
 
 Usage: python check_manifests.py REPO_ROOT
@@ -198,6 +203,39 @@ def check_probes(cname, container):
             ERRORS.append(f"{cname}: {name} {path} is on no volume mount")
 
 
+def unit_settings(text):
+    """The `Key=value` lines of a unit, as a key → [values] map."""
+    settings = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def check_systemd(root, path):
+    rel = path.relative_to(root)
+    text = path.read_text()
+    unit = unit_settings(text)
+    reload = unit.get("ExecReload", [])
+    if not any(re.search(r"\bkill (-HUP|-s HUP|--signal HUP) \$MAINPID$", cmd) for cmd in reload):
+        error(rel, "ExecReload must send SIGHUP to $MAINPID (`systemctl reload` rereads secrets and TLS)")
+    env = dict(v.split("=", 1) for v in unit.get("Environment", []) if "=" in v)
+    tokens_file = env.get("TESSERA_SERVICE_TOKENS_FILE")
+    if tokens_file is None:
+        return
+    env_files = [v.lstrip("-") for v in unit.get("EnvironmentFile", [])]
+    if tokens_file in env_files:
+        error(rel, f"{tokens_file} is also an EnvironmentFile: its variables would be ignored, with a warning")
+    groups = " ".join(unit.get("SupplementaryGroups", [])).split()
+    if unit.get("DynamicUser", ["no"])[-1] == "yes" and not groups:
+        error(rel, f"the dynamic user cannot read {tokens_file}: give it a SupplementaryGroups= that may")
+    made = re.search(rf"first-boot\.sh -f {re.escape(tokens_file)} -g (\S+)", text)
+    if made is None or made.group(1) not in groups:
+        error(rel, f"the install steps must create {tokens_file} with first-boot.sh -g <a SupplementaryGroups= group>")
+
+
 def server_variables(root):
     known = set()
     for path in (root / "server" / "src").rglob("*.rs"):
@@ -227,11 +265,14 @@ def main():
     k8s = sorted((deploy / "k8s").rglob("*.yaml"))
     check_k8s(root, k8s)
     others = compose + k8s + sorted((deploy / "docker").glob("Dockerfile*"))
-    others += sorted((deploy / "systemd").glob("*.service"))
+    units = sorted((deploy / "systemd").glob("*.service"))
+    for path in units:
+        check_systemd(root, path)
+    others += units
     check_variables(root, others, server_variables(root))
     for message in ERRORS:
         print(f"error: {message}", file=sys.stderr)
-    checked = len(compose) + len(k8s)
+    checked = len(compose) + len(k8s) + len(units)
     print(f"manifests: {checked} files, {len(ERRORS)} problems")
     return 1 if ERRORS else 0
 

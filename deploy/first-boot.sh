@@ -1,13 +1,18 @@
 #!/bin/sh
 # Creates, once, the .env that Tessera and its callers share (compose
-# `env_file: .env`, systemd `EnvironmentFile=`, `kubectl create secret
-# --from-env-file=`), holding a 256-bit TESSERA_SERVICE_TOKEN_<NAME> for
-# SCHEDULER and for every NAME given. Safe to run on every boot: values that
-# exist are kept, missing ones are added. Never prints a secret.
+# `env_file: .env`, the systemd unit's TESSERA_SERVICE_TOKENS_FILE,
+# `kubectl create secret --from-env-file=`), holding a 256-bit
+# TESSERA_SERVICE_TOKEN_<NAME> for SCHEDULER and for every NAME given. Safe
+# to run on every boot: values that exist are kept, missing ones are added.
+# Never prints a secret.
 #
-# Usage: first-boot.sh [-f FILE] [--postgres] [--rotate NAME]... [--retire NAME]... [NAME]...
+# Usage: first-boot.sh [-f FILE] [-g GROUP] [--postgres] [--rotate NAME]... [--retire NAME]... [NAME]...
 #
 #   -f, --env-file FILE  the file to create or update (default ./.env)
+#   -g, --group GROUP    let GROUP read the file (mode 0640): the group a
+#                        service reads it with (systemd SupplementaryGroups=).
+#                        An existing file keeps its group and mode 0640 when
+#                        rewritten, with or without this option.
 #   --postgres           also keep a POSTGRES_PASSWORD (for deploy/compose)
 #   --rotate NAME        put a new secret before the current one: `new,old`.
 #                        Tessera accepts both; callers send the first one.
@@ -45,6 +50,7 @@ normalize() {
 }
 
 env_file=./.env
+group=
 postgres=0
 names=SCHEDULER
 rotate=
@@ -58,6 +64,16 @@ while [ $# -gt 0 ]; do
             ;;
         --env-file=*)
             env_file=${1#*=}
+            shift
+            ;;
+        -g | --group)
+            [ $# -ge 2 ] || die "$1 needs a group"
+            group=$2
+            shift 2
+            ;;
+        --group=*)
+            group=${1#*=}
+            [ -n "$group" ] || die "empty group name"
             shift
             ;;
         --postgres)
@@ -131,6 +147,12 @@ first_of() {
     printf '%s' "$first" | tr -d " \t\r\"'"
 }
 
+# `-rw-r----- 0`: the mode column of `ls -l` and the numeric group.
+mode_and_group() {
+    # shellcheck disable=SC2012
+    ls -lnd -- "$1" | awk '{print $1, $4}'
+}
+
 in_list() {
     case " $2 " in
         *" $1 "*) return 0 ;;
@@ -157,10 +179,17 @@ if [ -e "$env_file" ]; then
     # Only the mode column of `ls -l` is read (POSIX has no stat).
     # shellcheck disable=SC2012
     perms=$(ls -ld -- "$env_file" | cut -c5-10)
-    if [ "$perms" != "------" ]; then
-        say "warning: $env_file was readable by others; its mode is now 0600"
-        chmod go-rwx -- "$env_file"
-    fi
+    case $perms in
+        ------) ;;
+        r-----)
+            # Readable by its group on purpose (see --group): kept so.
+            [ -n "$group" ] || group=$(mode_and_group "$env_file" | cut -d' ' -f2)
+            ;;
+        *)
+            say "warning: $env_file was readable by others or writable by its group; its mode is now 0600"
+            chmod go-rwx -- "$env_file"
+            ;;
+    esac
     # Copy, rewriting the lines of the names to rotate or retire.
     while IFS= read -r line || [ -n "$line" ]; do
         for name in $rotate $retire; do
@@ -216,10 +245,17 @@ if [ "$postgres" -eq 1 ] && ! has_var POSTGRES_PASSWORD; then
 fi
 
 exec 3>&-
+mode=0600
+if [ -n "$group" ]; then
+    # The group first, then its read bit: no other group ever may read it.
+    chgrp -- "$group" "$tmp" || die "cannot give $env_file to group '$group'"
+    chmod 0640 -- "$tmp"
+    mode="0640, group $group"
+fi
 if [ "$created" -eq 1 ]; then
     mv -f -- "$tmp" "$env_file"
-    say "created $env_file (mode 0600)"
-elif cmp -s -- "$tmp" "$env_file"; then
+    say "created $env_file (mode $mode)"
+elif cmp -s -- "$tmp" "$env_file" && [ "$(mode_and_group "$tmp")" = "$(mode_and_group "$env_file")" ]; then
     say "$env_file is up to date; existing secrets kept"
 else
     mv -f -- "$tmp" "$env_file"

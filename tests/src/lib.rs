@@ -10,6 +10,7 @@ mod server;
 
 pub mod audit;
 pub mod credentials;
+pub mod first_boot;
 pub mod fixture;
 pub mod forward_calls;
 pub mod grpc;

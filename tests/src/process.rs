@@ -19,7 +19,9 @@ pub struct ServerOptions {
     args: Vec<String>,
     env: Vec<(String, String)>,
     current_dir: Option<PathBuf>,
-    open_files: Option<u32>,
+    /// Programs that set something up and then exec `tessera` (same pid).
+    wrappers: Vec<String>,
+    program: Option<PathBuf>,
     pub(crate) tls: Option<ClientTls>,
 }
 
@@ -40,7 +42,8 @@ impl ServerOptions {
                 .to_vec(),
             env: Vec::new(),
             current_dir: None,
-            open_files: None,
+            wrappers: Vec::new(),
+            program: None,
             tls: None,
         }
         .log_format("json")
@@ -103,8 +106,36 @@ impl ServerOptions {
 
     /// Runs the process with at most `limit` open files (soft and hard
     /// limit, through util-linux `prlimit`, which must be installed).
-    pub fn open_file_limit(mut self, limit: u32) -> Self {
-        self.open_files = Some(limit);
+    pub fn open_file_limit(self, limit: u32) -> Self {
+        self.wrapped(&["prlimit", &format!("--nofile={limit}:{limit}"), "--"])
+    }
+
+    /// Runs the process as user `uid`, group `gid`, with the supplementary
+    /// `groups` and no capabilities, through util-linux `setpriv` — as
+    /// systemd runs a unit with `DynamicUser=` and `SupplementaryGroups=`.
+    /// The test must run as root, and the binary must be reachable by that
+    /// user (see [`program`](Self::program)).
+    pub fn run_as(self, uid: u32, gid: u32, groups: &[u32]) -> Self {
+        let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+        self.wrapped(&[
+            "setpriv",
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            &format!("--groups={}", groups.join(",")),
+            "--inh-caps=-all",
+            "--",
+        ])
+    }
+
+    /// Runs this `tessera` executable instead of the one cargo built.
+    pub fn program(mut self, path: &Path) -> Self {
+        self.program = Some(path.to_owned());
+        self
+    }
+
+    fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrappers
+            .extend(wrapper.iter().map(|arg| (*arg).to_owned()));
         self
     }
 
@@ -131,17 +162,15 @@ impl ServerProcess {
     /// Starts `tessera` as `options` say, with a clean environment (only
     /// `PATH` is inherited) and no standard input. Returns at once.
     pub fn spawn(options: &ServerOptions) -> ServerProcess {
-        // `prlimit` sets the limit and then execs tessera: same pid.
-        let mut command = match options.open_files {
-            Some(limit) => {
-                let mut prlimit = Command::new("prlimit");
-                prlimit
-                    .arg(format!("--nofile={limit}:{limit}"))
-                    .arg("--")
-                    .arg(binary());
-                prlimit
+        let program = options.program.clone().unwrap_or_else(binary);
+        // Each wrapper execs the next program, the last one tessera: same pid.
+        let mut command = match options.wrappers.split_first() {
+            Some((first, rest)) => {
+                let mut wrapped = Command::new(first);
+                wrapped.args(rest).arg(program);
+                wrapped
             }
-            None => Command::new(binary()),
+            None => Command::new(program),
         };
         command
             .args(&options.args)

@@ -90,7 +90,7 @@ async fn the_tokens_file_replaces_the_environment_and_is_reread_on_sighup() {
     assert_eq!(accepted(&server, &old, &from_env).await, None);
     let logs = server.stderr();
     assert!(logs.contains("TESSERA_SERVICE_TOKEN_ENVONLY"), "{logs}");
-    assert!(logs.contains("readable by group or others"), "{logs}");
+    assert!(logs.contains("readable by others"), "{logs}");
 
     // A second name: seeded and accepted, listed beside the first.
     write(

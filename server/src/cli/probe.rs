@@ -168,13 +168,19 @@ fn endpoint(authority: &str, timeout: Duration, args: &HealthArgs) -> Result<End
 }
 
 /// An error and its causes, `a: b: c` (tonic's own message is only
-/// "transport error").
+/// "transport error"). A cause that says what the one before it said (the
+/// connector's layers repeat "tcp connect error") is written once.
 pub(super) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
+    let mut last = text.clone();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if said != last {
+            text.push_str(": ");
+            text.push_str(&said);
+            last = said;
+        }
         source = cause.source();
     }
     text
@@ -194,7 +200,34 @@ fn report(code: i32, line: &str) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::authority;
+    use super::{authority, chain};
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|layer| layer as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        let refused = Layer("connection refused", None);
+        let inner = Layer("tcp connect error", Some(Box::new(refused)));
+        let outer = Layer("tcp connect error", Some(Box::new(inner)));
+        let err = Layer("transport error", Some(Box::new(outer)));
+        assert_eq!(
+            chain(&err),
+            "transport error: tcp connect error: connection refused"
+        );
+    }
 
     #[test]
     fn defaults_to_the_listen_address_on_loopback() {

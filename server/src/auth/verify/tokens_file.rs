@@ -133,18 +133,22 @@ fn parse(text: &str) -> Result<ServiceSecrets, (usize, &'static str)> {
     Ok(ServiceSecrets::from_vars(vars))
 }
 
-/// Warns when others than the owner may read the file: it holds secrets.
+/// Warns when the file is shared more widely than a secret should be: it may
+/// be private to its owner (0600), or readable by one group when root owns it
+/// (0640 root:group, how a service running under a dynamic user with that
+/// supplementary group reads it, as deploy/systemd/tessera.service does).
 fn warn_if_shared(path: &Path, file: &std::fs::File) {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         if let Ok(meta) = file.metadata()
-            && meta.permissions().mode() & 0o077 != 0
+            && !private_enough(meta.permissions().mode(), meta.uid())
         {
             tracing::warn!(
                 path = %path.display(),
                 mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "service tokens file is readable by group or others; chmod 600 it"
+                "service tokens file is readable by others or writable by its group; \
+                 chmod 600 it (or 640, owned by root, for the service's group)"
             );
         }
     }
@@ -152,9 +156,28 @@ fn warn_if_shared(path: &Path, file: &std::fs::File) {
     let _ = (path, file);
 }
 
+/// Whether `mode` and `owner` keep a secrets file private: no access for
+/// others, and at most read access for the group, only when root owns it.
+fn private_enough(mode: u32, owner: u32) -> bool {
+    let group_may = if owner == 0 { 0o040 } else { 0 };
+    mode & 0o077 & !group_may == 0
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, private_enough};
+
+    #[test]
+    fn group_read_is_private_enough_only_when_root_owns_the_file() {
+        assert!(private_enough(0o100600, 1000));
+        assert!(private_enough(0o100400, 0));
+        assert!(private_enough(0o100640, 0));
+        assert!(!private_enough(0o100640, 1000));
+        assert!(!private_enough(0o100660, 0));
+        assert!(!private_enough(0o100644, 0));
+        assert!(!private_enough(0o100604, 1000));
+        assert!(!private_enough(0o100650, 0));
+    }
 
     const GOOD: &str = "0123456789abcdef0123456789abcdef";
     const NEXT: &str = "fedcba9876543210fedcba9876543210";
