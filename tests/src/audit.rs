@@ -107,3 +107,9 @@ pub fn event_values(event: &pb::AuditEvent) -> [&str; 6] {
         &event.peer,
     ]
 }
+
+/// How many audit entries record a failed caller authentication.
+pub async fn failed_authentications(db: &crate::TestDatabase) -> i64 {
+    let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'";
+    crate::sql::count(&db.connect().await, sql).await
+}

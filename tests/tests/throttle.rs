@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 use tessera_client::pb;
 use tessera_client::tonic::Code;
 
+use tessera_tests::audit::failed_authentications;
 use tessera_tests::grpc::{consume_ticket, mint_ticket, provision_workspace, verify_as};
 use tessera_tests::install::bootstrap_admin;
 use tessera_tests::sql::count;
@@ -35,12 +36,6 @@ fn wrong_install_token() -> pb::ConsumeInstallTokenRequest {
         admin_email: "ada@example.com".to_owned(),
         admin_name: "Ada".to_owned(),
     }
-}
-
-/// Audit entries of failed caller authentication.
-async fn failed_authentications(db: &TestDatabase) -> i64 {
-    let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'caller.authenticate'";
-    count(&db.connect().await, sql).await
 }
 
 /// VerifyBearer of `caller`'s own bearer, as `caller`.

@@ -33,20 +33,20 @@ impl Authenticator {
     }
 
     /// The caller presenting `bearer` from `peer`, if `rule` admits it for
-    /// the RPC at `path`. A failed authentication is audited when `audit`
-    /// says so, and counted otherwise.
+    /// the RPC at `path`. When the bearer fails, `audit` is told why, at
+    /// once, and says whether the failure is audited (else it is counted).
     pub(crate) async fn caller(
         &self,
         rule: Rule,
         bearer: &str,
         path: &str,
         peer: String,
-        audit: impl FnOnce() -> bool,
+        audit: impl FnOnce(&Error) -> bool,
     ) -> Result<Caller, Refusal> {
         let principal = match self.verifier.caller(bearer).await {
             Ok(principal) => principal,
             Err(err) => {
-                if audit() {
+                if audit(&err) {
                     self.audit_failure(path, bearer, &peer, &err).await;
                 } else {
                     metrics::counter!("tessera_auth_failures_unaudited_total").increment(1);

@@ -48,8 +48,8 @@ impl FailureKeys {
 
     fn resolve(&self, scope: Scope) -> Vec<String> {
         let mut keys = Vec::with_capacity(2);
-        if let Some(ip) = self.peer.filter(|_| scope != Scope::Credential) {
-            keys.push(format!("peer:{ip}"));
+        if let Some(key) = self.peer_key().filter(|_| scope != Scope::Credential) {
+            keys.push(key);
         }
         if scope != Scope::Peer
             && let Ok(kind) = token::parse(self.bearer.expose())
@@ -63,6 +63,21 @@ impl FailureKeys {
         }
         keys
     }
+}
+
+impl FailureKeys {
+    fn peer_key(&self) -> Option<String> {
+        self.peer.map(|ip| format!("peer:{ip}"))
+    }
+}
+
+/// A failure charged by [`FailureThrottle::record`].
+pub(crate) struct Charge {
+    /// How long the peer is refused, when its budget was spent before this
+    /// failure: the call is then answered `RESOURCE_EXHAUSTED`.
+    pub(crate) peer_refused: Option<Duration>,
+    /// Resolves once the failure is counted (see [`Counted`]).
+    pub(crate) counted: Counted,
 }
 
 /// Which of a call's keys a check or a charge concerns.
@@ -160,14 +175,22 @@ impl FailureThrottle {
     }
 
     /// Charges one failure to each key in `scope`; a key over budget is
-    /// refused until its budget allows another failure. When failures are
-    /// shared across replicas, the call should be answered only once the
-    /// returned [`Counted`] resolves.
-    pub(crate) fn record(&self, keys: &FailureKeys, scope: Scope) -> Counted {
+    /// refused until its budget allows another failure. Whether the peer
+    /// was over budget is decided here, when the failure is charged, not
+    /// when the call arrived: of concurrent failures from one peer, only
+    /// its budget's worth are answered as failures, wherever its refusal
+    /// stood when they arrived. When failures are shared across replicas,
+    /// the call should be answered only once [`Charge::counted`] resolves.
+    pub(crate) fn record(&self, keys: &FailureKeys, scope: Scope) -> Charge {
         if self.limiter_sweeper.due(self.limiter.len()) {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
+        let peer_key = keys.peer_key().filter(|_| scope != Scope::Credential);
+        // Refused by another replica's counts, or by this one's own.
+        let mut peer_refused = peer_key
+            .as_ref()
+            .and_then(|_| self.blocked(keys, Scope::Peer));
         let keys = keys.resolve(scope);
         for key in &keys {
             // The failure that spends the last of the budget starts the
@@ -175,12 +198,22 @@ impl FailureThrottle {
             match self.limiter.check_key(key) {
                 Ok(state) if state.remaining_burst_capacity() > 0 => {}
                 Ok(_) => self.refuse(key, self.refill),
-                Err(not_until) => self.refuse(key, not_until.wait_time_from(self.clock.now())),
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    self.refuse(key, wait);
+                    if Some(key) == peer_key.as_ref() {
+                        peer_refused = peer_refused.max(Some(wait));
+                    }
+                }
             }
         }
-        match &self.pending {
+        let counted = match &self.pending {
             Some(pending) => pending.charge(&keys),
             None => Counted::now(),
+        };
+        Charge {
+            peer_refused,
+            counted,
         }
     }
 
@@ -230,6 +263,20 @@ mod tests {
             throttle.blocked(&b, Scope::Both),
             None,
             "another peer is unaffected"
+        );
+    }
+
+    #[test]
+    fn a_charge_says_whether_the_peer_had_spent_its_budget_before_it() {
+        let throttle = FailureThrottle::per_minute(NonZeroU32::MIN.saturating_add(1));
+        let peer = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 1])), Secret::default());
+        let refused = |_| throttle.record(&peer, Scope::Both).peer_refused.is_some();
+        let answers: Vec<bool> = (0..4).map(refused).collect();
+        assert_eq!(answers, [false, false, true, true]);
+        let credential_only = throttle.record(&peer, Scope::Credential);
+        assert_eq!(
+            credential_only.peer_refused, None,
+            "the peer is not charged"
         );
     }
 

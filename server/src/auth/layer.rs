@@ -18,11 +18,12 @@ use tower::{Layer, Service};
 
 use super::Throttle;
 use super::authenticate::{Authenticator, Refusal};
-use super::failures::{FailureKeys, FailureThrottle, Scope};
+use super::failures::{Charge, FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
 use super::streams::{HoldingPlace, StreamLimit};
 use super::throttle::{failure_peer, peer_address};
+use crate::domain::Error;
 use crate::grpc::CallerAtFault;
 
 /// Set on a call whose refusal its handler should count, not audit: the
@@ -123,12 +124,11 @@ where
         if let Some(wait) = refusal {
             return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
-        let peer_blocked = self.failures.blocked(&keys, Scope::Peer);
         // A redemption's credential is in the message, and its handler
         // checks and audits it: from a refused peer, its refusal is audited
         // only within the bound of failures audited one by one.
         if rule == Rule::Redeem
-            && peer_blocked.is_some()
+            && self.failures.blocked(&keys, Scope::Peer).is_some()
             && !self.failures.audit_from_refused_peer(&keys)
         {
             request.extensions_mut().insert(RefusalUnaudited);
@@ -140,16 +140,15 @@ where
         let path = request.uri().path().to_owned();
         let peer = addr.map(|a| a.to_string()).unwrap_or_default();
         Box::pin(async move {
-            // A failure is charged when the caller's own credential fails.
-            // Bad tokens that an authenticated service relays (VerifyBearer,
-            // ConsumeTicket) are not: blocking the relay would let anyone who
-            // can make a service present garbage lock that service out.
-            let failed = |scope| {
-                let counted = failures.record(&keys, scope);
-                async move {
-                    counted.wait().await;
-                    peer_blocked.map(|wait| throttled(wait).into_http())
-                }
+            // A failure is charged when the caller's own credential fails,
+            // and whether its peer was over budget is decided then (see
+            // `FailureThrottle::record`). Bad tokens that an authenticated
+            // service relays (VerifyBearer, ConsumeTicket) are not charged:
+            // blocking the relay would let anyone who can make a service
+            // present garbage lock that service out.
+            let answer = |charge: Charge| async move {
+                charge.counted.wait().await;
+                charge.peer_refused.map(|wait| throttled(wait).into_http())
             };
             let response = if matches!(rule, Rule::Anonymous | Rule::Redeem) {
                 // The credential is in the message (an install token): a
@@ -159,22 +158,37 @@ where
                 // any, belongs to whoever relays the call and is not charged.
                 let response = inner.call(request).await?;
                 if refused_for_the_caller(&response) {
-                    failed(Scope::Peer).await.unwrap_or(response)
+                    let refused = answer(failures.record(&keys, Scope::Peer)).await;
+                    refused.unwrap_or(response)
                 } else {
                     response
                 }
             } else {
                 let bearer = keys.bearer().expose();
+                let mut charge = None;
                 // A refused peer's failures are audited one by one only up
                 // to a bound, so a flood writes a bounded number of entries.
-                let audit = || peer_blocked.is_none() || failures.audit_from_refused_peer(&keys);
+                let audit = |err: &Error| {
+                    let refused = if matches!(err, Error::Unauthenticated(_)) {
+                        let charged = failures.record(&keys, Scope::Both);
+                        let refused = charged.peer_refused.is_some();
+                        charge = Some(charged);
+                        refused
+                    } else {
+                        failures.blocked(&keys, Scope::Peer).is_some()
+                    };
+                    !refused || failures.audit_from_refused_peer(&keys)
+                };
                 match auth.caller(rule, bearer, &path, peer, audit).await {
                     Ok(caller) => {
                         request.extensions_mut().insert(caller);
                         inner.call(request).await?
                     }
                     Err(Refusal::Unauthenticated(err)) => {
-                        let refused = failed(Scope::Both).await;
+                        let refused = match charge {
+                            Some(charge) => answer(charge).await,
+                            None => None,
+                        };
                         refused.unwrap_or_else(|| Status::from(err).into_http())
                     }
                     Err(Refusal::Unverified(err)) => Status::from(err).into_http(),
