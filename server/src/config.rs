@@ -146,6 +146,10 @@ pub(crate) struct ServeArgs {
     /// Connections held at once; one more is accepted and closed at once.
     #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN))]
     pub max_connections: NonZeroU32,
+    /// Connections one peer address may hold at once (IPv4-mapped IPv6
+    /// counts as IPv4); one more is accepted and closed at once.
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS_PER_PEER", default_value_t = NonZeroU32::new(1_000).unwrap_or(NonZeroU32::MIN))]
+    pub max_connections_per_peer: NonZeroU32,
     /// How often an idle HTTP/2 connection is pinged, in ms (0: never).
     #[arg(
         long,
@@ -320,6 +324,7 @@ impl ServeArgs {
                 tls_handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
                 preface_timeout: positive_millis(self.preface_timeout_ms),
                 max_connections: self.max_connections,
+                max_connections_per_peer: self.max_connections_per_peer,
                 http2_keepalive_interval: positive_millis(self.http2_keepalive_interval_ms),
                 http2_keepalive_timeout: Duration::from_millis(self.http2_keepalive_timeout_ms),
                 max_connection_age: positive_millis(self.max_connection_age_ms),
@@ -363,6 +368,8 @@ pub(crate) struct Limits {
     pub preface_timeout: Option<Duration>,
     /// Connections held at once.
     pub max_connections: NonZeroU32,
+    /// Connections held at once per peer address.
+    pub max_connections_per_peer: NonZeroU32,
     /// HTTP/2 ping period of idle connections; `None`: no pings.
     pub http2_keepalive_interval: Option<Duration>,
     /// Longest wait for a ping's answer.

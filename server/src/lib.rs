@@ -30,6 +30,7 @@ mod grpc;
 mod health;
 mod listen;
 mod metrics;
+mod peers;
 mod reload;
 mod server;
 pub mod store;

@@ -250,7 +250,7 @@ pub(crate) async fn serve(
             Arc::new(app.authenticator()),
             auth::Throttle::per_minute(settings.anonymous_rate_per_minute),
             failures,
-            auth::StreamLimit::per_peer(limits.max_watch_streams_per_peer),
+            crate::peers::PeerPlaces::per_peer(limits.max_watch_streams_per_peer),
         ))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -38,7 +38,8 @@ async fn start(env: &[(&str, &str)]) -> (TestDatabase, TestServer) {
     (db, server)
 }
 
-/// The HTTP/2 client connection preface.
+/// The magic that opens the HTTP/2 client connection preface (a SETTINGS
+/// frame completes it).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A connection that has sent the HTTP/2 preface and its settings, and
@@ -68,6 +69,9 @@ async fn a_connection_that_does_not_start_http2_in_time_is_closed() {
         .write_all(&PREFACE[..16])
         .await
         .expect("half a preface");
+    // The magic alone is not the preface: a SETTINGS frame must follow it.
+    let mut magic_only = TcpStream::connect(server.addr).await.expect("connect");
+    magic_only.write_all(PREFACE).await.expect("the magic");
     let (trickled, mut trickle) = TcpStream::connect(server.addr)
         .await
         .expect("connect")
@@ -88,6 +92,10 @@ async fn a_connection_that_does_not_start_http2_in_time_is_closed() {
     assert!(
         closed_within(partial, PREFACE_CLOSE_WITHIN).await,
         "a connection that sent half the preface stayed"
+    );
+    assert!(
+        closed_within(magic_only, PREFACE_CLOSE_WITHIN).await,
+        "a connection that sent the magic and no SETTINGS stayed"
     );
     assert!(
         closed_within(trickled, PREFACE_CLOSE_WITHIN).await,

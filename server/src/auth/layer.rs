@@ -21,10 +21,11 @@ use super::authenticate::{Authenticator, Refusal};
 use super::failures::{Charge, FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
-use super::streams::{HoldingPlace, StreamLimit};
-use super::throttle::{failure_peer, peer_address};
+use super::streams::HoldingPlace;
+use super::throttle::failure_peer;
 use crate::domain::Error;
 use crate::grpc::CallerAtFault;
+use crate::peers::{PeerPlaces, peer_address};
 
 /// Set on a call whose refusal its handler should count, not audit: the
 /// call comes from a refused peer that has spent its audited failures.
@@ -37,7 +38,7 @@ pub(crate) struct AuthLayer {
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     failures: Arc<FailureThrottle>,
-    watches: Arc<StreamLimit>,
+    watches: Arc<PeerPlaces>,
 }
 
 impl AuthLayer {
@@ -48,7 +49,7 @@ impl AuthLayer {
         auth: Arc<Authenticator>,
         throttle: Throttle,
         failures: Arc<FailureThrottle>,
-        watches: Arc<StreamLimit>,
+        watches: Arc<PeerPlaces>,
     ) -> Self {
         Self {
             auth,
@@ -80,7 +81,7 @@ pub(crate) struct Auth<S> {
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     failures: Arc<FailureThrottle>,
-    watches: Arc<StreamLimit>,
+    watches: Arc<PeerPlaces>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

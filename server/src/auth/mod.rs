@@ -18,5 +18,4 @@ pub(crate) use failures::FailureThrottle;
 pub use header::parse_bearer;
 pub(crate) use layer::{AuthLayer, RefusalUnaudited};
 pub(crate) use shared_failures::share_failures;
-pub(crate) use streams::StreamLimit;
 pub(crate) use throttle::Throttle;

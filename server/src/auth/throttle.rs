@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::peers::peer_address;
+
 /// Keys a throttle tracks before it sweeps out the stale ones, so a flood
 /// of distinct addresses or made-up credentials cannot grow it without
 /// bound.
@@ -86,15 +88,6 @@ impl Throttle {
     }
 }
 
-/// A peer's address as its budgets know it: IPv4 also when it comes
-/// IPv4-mapped, so the two forms share one budget.
-pub(super) fn peer_address(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
 /// The address a peer's failed authentications are charged to: its
 /// [`peer_address`], or for IPv6 its /64, the smallest block a host is
 /// usually given, so that one host cannot use each of its 2^64 addresses
@@ -143,8 +136,6 @@ mod tests {
         );
         assert_ne!(failure_peer(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
         assert_eq!(failure_peer(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
-        assert_eq!(peer_address(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
-        assert_eq!(peer_address(ip("2001:db8:1:2::1")), ip("2001:db8:1:2::1"));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
+use crate::peers::{PeerPlaces, Place};
+
 /// First pause after a failed accept; it doubles while accepts keep failing.
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between attempts.
@@ -30,18 +32,30 @@ pub(crate) struct Accepted {
     pub stream: TcpStream,
     /// When it was accepted.
     pub at: Instant,
-    /// Its place among the connections the server holds at once.
-    pub slot: OwnedSemaphorePermit,
+    /// What it holds of the server's capacity while it lives.
+    pub held: Held,
+}
+
+/// A connection's share of [`Capacity`], given back when dropped.
+pub(crate) struct Held {
+    _slot: OwnedSemaphorePermit,
+    _place: Place,
+}
+
+/// How many connections may be held: in all, and per peer address.
+pub(crate) struct Capacity {
+    pub slots: Arc<Semaphore>,
+    pub per_peer: Arc<PeerPlaces>,
 }
 
 /// Accepts connections on `listener` until `ready`'s receiver is dropped
 /// (tonic drops it when it stops serving, which also closes the listener).
-/// Each connection that gets a slot from `slots` goes through `prepare` in
-/// its own task; what comes out is sent on `ready`. A connection beyond
-/// the last slot is closed at once.
+/// Each connection that gets a slot and a place of its peer's from
+/// `capacity` goes through `prepare` in its own task; what comes out is
+/// sent on `ready`. A connection beyond either bound is closed at once.
 pub(crate) async fn accept_loop<IO, P, F>(
     listener: TcpListener,
-    slots: Arc<Semaphore>,
+    capacity: Capacity,
     ready: mpsc::Sender<IO>,
     prepare: P,
 ) where
@@ -52,13 +66,14 @@ pub(crate) async fn accept_loop<IO, P, F>(
     let mut pause = FIRST_PAUSE;
     let mut failures = Warnings::default();
     let mut refusals = Warnings::default();
+    let mut peer_refusals = Warnings::default();
     loop {
         let accepted = tokio::select! {
             () = ready.closed() => return,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) if peer_gave_up(&err) => {
                 tracing::debug!(error = %err, "a connection closed before it was accepted");
                 continue;
@@ -81,12 +96,23 @@ pub(crate) async fn accept_loop<IO, P, F>(
             }
         };
         pause = FIRST_PAUSE;
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Ok(slot) = capacity.slots.clone().try_acquire_owned() else {
             drop(stream);
             refusals.warn(|suppressed| {
                 tracing::warn!(
                     suppressed,
                     "connection limit reached; closing new connections"
+                );
+            });
+            continue;
+        };
+        let Some(place) = capacity.per_peer.acquire(Some(peer.ip())) else {
+            drop(stream);
+            peer_refusals.warn(|suppressed| {
+                tracing::warn!(
+                    peer = %peer.ip(),
+                    suppressed,
+                    "connection limit per address reached; closing its new connections"
                 );
             });
             continue;
@@ -98,7 +124,11 @@ pub(crate) async fn accept_loop<IO, P, F>(
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
         let at = Instant::now();
-        let prepared = prepare(Accepted { stream, at, slot });
+        let held = Held {
+            _slot: slot,
+            _place: place,
+        };
+        let prepared = prepare(Accepted { stream, at, held });
         let ready = ready.clone();
         tokio::spawn(async move {
             if let Some(io) = prepared.await {

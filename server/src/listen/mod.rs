@@ -2,9 +2,11 @@
 //!
 //! - Accepting never spins: a failed accept (out of descriptors, say) is
 //!   logged, rate-limited, and followed by a pause ([`accept`]).
-//! - At most `TESSERA_MAX_CONNECTIONS` connections are held; one beyond is
-//!   accepted and closed at once, so its client fails fast and may try
-//!   another replica, rather than waiting unseen in the listen backlog.
+//! - At most `TESSERA_MAX_CONNECTIONS` connections are held, and at most
+//!   `TESSERA_MAX_CONNECTIONS_PER_PEER` from one address (so one peer cannot
+//!   take them all); one beyond is accepted and closed at once, so its
+//!   client fails fast and may try another replica, rather than waiting
+//!   unseen in the listen backlog.
 //! - A connection must deliver the HTTP/2 client preface within
 //!   `TESSERA_PREFACE_TIMEOUT_MS` of being accepted, TLS handshake
 //!   included, or it is closed ([`preface`]). That is what bounds a peer
@@ -39,7 +41,8 @@ pub(crate) use tls::{TlsConfigError, TlsFiles, TlsSettings, acceptor};
 pub(crate) type SharedAcceptor = crate::reload::Live<TlsAcceptor>;
 
 use crate::config::Limits;
-use accept::{Accepted, accept_loop};
+use crate::peers::PeerPlaces;
+use accept::{Accepted, Capacity, accept_loop};
 use preface::Guarded;
 
 /// Connections prepared but not yet taken by tonic; its accept loop takes
@@ -76,14 +79,17 @@ pub(crate) fn listen(
 ) -> Listening {
     files::raise_limit(limits.max_connections);
     let slots = usize::try_from(limits.max_connections.get()).unwrap_or(usize::MAX);
-    let slots = Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS)));
+    let capacity = Capacity {
+        slots: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
+        per_peer: PeerPlaces::per_peer(limits.max_connections_per_peer),
+    };
     let preface = limits.preface_timeout;
     let Some(shared) = tls else {
         let prepare = move |accepted: Accepted| {
             let deadline = preface.map(|timeout| accepted.at + timeout);
-            std::future::ready(Some(Guarded::new(accepted.stream, deadline, accepted.slot)))
+            std::future::ready(Some(Guarded::new(accepted.stream, deadline, accepted.held)))
         };
-        return Listening::Plaintext(spawn(listener, slots, prepare));
+        return Listening::Plaintext(spawn(listener, capacity, prepare));
     };
     let handshake_timeout = limits.tls_handshake_timeout;
     let prepare = move |accepted: Accepted| {
@@ -96,20 +102,20 @@ pub(crate) fn listen(
         });
         async move {
             let stream = tls::handshake(acceptor, accepted.stream, handshake_by).await?;
-            Some(Guarded::new(stream, deadline, accepted.slot))
+            Some(Guarded::new(stream, deadline, accepted.held))
         }
     };
-    Listening::Tls(spawn(listener, slots, prepare))
+    Listening::Tls(spawn(listener, capacity, prepare))
 }
 
 /// Spawns the accept loop; its connections come out of the stream.
-fn spawn<IO, P, F>(listener: TcpListener, slots: Arc<Semaphore>, prepare: P) -> Incoming<IO>
+fn spawn<IO, P, F>(listener: TcpListener, capacity: Capacity, prepare: P) -> Incoming<IO>
 where
     IO: Send + 'static,
     P: Fn(Accepted) -> F + Send + 'static,
     F: Future<Output = Option<IO>> + Send + 'static,
 {
     let (ready, incoming) = mpsc::channel(QUEUE);
-    tokio::spawn(accept_loop(listener, slots, ready, prepare));
+    tokio::spawn(accept_loop(listener, capacity, ready, prepare));
     Incoming(incoming)
 }

@@ -1,7 +1,7 @@
 //! The connection type handed to tonic: the accepted stream (TLS already
 //! done when configured), closed when it has not delivered the HTTP/2
-//! client preface by its deadline, and holding one of the server's
-//! connection slots for as long as it lives.
+//! client preface by its deadline, and holding its share of the server's
+//! connections (in all and of its peer's) for as long as it lives.
 //!
 //! The deadline sits above TLS, so it counts the plaintext HTTP/2 bytes the
 //! peer sent: a peer that only completes a handshake, or sends part of the
@@ -14,20 +14,25 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
-/// Length of the HTTP/2 client connection preface
-/// (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`). Checking its bytes is h2's job.
-const PREFACE_LEN: usize = 24;
+use super::accept::Held;
+
+/// Length of the HTTP/2 client connection preface as counted here: the
+/// magic (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, 24 bytes) and the header of
+/// the SETTINGS frame that must follow it (9 bytes). Until the SETTINGS
+/// frame comes, h2 waits for it without a timer and pings nobody, so a peer
+/// that sends only the magic would otherwise stay. Checking the bytes is
+/// h2's job.
+const PREFACE_LEN: usize = 24 + 9;
 
 /// An accepted connection: `IO` until the peer hangs up or misses its
 /// preface deadline.
 pub(crate) struct Guarded<IO> {
     io: IO,
     preface: Option<Preface>,
-    _slot: OwnedSemaphorePermit,
+    _held: Held,
 }
 
 /// The part of the preface still to come, and when it is too late.
@@ -38,8 +43,8 @@ struct Preface {
 
 impl<IO> Guarded<IO> {
     /// `io`, whose preface must be complete by `deadline` (`None`: no
-    /// deadline), holding `slot` until it is dropped.
-    pub(crate) fn new(io: IO, deadline: Option<Instant>, slot: OwnedSemaphorePermit) -> Self {
+    /// deadline), holding `held` until it is dropped.
+    pub(crate) fn new(io: IO, deadline: Option<Instant>, held: Held) -> Self {
         let preface = deadline.map(|deadline| Preface {
             missing: PREFACE_LEN,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
@@ -47,7 +52,7 @@ impl<IO> Guarded<IO> {
         Self {
             io,
             preface,
-            _slot: slot,
+            _held: held,
         }
     }
 }
