@@ -21,8 +21,10 @@ use tessera_tests::{
 /// bidirectional override and a line separator; and invisible format
 /// characters: bidirectional marks, a zero width space, a byte order mark,
 /// a soft hyphen, invisible operators, a Mongolian vowel separator, an
-/// interlinear annotation anchor and tags.
-const UNPRINTABLE: [char; 22] = [
+/// interlinear annotation anchor and tags; and invisible characters of
+/// other categories: Hangul fillers, a combining grapheme joiner and the
+/// blank Braille pattern.
+const UNPRINTABLE: [char; 26] = [
     '\0',
     '\u{7}',
     '\u{1b}',
@@ -45,6 +47,10 @@ const UNPRINTABLE: [char; 22] = [
     '\u{fff9}',
     '\u{e0001}',
     '\u{e0041}',
+    '\u{3164}',
+    '\u{115f}',
+    '\u{34f}',
+    '\u{2800}',
 ];
 
 /// A name with a zero width joiner, which emoji sequences (and some

@@ -16,7 +16,8 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 /// NUL in text; the others garble log lines and audit views, forge them,
 /// or make two different values look the same. The zero width joiner and
 /// non-joiner are format characters too but stay printable: emoji
-/// sequences and some scripts (Persian, Indic) need them.
+/// sequences and some scripts (Persian, Indic) need them. Also unprintable:
+/// the [`invisible`] characters of other categories.
 pub(crate) fn unprintable(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_control();
@@ -25,6 +26,34 @@ pub(crate) fn unprintable(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}')
         || (c.general_category() == GeneralCategory::Format
             && !matches!(c, '\u{200C}' | '\u{200D}'))
+        || invisible(c)
+}
+
+/// Characters outside `Cf` that show nothing, used to make a name look empty
+/// or like another: Unicode's default-ignorable code points that are not
+/// format characters (the combining grapheme joiner, the Hangul fillers, the
+/// Khmer inherent vowels, the Mongolian variation selectors, and the
+/// unassigned code points reserved as default-ignorable), and the blank
+/// Braille pattern. The variation selectors stay printable: emoji and CJK
+/// ideographs need them.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180D}'
+            | '\u{180F}'
+            | '\u{2065}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{E0000}'..='\u{E00FF}'
+            | '\u{E01F0}'..='\u{E0FFF}'
+    )
 }
 
 /// True when `text` holds an unprintable character. Printable ASCII, what
@@ -163,6 +192,37 @@ mod tests {
             '\u{200d}',
             '\u{fe0f}',
             '\u{1f600}',
+        ] {
+            assert!(!unprintable(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_characters_of_other_categories_are_unprintable() {
+        for c in [
+            '\u{34f}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{17b4}',
+            '\u{180b}',
+            '\u{180f}',
+            '\u{2065}',
+            '\u{2800}',
+            '\u{3164}',
+            '\u{ffa0}',
+            '\u{fff0}',
+            '\u{e0080}',
+            '\u{e0fff}',
+        ] {
+            assert!(unprintable(c), "{c:?}");
+        }
+        for c in [
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{e0100}',
+            '\u{e01ef}',
+            '\u{3000}',
+            '\u{1100}',
         ] {
             assert!(!unprintable(c), "{c:?}");
         }
