@@ -79,11 +79,8 @@ impl Verifier {
         let secrets = self.services.secrets();
         if let Some(found) = secrets.find(bearer) {
             // Per slot, so an operator sees when the previous secret of a
-            // rotation is no longer presented (names are configuration:
-            // a bounded label set).
-            let (name, slot) = (found.account.name.clone(), found.slot.as_str());
-            ::metrics::counter!("tessera_service_secret_uses_total", "name" => name, "slot" => slot)
-                .increment(1);
+            // rotation is no longer presented.
+            found.count_use();
             return Ok(self.used(self.services.principal(found).await?));
         }
         let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;

@@ -5,6 +5,9 @@
 //! no early exit, so timing reveals neither which secret matched nor how
 //! long any of them is.
 
+use std::sync::OnceLock;
+
+use metrics::Counter;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use tessera_client::token::{self, TokenKind};
@@ -58,6 +61,11 @@ pub(crate) struct ServiceSecrets {
     accounts: Vec<ServiceAccount>,
     /// (SHA-256 of a secret, index into `accounts`, its slot).
     digests: Vec<([u8; 32], u32, Slot)>,
+    /// Per account, the handles of its slots' use counters, registered on
+    /// first use: building the counter's key and labels on every call cost
+    /// more than the rest of the count (and the metrics recorder is
+    /// installed after the secrets are read).
+    uses: Vec<[OnceLock<Counter>; 2]>,
 }
 
 /// Where a secret stands in its variable: `current,previous` (the rotation
@@ -179,6 +187,7 @@ impl ServiceSecrets {
         if accepted > 0 {
             self.accounts
                 .push(ServiceAccount::new(&variable[ENV_PREFIX.len()..]));
+            self.uses.push(Default::default());
         }
     }
 
@@ -218,14 +227,16 @@ impl ServiceSecrets {
             return None;
         }
         let account = self.accounts.get(index as usize)?;
+        let slot = if bool::from(previous) {
+            Slot::Previous
+        } else {
+            Slot::Current
+        };
         Some(ServiceMatch {
             account,
             credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), &digest),
-            slot: if bool::from(previous) {
-                Slot::Previous
-            } else {
-                Slot::Current
-            },
+            slot,
+            uses: self.uses.get(index as usize)?.get(slot as usize)?,
         })
     }
 }
@@ -239,6 +250,19 @@ pub(crate) struct ServiceMatch<'a> {
     pub credential_id: String,
     /// Where that secret stands in its variable.
     pub slot: Slot,
+    uses: &'a OnceLock<Counter>,
+}
+
+impl ServiceMatch<'_> {
+    /// Counts one use of the secret in `tessera_service_secret_uses_total`,
+    /// per service and slot (names are configuration: a bounded label set).
+    pub(crate) fn count_use(&self) {
+        let counter = self.uses.get_or_init(|| {
+            let (name, slot) = (self.account.name.clone(), self.slot.as_str());
+            ::metrics::counter!("tessera_service_secret_uses_total", "name" => name, "slot" => slot)
+        });
+        counter.increment(1);
+    }
 }
 
 #[cfg(test)]
