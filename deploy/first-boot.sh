@@ -51,6 +51,7 @@ normalize() {
 
 env_file=./.env
 group=
+group_given=0
 postgres=0
 names=SCHEDULER
 rotate=
@@ -69,11 +70,12 @@ while [ $# -gt 0 ]; do
         -g | --group)
             [ $# -ge 2 ] || die "$1 needs a group"
             group=$2
+            group_given=1
             shift 2
             ;;
         --group=*)
             group=${1#*=}
-            [ -n "$group" ] || die "empty group name"
+            group_given=1
             shift
             ;;
         --postgres)
@@ -105,6 +107,16 @@ for arg in "$@"; do
     names="$names $(normalize "$arg")"
 done
 [ -n "$env_file" ] || die "empty file name"
+# Renaming the new content into place would replace a link with a file
+# (and its mode would be read from the link): name the file itself.
+[ ! -L "$env_file" ] || die "$env_file is a symbolic link; give the file it points to"
+if [ "$group_given" -eq 1 ]; then
+    [ -n "$group" ] || die "empty group name"
+    # chgrp takes any number as a gid: a typo would give the file to nobody.
+    if command -v getent >/dev/null 2>&1 && ! getent group "$group" >/dev/null; then
+        die "no group '$group' on this system"
+    fi
+fi
 
 # A fresh secret on standard output (captured, never shown).
 gen_secret() {

@@ -143,6 +143,35 @@ fn first_boot_tightens_a_readable_file_and_refuses_bad_names() {
     assert_eq!(read_env(&env_file).len(), 1, "and nothing is written");
 }
 
+/// A symbolic link is refused (renaming into place would replace the link
+/// with a file, and the mode read would be the link's), and so are an empty
+/// group and one the system does not have (chgrp would take the number).
+#[test]
+fn first_boot_refuses_a_link_and_a_group_the_system_lacks() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let real = dir.path().join("real.env");
+    first_boot(dir.path(), &["-f", "real.env"], false);
+    let before = std::fs::read_to_string(&real).expect("read");
+    std::os::unix::fs::symlink("real.env", dir.path().join("link.env")).expect("symlink");
+    for args in [
+        &["-f", "link.env", "--rotate", "scheduler"][..],
+        &["-f", "new.env", "-g", ""],
+        &["-f", "new.env", "--group=no-such-group-here"],
+        &["-f", "new.env", "-g", "54321"],
+    ] {
+        let output = Command::new("sh")
+            .arg(first_boot_script())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run first-boot.sh");
+        assert!(!output.status.success(), "{args:?} was accepted");
+    }
+    assert_eq!(std::fs::read_to_string(&real).expect("read"), before);
+    assert_eq!(mode(&real), 0o600);
+    assert!(!dir.path().join("new.env").exists(), "a file was left");
+}
+
 /// Nothing others may have put at a name the script could be guessed to
 /// use (`<file>.tmp.<its pid>`, as it once did) is written through or moved
 /// into place: here a symlink to /dev/null and a planted file.

@@ -15,10 +15,22 @@ use tessera_tests::grpc::verify_as;
 use tessera_tests::{ServerOptions, TestServer, binary};
 
 const SCHEDULER: &str = "TESSERA_SERVICE_TOKEN_SCHEDULER";
-/// Stand-ins for the ids systemd would allocate (`DynamicUser=`) and the
-/// `tessera-secrets` group the install steps create.
+/// A stand-in for the id systemd would allocate (`DynamicUser=`).
 const SERVICE_UID: u32 = 61_000;
-const SECRETS_GID: u32 = 61_001;
+
+/// A group this system has, standing in for the `tessera-secrets` group the
+/// install steps create (first-boot.sh refuses a group the system lacks).
+fn secrets_group() -> (String, u32) {
+    ["nogroup", "users", "daemon"]
+        .iter()
+        .find_map(|name| {
+            let output = Command::new("getent").args(["group", name]).output().ok()?;
+            let line = String::from_utf8(output.stdout).ok()?;
+            let gid = line.trim().split(':').nth(2)?.parse().ok()?;
+            Some(((*name).to_owned(), gid))
+        })
+        .expect("a group to stand in for tessera-secrets")
+}
 
 /// deploy/systemd/tessera.service: its settings and its install steps.
 struct Unit {
@@ -108,6 +120,7 @@ async fn a_rotation_under_the_unit_needs_reloads_not_restarts() {
     }
     let unit = Unit::read();
     let tokens_unit_path = unit.environment("TESSERA_SERVICE_TOKENS_FILE");
+    let (group, secrets_gid) = secrets_group();
     let root = tempfile::tempdir().expect("dir");
     chown(root.path(), 0, 0, 0o755);
 
@@ -116,18 +129,18 @@ async fn a_rotation_under_the_unit_needs_reloads_not_restarts() {
     let tokens = mapped(root.path(), &tokens_unit_path);
     let etc = tokens.parent().expect("a directory");
     std::fs::create_dir_all(etc).expect("mkdir");
-    chown(etc, 0, SECRETS_GID, 0o750);
+    chown(etc, 0, secrets_gid, 0o750);
     let mut args = unit.first_boot_args();
     assert_eq!(args[..2], ["-f", tokens_unit_path.as_str()], "{args:?}");
     assert_eq!(args[2], "-g", "{args:?}");
     args[1] = tokens.display().to_string();
-    args[3] = SECRETS_GID.to_string();
+    args[3] = group;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     first_boot(root.path(), &args, true);
     let meta = std::fs::metadata(&tokens).expect("stat");
     assert_eq!(
         (mode(&tokens), meta.uid(), meta.gid()),
-        (0o640, 0, SECRETS_GID)
+        (0o640, 0, secrets_gid)
     );
     let old = value(&read_env(&tokens), SCHEDULER);
 
@@ -140,7 +153,7 @@ async fn a_rotation_under_the_unit_needs_reloads_not_restarts() {
     std::fs::copy(binary(), &program).expect("copy the binary");
     let options = ServerOptions::new()
         .program(&program)
-        .run_as(SERVICE_UID, SERVICE_UID, &[SECRETS_GID])
+        .run_as(SERVICE_UID, SERVICE_UID, &[secrets_gid])
         .current_dir(&state)
         .env("TESSERA_SERVICE_TOKENS_FILE", &tokens.display().to_string())
         .database_url(&format!("sqlite:{}/tessera.db", state.display()));
