@@ -72,6 +72,14 @@ async fn a_connection_that_does_not_start_http2_in_time_is_closed() {
     // The magic alone is not the preface: a SETTINGS frame must follow it.
     let mut magic_only = TcpStream::connect(server.addr).await.expect("connect");
     magic_only.write_all(PREFACE).await.expect("the magic");
+    // Nor is a SETTINGS frame's header without the payload it declares.
+    let mut header_only = TcpStream::connect(server.addr).await.expect("connect");
+    let settings_of_six_bytes = [0, 0, 6, 4, 0, 0, 0, 0, 0];
+    header_only.write_all(PREFACE).await.expect("the magic");
+    header_only
+        .write_all(&settings_of_six_bytes)
+        .await
+        .expect("a SETTINGS header");
     let (trickled, mut trickle) = TcpStream::connect(server.addr)
         .await
         .expect("connect")
@@ -96,6 +104,10 @@ async fn a_connection_that_does_not_start_http2_in_time_is_closed() {
     assert!(
         closed_within(magic_only, PREFACE_CLOSE_WITHIN).await,
         "a connection that sent the magic and no SETTINGS stayed"
+    );
+    assert!(
+        closed_within(header_only, PREFACE_CLOSE_WITHIN).await,
+        "a connection that sent a SETTINGS header without its payload stayed"
     );
     assert!(
         closed_within(trickled, PREFACE_CLOSE_WITHIN).await,

@@ -19,13 +19,13 @@ use tonic::transport::server::Connected;
 
 use super::accept::Held;
 
-/// Length of the HTTP/2 client connection preface as counted here: the
-/// magic (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`, 24 bytes) and the header of
-/// the SETTINGS frame that must follow it (9 bytes). Until the SETTINGS
-/// frame comes, h2 waits for it without a timer and pings nobody, so a peer
-/// that sends only the magic would otherwise stay. Checking the bytes is
-/// h2's job.
-const PREFACE_LEN: usize = 24 + 9;
+/// Length of the magic that opens the HTTP/2 client connection preface
+/// (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`). Checking its bytes is h2's job.
+const MAGIC_LEN: usize = 24;
+/// Length of an HTTP/2 frame header.
+const FRAME_HEADER_LEN: usize = 9;
+/// Type of a SETTINGS frame.
+const SETTINGS: u8 = 0x4;
 
 /// An accepted connection: `IO` until the peer hangs up or misses its
 /// preface deadline.
@@ -37,8 +37,53 @@ pub(crate) struct Guarded<IO> {
 
 /// The part of the preface still to come, and when it is too late.
 struct Preface {
-    missing: usize,
+    progress: Progress,
     deadline: Pin<Box<Sleep>>,
+}
+
+/// How far a connection has come through its preface: the magic, then a
+/// whole SETTINGS frame (its header, then as much payload as the header
+/// declares). Until that frame is in, h2 waits for it without a timer and
+/// pings nobody, so the deadline must cover all of it.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Bytes of the magic and the frame header read so far.
+    seen: usize,
+    header: [u8; FRAME_HEADER_LEN],
+    /// Payload bytes still to come, once the header is in.
+    payload_left: Option<usize>,
+}
+
+impl Progress {
+    /// Counts `bytes` read from the peer; true once the preface is in.
+    fn read(&mut self, mut bytes: &[u8]) -> io::Result<bool> {
+        while self.seen < MAGIC_LEN + FRAME_HEADER_LEN {
+            let Some((&byte, rest)) = bytes.split_first() else {
+                return Ok(false);
+            };
+            if let Some(slot) = self.seen.checked_sub(MAGIC_LEN) {
+                self.header[slot] = byte;
+            }
+            self.seen += 1;
+            bytes = rest;
+        }
+        let left = match self.payload_left {
+            Some(left) => left,
+            None => {
+                let [a, b, c, kind, ..] = self.header;
+                if kind != SETTINGS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the first HTTP/2 frame is not SETTINGS",
+                    ));
+                }
+                u32::from_be_bytes([0, a, b, c]) as usize
+            }
+        };
+        let left = left.saturating_sub(bytes.len());
+        self.payload_left = Some(left);
+        Ok(left == 0)
+    }
 }
 
 impl<IO> Guarded<IO> {
@@ -46,7 +91,7 @@ impl<IO> Guarded<IO> {
     /// deadline), holding `held` until it is dropped.
     pub(crate) fn new(io: IO, deadline: Option<Instant>, held: Held) -> Self {
         let preface = deadline.map(|deadline| Preface {
-            missing: PREFACE_LEN,
+            progress: Progress::default(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
         });
         Self {
@@ -80,9 +125,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            let read = buf.filled().len() - before;
-            preface.missing = preface.missing.saturating_sub(read);
-            if preface.missing == 0 {
+            let read = buf.filled().get(before..).unwrap_or_default();
+            if preface.progress.read(read)? {
                 this.preface = None;
             }
         }
@@ -128,5 +172,58 @@ impl<IO: Connected> Connected for Guarded<IO> {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.io.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAGIC: &[u8; MAGIC_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    fn frame_header(length: u32, kind: u8) -> Vec<u8> {
+        let [_, a, b, c] = length.to_be_bytes();
+        vec![a, b, c, kind, 0, 0, 0, 0, 0]
+    }
+
+    #[test]
+    fn the_preface_is_the_magic_and_a_whole_settings_frame() {
+        let mut sent = MAGIC.to_vec();
+        sent.extend(frame_header(6, SETTINGS));
+        sent.extend([0, 3, 0, 0, 0, 100]);
+        // However the bytes are split, the last one completes it.
+        for chunk in [1, 7, 24, 33, sent.len()] {
+            let mut progress = Progress::default();
+            let done: Vec<bool> = sent
+                .chunks(chunk)
+                .map(|part| progress.read(part).unwrap_or(false))
+                .collect();
+            assert_eq!(done.iter().filter(|d| **d).count(), 1, "chunks of {chunk}");
+            assert_eq!(done.last(), Some(&true), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_settings_header_without_its_payload_is_not_a_preface() {
+        let mut progress = Progress::default();
+        let mut sent = MAGIC.to_vec();
+        sent.extend(frame_header(16_380, SETTINGS));
+        sent.extend([0; 6]);
+        assert!(!progress.read(&sent).unwrap_or(true));
+        let mut empty = Progress::default();
+        let mut sent = MAGIC.to_vec();
+        sent.extend(frame_header(0, SETTINGS));
+        assert!(
+            empty.read(&sent).unwrap_or(false),
+            "an empty SETTINGS frame"
+        );
+    }
+
+    #[test]
+    fn a_first_frame_of_another_type_is_refused() {
+        let mut progress = Progress::default();
+        let mut sent = MAGIC.to_vec();
+        sent.extend(frame_header(8, 0x6));
+        assert!(progress.read(&sent).is_err());
     }
 }
