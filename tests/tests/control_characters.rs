@@ -23,8 +23,8 @@ use tessera_tests::{
 /// a soft hyphen, invisible operators, a Mongolian vowel separator, an
 /// interlinear annotation anchor and tags; and invisible characters of
 /// other categories: Hangul fillers, a combining grapheme joiner and the
-/// blank Braille pattern.
-const UNPRINTABLE: [char; 26] = [
+/// blank Braille pattern; a private-use character and a noncharacter.
+const UNPRINTABLE: [char; 28] = [
     '\0',
     '\u{7}',
     '\u{1b}',
@@ -51,6 +51,8 @@ const UNPRINTABLE: [char; 26] = [
     '\u{115f}',
     '\u{34f}',
     '\u{2800}',
+    '\u{e000}',
+    '\u{ffff}',
 ];
 
 /// A name with a zero width joiner, which emoji sequences (and some

@@ -17,7 +17,8 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 /// or make two different values look the same. The zero width joiner and
 /// non-joiner are format characters too but stay printable: emoji
 /// sequences and some scripts (Persian, Indic) need them. Also unprintable:
-/// the [`invisible`] characters of other categories.
+/// the [`invisible`] characters of other categories, private-use characters
+/// (`Co`: what they show depends on a font) and noncharacters.
 pub(crate) fn unprintable(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_control();
@@ -27,6 +28,14 @@ pub(crate) fn unprintable(c: char) -> bool {
         || (c.general_category() == GeneralCategory::Format
             && !matches!(c, '\u{200C}' | '\u{200D}'))
         || invisible(c)
+        || c.general_category() == GeneralCategory::PrivateUse
+        || noncharacter(c)
+}
+
+/// The 66 code points Unicode sets aside never to be characters: U+FDD0 to
+/// U+FDEF, and the last two of every plane.
+fn noncharacter(c: char) -> bool {
+    matches!(c, '\u{FDD0}'..='\u{FDEF}') || u32::from(c) & 0xFFFE == 0xFFFE
 }
 
 /// Characters outside `Cf` that show nothing, used to make a name look empty
@@ -211,6 +220,14 @@ mod tests {
             '\u{3164}',
             '\u{ffa0}',
             '\u{fff0}',
+            '\u{e000}',
+            '\u{f0000}',
+            '\u{10fffd}',
+            '\u{fdd0}',
+            '\u{fffe}',
+            '\u{ffff}',
+            '\u{1fffe}',
+            '\u{10ffff}',
             '\u{e0080}',
             '\u{e0fff}',
         ] {

@@ -39,20 +39,29 @@ fn printable(field: &'static str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// A human's e-mail address, trimmed: one `@`, a dotted domain, no white
-/// space or control characters, and not in the `system.local` domain,
-/// which is reserved for service users.
+/// A human's e-mail address, trimmed: one `@`, a dotted domain in its ASCII
+/// form (an internationalised one as `xn--…`), no white space or control
+/// characters, and not in the `system.local` domain, which is reserved for
+/// service users. An ASCII domain cannot be made to look like (or, mapped
+/// as IDNA maps full-width letters and ideographic full stops, to become)
+/// `system.local` with characters from elsewhere.
 pub(crate) fn human_email<'a>(field: &'static str, email: &'a str) -> Result<&'a str> {
     printable(field, email)?;
     let email = email.trim();
     let valid_shape = email.len() <= MAX_EMAIL_LEN
-        // The joiners free text allows would let an e-mail look exactly
-        // like another's (a service's) in listings and the audit log.
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '\u{200C}' | '\u{200D}'))
+        // The joiners and variation selectors free text allows would let
+        // an e-mail look exactly like another's in listings and the audit log.
+        && !email.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '\u{200C}' | '\u{200D}' | '\u{FE00}'..='\u{FE0F}')
+                || matches!(c, '\u{E0100}'..='\u{E01EF}')
+        })
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
                 && domain.contains('.')
                 && !domain.contains('@')
                 && !domain.starts_with('.')
@@ -98,6 +107,12 @@ mod tests {
             "svc@system.local\u{200d}",
             "a\u{200c}b@example.com",
             "a@sub.System.Local",
+            "svc@system.local\u{fe0f}",
+            "svc\u{fe0f}@example.com",
+            "svc@\u{ff53}\u{ff59}\u{ff53}\u{ff54}\u{ff45}\u{ff4d}.local",
+            "svc@system.local\u{3002}",
+            "svc@\u{455}ystem.local",
+            "ada@exa_mple.com",
         ] {
             assert!(human_email("email", bad).is_err(), "{bad:?} accepted");
         }
@@ -105,6 +120,13 @@ mod tests {
             human_email("email", " ada@example.com ").ok(),
             Some("ada@example.com")
         );
+        for good in [
+            "zoë@example.com",
+            "ada@xn--bcher-kva.example",
+            "a.b-c@d-e.f",
+        ] {
+            assert_eq!(human_email("email", good).ok(), Some(good));
+        }
     }
 
     #[test]
