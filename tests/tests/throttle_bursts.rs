@@ -1,13 +1,16 @@
 //! Throttling under concurrent bursts of failures from one address: the
 //! peer's budget is spent by the failures as they are charged, not by when
 //! the calls arrived, so a burst that arrives while the peer is not yet
-//! refused is still answered (and audited) within its budget.
+//! refused is still answered (and audited) within its budget — for bearers
+//! and for redemptions, whose credential is in the message.
 
+use tessera_client::pb;
 use tessera_client::token::{TokenKind, generate};
 use tessera_client::tonic::Code;
 use tessera_tests::audit::failed_authentications;
 use tessera_tests::grpc::{verify_as, verify_bearer};
 use tessera_tests::metrics::{metrics_addr, sample, scrape};
+use tessera_tests::sql::count;
 use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
 
 /// Failures a minute per key; its refill (20 s) is longer than the test.
@@ -68,4 +71,40 @@ async fn a_concurrent_burst_of_failures_is_answered_within_the_budget() {
     verify_as(&server, &secret, &secret)
         .await
         .expect("a valid service secret from the refused address");
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_of_wrong_install_tokens_is_audited_within_its_bound() {
+    let db = TestDatabase::sqlite();
+    let options = ServerOptions::new()
+        .env("TESSERA_AUTH_FAILURES_PER_MINUTE", &BUDGET.to_string())
+        .env("TESSERA_METRICS_LISTEN", "127.0.0.1:0");
+    let server = TestServer::start(&db, options).await;
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        let mut client = server.client(None).await;
+        let request = pb::ConsumeInstallTokenRequest {
+            install_token: generate(TokenKind::Install).expose().to_owned(),
+            admin_email: "ada@example.com".to_owned(),
+            admin_name: "Ada".to_owned(),
+        };
+        calls.spawn(async move { client.consume_install_token(request).await });
+    }
+    let mut codes = Vec::with_capacity(BURST);
+    while let Some(answer) = calls.join_next().await {
+        codes.push(answer.expect("a call").expect_err("a wrong token").code());
+    }
+    let failed = codes
+        .iter()
+        .filter(|c| **c == Code::Unauthenticated)
+        .count();
+    assert_eq!(failed, BUDGET, "answers: {codes:?}");
+
+    let sql = "SELECT COUNT(*) FROM audit_log WHERE action = 'install_token.consume'";
+    let audited = usize::try_from(count(&db.connect().await, sql).await).expect("a count");
+    assert_eq!(audited, BUDGET + REFUSED_AUDITS, "audited one by one");
+    let metrics = scrape(metrics_addr(&server).await);
+    let unaudited = sample(&metrics, "tessera_auth_failures_unaudited_total");
+    assert_eq!(unaudited, (BURST - BUDGET - REFUSED_AUDITS) as f64);
 }

@@ -21,16 +21,12 @@ use super::authenticate::{Authenticator, Refusal};
 use super::failures::{Charge, FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
+use super::redemptions::RedemptionCharge;
 use super::streams::HoldingPlace;
 use super::throttle::failure_peer;
 use crate::domain::Error;
 use crate::grpc::CallerAtFault;
 use crate::peers::{PeerPlaces, peer_address};
-
-/// Set on a call whose refusal its handler should count, not audit: the
-/// call comes from a refused peer that has spent its audited failures.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RefusalUnaudited;
 
 /// Adds caller authentication and the policy table to a tonic server.
 #[derive(Clone)]
@@ -126,13 +122,11 @@ where
             return Box::pin(std::future::ready(Ok(throttled(wait).into_http())));
         }
         // A redemption's credential is in the message, and its handler
-        // checks and audits it: from a refused peer, its refusal is audited
-        // only within the bound of failures audited one by one.
-        if rule == Rule::Redeem
-            && self.failures.blocked(&keys, Scope::Peer).is_some()
-            && !self.failures.audit_from_refused_peer(&keys)
-        {
-            request.extensions_mut().insert(RefusalUnaudited);
+        // checks and audits it: its refusal is charged as it is made.
+        let redemption = (rule == Rule::Redeem)
+            .then(|| RedemptionCharge::new(self.failures.clone(), keys.clone()));
+        if let Some(redemption) = &redemption {
+            request.extensions_mut().insert(redemption.clone());
         }
         // The clone that was polled ready is the one that must serve.
         let clone = self.inner.clone();
@@ -159,8 +153,9 @@ where
                 // any, belongs to whoever relays the call and is not charged.
                 let response = inner.call(request).await?;
                 if refused_for_the_caller(&response) {
-                    let refused = answer(failures.record(&keys, Scope::Peer)).await;
-                    refused.unwrap_or(response)
+                    let charged = redemption.as_ref().and_then(RedemptionCharge::take);
+                    let charge = charged.unwrap_or_else(|| failures.record(&keys, Scope::Peer));
+                    answer(charge).await.unwrap_or(response)
                 } else {
                     response
                 }

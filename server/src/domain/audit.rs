@@ -9,6 +9,12 @@ use super::principal::Caller;
 use super::text;
 use crate::store::{AuditDraft, AuditRecord, Store};
 
+/// How a redemption (its credential is in the message) learns, as it
+/// refuses, whether to audit the refusal. The caller charges the refusal to
+/// its failure budget then, not when the call arrived, so a burst from a
+/// refused address is audited only up to a bound however it is timed.
+pub(crate) type RefusalAudit<'a> = &'a (dyn Fn(&super::Error) -> bool + Send + Sync);
+
 /// The longest a refused call waits for its audit entry.
 const FAILURE_AUDIT_WAIT: Duration = Duration::from_secs(1);
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
-use super::audit::{self, Auditor, Event, OK};
+use super::audit::{self, Auditor, Event, OK, RefusalAudit};
 use super::credentials::{self, AccessTokenPolicy, would_leave_no_admin};
 use super::error::{Error, Result};
 use super::pasted::PastedSecrets;
@@ -58,9 +58,9 @@ pub(crate) struct InviteRedemption<'a> {
     pub presented: &'a str,
     /// Name of the access token to create.
     pub token_name: &'a str,
-    /// False when a refusal is to be counted, not audited (a refused peer
-    /// that has spent its audited failures).
-    pub audit_refusal: bool,
+    /// Told of a refusal as it happens; false when the refusal is to be
+    /// counted, not audited (see [`RefusalAudit`]).
+    pub audit_refusal: RefusalAudit<'a>,
 }
 
 /// InviteUser, AcceptInvite, RevokeSubject.
@@ -177,7 +177,7 @@ impl Users {
                     .as_actor(&actor, &credential_id, peer, event)
                     .await
             }
-            Err(_) if redemption.audit_refusal => {
+            Err(err) if (redemption.audit_refusal)(err) => {
                 self.audit.failed_auth(&credential_id, peer, event).await;
             }
             Err(_) => ::metrics::counter!("tessera_auth_failures_unaudited_total").increment(1),

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::{lifecycle, workspaces};
-use crate::auth::RefusalUnaudited;
+use crate::auth::RedemptionCharge;
 use crate::domain::{Caller, Redemption, Tessera, TicketRequest};
 
 /// The gRPC face of [`Tessera`].
@@ -37,15 +37,22 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 type Reply<T> = Result<Response<T>, Status>;
 
 /// Of an anonymous redemption (its credential is in the message): the
-/// caller's address, and whether a refusal is audited (false when the
-/// caller is a refused peer that has spent its audited failures).
-pub(super) fn redeemer<T>(request: &Request<T>) -> (String, bool) {
+/// caller's address, and the charge the auth layer makes of a refusal,
+/// which says whether to audit it (every refusal, without the layer).
+pub(super) fn redeemer<T>(request: &Request<T>) -> (String, Option<RedemptionCharge>) {
     let peer = request
         .remote_addr()
         .map(|addr| addr.to_string())
         .unwrap_or_default();
-    let audit_refusal = request.extensions().get::<RefusalUnaudited>().is_none();
-    (peer, audit_refusal)
+    (
+        peer,
+        request.extensions().get::<RedemptionCharge>().cloned(),
+    )
+}
+
+/// Whether a redemption's refusal `err` is audited (see [`redeemer`]).
+pub(super) fn audit_refusal(charge: Option<&RedemptionCharge>, err: &crate::domain::Error) -> bool {
+    charge.is_none_or(|charge| charge.audit_refusal(err))
 }
 
 #[tonic::async_trait]
@@ -146,14 +153,15 @@ impl CredentialService for CredentialsApi {
         &self,
         request: Request<pb::ConsumeInstallTokenRequest>,
     ) -> Reply<pb::ConsumeInstallTokenResponse> {
-        let (peer, audit_refusal) = redeemer(&request);
+        let (peer, charge) = redeemer(&request);
+        let audit = |err: &crate::domain::Error| audit_refusal(charge.as_ref(), err);
         let body = request.get_ref();
         let redemption = Redemption {
             peer: &peer,
             presented: &body.install_token,
             email: &body.admin_email,
             name: &body.admin_name,
-            audit_refusal,
+            audit_refusal: &audit,
         };
         let first = self.app.install.consume(redemption).await?;
         Ok(Response::new(pb::ConsumeInstallTokenResponse {

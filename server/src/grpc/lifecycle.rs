@@ -102,13 +102,15 @@ pub(super) async fn accept_invite(
     app: &Tessera,
     request: Request<pb::AcceptInviteRequest>,
 ) -> Reply<pb::AcceptInviteResponse> {
-    let (peer, audit_refusal) = super::credentials::redeemer(&request);
+    let (peer, charge) = super::credentials::redeemer(&request);
+    let audit =
+        |err: &crate::domain::Error| super::credentials::audit_refusal(charge.as_ref(), err);
     let body = request.get_ref();
     let redemption = InviteRedemption {
         peer: &peer,
         presented: &body.invite_token,
         token_name: &body.token_name,
-        audit_refusal,
+        audit_refusal: &audit,
     };
     let (user, token) = app.users.accept(redemption).await?;
     Ok(Response::new(pb::AcceptInviteResponse {

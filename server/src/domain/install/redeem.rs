@@ -6,7 +6,7 @@ use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
 
 use super::{INSTALL, Install};
-use crate::domain::audit::{Event, OK};
+use crate::domain::audit::{Event, OK, RefusalAudit};
 use crate::domain::credentials;
 use crate::domain::error::{Error, Result};
 use crate::domain::principal::{ADMIN_GROUP, Principal};
@@ -65,7 +65,9 @@ impl Install {
                     .as_actor(actor, &credential_id, peer, event)
                     .await;
             }
-            Err(_) if audit_refusal => self.audit.failed_auth(&credential_id, peer, event).await,
+            Err(err) if audit_refusal(err) => {
+                self.audit.failed_auth(&credential_id, peer, event).await;
+            }
             Err(_) => ::metrics::counter!("tessera_auth_failures_unaudited_total").increment(1),
         }
         result
@@ -152,9 +154,9 @@ pub(crate) struct Redemption<'a> {
     pub email: &'a str,
     /// The first admin's display name.
     pub name: &'a str,
-    /// False when a refusal is to be counted, not audited (the caller is a
-    /// refused peer that has spent its audited failures).
-    pub audit_refusal: bool,
+    /// Told of a refusal as it happens; false when the refusal is to be
+    /// counted, not audited (see [`RefusalAudit`]).
+    pub audit_refusal: RefusalAudit<'a>,
 }
 
 #[cfg(test)]
