@@ -278,8 +278,12 @@ EOF
 # stand-in (a real base, e.g. where a registry is reachable: used as is);
 # `missing` when there is no such image.
 standin_key() {
-    docker image inspect --format "{{ index .Config.Labels \"$standin_label\" }}" "$1" 2>/dev/null ||
+    local key
+    if key=$(docker image inspect --format "{{ index .Config.Labels \"$standin_label\" }}" "$1" 2>/dev/null); then
+        echo "$key"
+    else
         echo missing
+    fi
 }
 
 # The toolchain of the Dockerfile's Rust version, from rustup.
