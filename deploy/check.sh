@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks of deploy/ and of every shell script, for .ci/run. No
 # container engine or cluster is needed: each file is checked by the tool
-# that understands it.
+# that understands it. (deploy/smoke.sh, also run by .ci/run, builds the
+# image and runs it; ShellCheck covers it here like every script.)
 #
 #   - ShellCheck: every *.sh and every sh/bash script (e.g. .ci/run)
 #   - hadolint: deploy/docker/Dockerfile*

@@ -6,14 +6,20 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tessera_tests::credentials::WithAdmin;
-use tessera_tests::{ServerOptions, TestDatabase, binary, scheduler_secret};
+use tessera_tests::install::boot_token;
+use tessera_tests::{ServerOptions, TestDatabase, TestServer, binary, scheduler_secret};
 
 /// Runs `tessera args…` against `setup`'s server as `token`, with `stdin`.
 fn tessera(setup: &WithAdmin, token: &str, args: &[&str], stdin: &str) -> Output {
+    tessera_at(&setup.server, token, args, stdin)
+}
+
+/// Runs `tessera args…` against `server` as `token`, with `stdin`.
+fn tessera_at(server: &TestServer, token: &str, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(binary())
         .args(args)
         .env_clear()
-        .env("TESSERA_ADDR", setup.server.addr.to_string())
+        .env("TESSERA_ADDR", server.addr.to_string())
         .env("TESSERA_TOKEN", token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -139,6 +145,36 @@ async fn credential_commands_work_end_to_end() {
     let events = events.as_array().expect("events");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["resource"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_admin_consumes_the_banners_install_token() {
+    let db = TestDatabase::sqlite();
+    let server = TestServer::start(&db, ServerOptions::scheduler()).await;
+    let install = boot_token(&server).await;
+    let args = ["user", "first-admin", "ada@example.com", "--name", "Ada"];
+
+    let without = tessera_at(&server, "", &args, "");
+    assert_eq!(without.status.code(), Some(1), "no install token given");
+
+    let created = tessera_at(&server, &install, &[&args[..], &["--json"]].concat(), "");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let created: Value = serde_json::from_slice(&created.stdout).expect("one JSON document");
+    let admin_token = text(&created["admin_token"]).to_owned();
+    assert!(admin_token.starts_with("tsr_usr_"));
+    assert_eq!(created["admin"]["email"], "ada@example.com");
+    assert_eq!(created["admin"]["groups"][0], "Admin");
+
+    let principal = tessera_at(&server, &scheduler_secret(), &["verify"], &admin_token);
+    assert!(principal.status.success(), "the admin's token verifies");
+
+    // The token works once: then a human exists (FAILED_PRECONDITION).
+    let again = tessera_at(&server, &install, &args, "");
+    assert_eq!(again.status.code(), Some(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,7 +46,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         connection: Connection,
     },
-    /// [remote] Invite users; redeem an invite.
+    /// [remote] Invite users; redeem an invite; create the first administrator.
     #[command(display_order = 11)]
     User {
         /// What to do.

@@ -96,6 +96,16 @@ pub(crate) enum UserCommand {
         #[arg(long, default_value = "")]
         token_name: String,
     },
+    /// Create the first administrator with the install token in
+    /// `TESSERA_TOKEN` (or `--token-file`), as printed in the server's
+    /// first-boot banner; prints the administrator's access token.
+    FirstAdmin {
+        /// The administrator's e-mail.
+        email: String,
+        /// Display name (default: the e-mail's local part).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 /// `tessera workspace …`.

@@ -89,11 +89,12 @@ fn credential_list(credentials: &[pb::CredentialInfo]) -> Printed {
     }
 }
 
-/// `tessera user …`.
+/// `tessera user …`; `in_body` is the invite or install token from
+/// `TESSERA_TOKEN`, sent in the request.
 pub(super) async fn user(
     mut client: Client,
     command: UserCommand,
-    invite: Option<Secret>,
+    in_body: Option<Secret>,
 ) -> Result<Printed, Failure> {
     match command {
         UserCommand::Invite {
@@ -124,7 +125,7 @@ pub(super) async fn user(
             Ok(Printed { text, json })
         }
         UserCommand::Accept { token_name } => {
-            let invite = invite.ok_or_else(|| {
+            let invite = in_body.ok_or_else(|| {
                 Failure::local("set TESSERA_TOKEN (or --token-file) to the invite (tsr_inv_…)")
             })?;
             let invite_token = invite.expose().to_owned();
@@ -142,6 +143,30 @@ pub(super) async fn user(
             let json = json!({
                 "access_token": response.access_token,
                 "user": principal_json(&user),
+            });
+            Ok(Printed { text, json })
+        }
+        UserCommand::FirstAdmin { email, name } => {
+            let install = in_body.ok_or_else(|| {
+                Failure::local(
+                    "set TESSERA_TOKEN (or --token-file) to the install token (tsr_ins_…)",
+                )
+            })?;
+            let request = pb::ConsumeInstallTokenRequest {
+                install_token: install.expose().to_owned(),
+                admin_email: email,
+                admin_name: name,
+            };
+            let response = client.consume_install_token(request).await?.into_inner();
+            let admin = response.admin.unwrap_or_default();
+            let text = fields(&[
+                ("access token", response.admin_token.clone()),
+                ("user", admin.subject.clone()),
+                ("email", admin.email.clone()),
+            ]);
+            let json = json!({
+                "admin_token": response.admin_token,
+                "admin": principal_json(&admin),
             });
             Ok(Printed { text, json })
         }

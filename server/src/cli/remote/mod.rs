@@ -102,13 +102,17 @@ pub(crate) async fn run(connection: &Connection, command: Remote) -> i32 {
 }
 
 /// The client for `command`, and the caller's credential when `command`
-/// sends it in its message instead (an invite being redeemed is no bearer).
+/// sends it in its message instead (an invite being redeemed, or an install
+/// token, is no bearer).
 async fn prepare(
     connection: &Connection,
     command: &Remote,
 ) -> Result<(Client, Option<Secret>), Failure> {
     let credential = credential(connection)?;
-    if matches!(command, Remote::User(UserCommand::Accept { .. })) {
+    if matches!(
+        command,
+        Remote::User(UserCommand::Accept { .. } | UserCommand::FirstAdmin { .. })
+    ) {
         Ok((connect(connection, None).await?, credential))
     } else {
         Ok((connect(connection, credential).await?, None))
