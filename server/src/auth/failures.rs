@@ -46,6 +46,10 @@ impl FailureKeys {
         &self.bearer
     }
 
+    fn peer_key(&self) -> Option<String> {
+        self.peer.map(|ip| format!("peer:{ip}"))
+    }
+
     fn resolve(&self, scope: Scope) -> Vec<String> {
         let mut keys = Vec::with_capacity(2);
         if let Some(key) = self.peer_key().filter(|_| scope != Scope::Credential) {
@@ -62,12 +66,6 @@ impl FailureKeys {
             keys.push(format!("credential:{}_{bits}", kind.tag()));
         }
         keys
-    }
-}
-
-impl FailureKeys {
-    fn peer_key(&self) -> Option<String> {
-        self.peer.map(|ip| format!("peer:{ip}"))
     }
 }
 

@@ -21,7 +21,7 @@ use super::authenticate::{Authenticator, Refusal};
 use super::failures::{Charge, FailureKeys, FailureThrottle, Scope};
 use super::header::parse_bearer;
 use super::policy::{self, Rule};
-use super::redemptions::RedemptionCharge;
+use super::refusals::{self, RefusalCharge};
 use super::streams::HoldingPlace;
 use super::throttle::failure_peer;
 use crate::domain::Error;
@@ -123,8 +123,8 @@ where
         }
         // A redemption's credential is in the message, and its handler
         // checks and audits it: its refusal is charged as it is made.
-        let redemption = (rule == Rule::Redeem)
-            .then(|| RedemptionCharge::new(self.failures.clone(), keys.clone()));
+        let redemption =
+            (rule == Rule::Redeem).then(|| RefusalCharge::new(self.failures.clone(), keys.clone()));
         if let Some(redemption) = &redemption {
             request.extensions_mut().insert(redemption.clone());
         }
@@ -153,27 +153,22 @@ where
                 // any, belongs to whoever relays the call and is not charged.
                 let response = inner.call(request).await?;
                 if refused_for_the_caller(&response) {
-                    let charged = redemption.as_ref().and_then(RedemptionCharge::take);
-                    let charge = charged.unwrap_or_else(|| failures.record(&keys, Scope::Peer));
+                    let charge = redemption.as_ref().and_then(RefusalCharge::take);
+                    let charge = charge.unwrap_or_else(|| failures.record(&keys, Scope::Peer));
                     answer(charge).await.unwrap_or(response)
                 } else {
                     response
                 }
             } else {
                 let bearer = keys.bearer().expose();
-                let mut charge = None;
-                // A refused peer's failures are audited one by one only up
-                // to a bound, so a flood writes a bounded number of entries.
+                let mut charged = None;
+                // Only a credential that failed is charged (not one that
+                // could not be checked).
                 let audit = |err: &Error| {
-                    let refused = if matches!(err, Error::Unauthenticated(_)) {
-                        let charged = failures.record(&keys, Scope::Both);
-                        let refused = charged.peer_refused.is_some();
-                        charge = Some(charged);
-                        refused
-                    } else {
-                        failures.blocked(&keys, Scope::Peer).is_some()
-                    };
-                    !refused || failures.audit_from_refused_peer(&keys)
+                    let failed = matches!(err, Error::Unauthenticated(_));
+                    let (audit, charge) = refusals::charge(&failures, &keys, Scope::Both, failed);
+                    charged = charge;
+                    audit
                 };
                 match auth.caller(rule, bearer, &path, peer, audit).await {
                     Ok(caller) => {
@@ -181,7 +176,7 @@ where
                         inner.call(request).await?
                     }
                     Err(Refusal::Unauthenticated(err)) => {
-                        let refused = match charge {
+                        let refused = match charged {
                             Some(charge) => answer(charge).await,
                             None => None,
                         };

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::{lifecycle, workspaces};
-use crate::auth::RedemptionCharge;
+use crate::auth::RefusalCharge;
 use crate::domain::{Caller, Redemption, Tessera, TicketRequest};
 
 /// The gRPC face of [`Tessera`].
@@ -39,19 +39,16 @@ type Reply<T> = Result<Response<T>, Status>;
 /// Of an anonymous redemption (its credential is in the message): the
 /// caller's address, and the charge the auth layer makes of a refusal,
 /// which says whether to audit it (every refusal, without the layer).
-pub(super) fn redeemer<T>(request: &Request<T>) -> (String, Option<RedemptionCharge>) {
+pub(super) fn redeemer<T>(request: &Request<T>) -> (String, Option<RefusalCharge>) {
     let peer = request
         .remote_addr()
         .map(|addr| addr.to_string())
         .unwrap_or_default();
-    (
-        peer,
-        request.extensions().get::<RedemptionCharge>().cloned(),
-    )
+    (peer, request.extensions().get::<RefusalCharge>().cloned())
 }
 
 /// Whether a redemption's refusal `err` is audited (see [`redeemer`]).
-pub(super) fn audit_refusal(charge: Option<&RedemptionCharge>, err: &crate::domain::Error) -> bool {
+pub(super) fn audit_refusal(charge: Option<&RefusalCharge>, err: &crate::domain::Error) -> bool {
     charge.is_none_or(|charge| charge.audit_refusal(err))
 }
 
