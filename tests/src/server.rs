@@ -142,6 +142,23 @@ impl TestServer {
         }
     }
 
+    /// Does `cause` (sends SIGHUP, say), then waits until `message` has been
+    /// logged once more than before it; panics, showing the logs, when that
+    /// takes over 10 s.
+    pub async fn log_after(&mut self, message: &str, cause: impl FnOnce(&mut Self)) {
+        let before = self.stderr().matches(message).count();
+        cause(self);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.stderr().matches(message).count() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no more {message:?} in the logs:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The first `at_most` lines of its (JSON) logs at level ERROR, to show
     /// beside a failed assertion.
     pub fn error_lines(&self, at_most: usize) -> String {

@@ -34,13 +34,7 @@ async fn start(db: &TestDatabase, file: &Path, extra: &[(&str, &str)]) -> TestSe
 
 /// Sends SIGHUP and waits until the reload it asked for has ended.
 async fn reload(server: &mut TestServer) {
-    let before = server.stderr().matches(RELOAD_ENDED).count();
-    server.hangup();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stderr().matches(RELOAD_ENDED).count() <= before {
-        assert!(Instant::now() < deadline, "no reload:\n{}", server.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.log_after(RELOAD_ENDED, TestServer::hangup).await;
 }
 
 async fn accepted(server: &TestServer, caller: &str, token: &str) -> Option<String> {

@@ -7,7 +7,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use tessera_client::tonic::Code;
 use tessera_tests::first_boot::{first_boot, mode, read_env, value};
@@ -82,21 +81,20 @@ fn mapped(root: &Path, unit_path: &str) -> PathBuf {
     root.join(unit_path.trim_start_matches('/'))
 }
 
-/// Runs the unit's `ExecReload` for `pid` and waits for the reload to end.
-async fn systemctl_reload(unit: &Unit, server: &TestServer) {
-    let before = server.stderr().matches("configuration reload").count();
-    let command = unit.settings("ExecReload")[0].replace("$MAINPID", &server.pid().to_string());
-    let mut words = command.split_whitespace();
-    let status = Command::new(words.next().expect("a command"))
-        .args(words)
-        .status()
-        .expect("run ExecReload");
-    assert!(status.success(), "{command}: {status}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stderr().matches("configuration reload").count() <= before {
-        assert!(Instant::now() < deadline, "no reload:\n{}", server.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Runs the unit's `ExecReload` for the server's pid and waits for the
+/// reload to end.
+async fn systemctl_reload(unit: &Unit, server: &mut TestServer) {
+    let exec_reload = |server: &mut TestServer| {
+        let pid = server.pid().to_string();
+        let command = unit.settings("ExecReload")[0].replace("$MAINPID", &pid);
+        let mut words = command.split_whitespace();
+        let status = Command::new(words.next().expect("a command"))
+            .args(words)
+            .status()
+            .expect("run ExecReload");
+        assert!(status.success(), "{command}: {status}");
+    };
+    server.log_after("configuration reload", exec_reload).await;
 }
 
 async fn accepted(server: &TestServer, secret: &str) -> bool {
@@ -171,13 +169,13 @@ async fn a_rotation_under_the_unit_needs_reloads_not_restarts() {
     let pair = value(&read_env(&tokens), SCHEDULER);
     let new = pair.split(',').next().expect("new first").to_owned();
     assert_eq!(pair, format!("{new},{old}"));
-    systemctl_reload(&unit, &server).await;
+    systemctl_reload(&unit, &mut server).await;
     assert!(accepted(&server, &new).await, "{}", server.stderr());
     assert!(accepted(&server, &old).await);
 
     // --retire, reload: the old secret is refused from then on.
     first_boot(root.path(), &["-f", args[1], "--retire", "scheduler"], true);
-    systemctl_reload(&unit, &server).await;
+    systemctl_reload(&unit, &mut server).await;
     assert!(!accepted(&server, &old).await);
     assert!(accepted(&server, &new).await);
     let logs = server.stderr();

@@ -2,7 +2,7 @@
 //! certificate, connections made before keep working, and files that do not
 //! make a TLS configuration keep the old one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tessera_client::{Client, ClientTls, Secret, pb};
 use tessera_tests::pki::Pki;
@@ -10,13 +10,7 @@ use tessera_tests::{ServerOptions, TestDatabase, TestServer, service_secret};
 
 /// Sends SIGHUP and waits for one more log line holding `message`.
 async fn reload(server: &mut TestServer, message: &str) {
-    let before = server.stderr().matches(message).count();
-    server.hangup();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stderr().matches(message).count() <= before {
-        assert!(Instant::now() < deadline, "no reload:\n{}", server.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.log_after(message, TestServer::hangup).await;
 }
 
 async fn connect(server: &TestServer, tls: ClientTls, secret: &str) -> Option<Client> {

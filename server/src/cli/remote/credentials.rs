@@ -125,52 +125,48 @@ pub(super) async fn user(
             Ok(Printed { text, json })
         }
         UserCommand::Accept { token_name } => {
-            let invite = in_body.ok_or_else(|| {
-                Failure::local("set TESSERA_TOKEN (or --token-file) to the invite (tsr_inv_…)")
-            })?;
-            let invite_token = invite.expose().to_owned();
             let request = pb::AcceptInviteRequest {
-                invite_token,
+                invite_token: redeemed(in_body, "the invite (tsr_inv_…)")?,
                 token_name,
             };
             let response = client.accept_invite(request).await?.into_inner();
             let user = response.user.unwrap_or_default();
-            let text = fields(&[
-                ("access token", response.access_token.clone()),
-                ("user", user.subject.clone()),
-                ("email", user.email.clone()),
-            ]);
-            let json = json!({
-                "access_token": response.access_token,
-                "user": principal_json(&user),
-            });
-            Ok(Printed { text, json })
+            let token = response.access_token;
+            Ok(user_and_token(("user", &user), ("access_token", token)))
         }
         UserCommand::FirstAdmin { email, name } => {
-            let install = in_body.ok_or_else(|| {
-                Failure::local(
-                    "set TESSERA_TOKEN (or --token-file) to the install token (tsr_ins_…)",
-                )
-            })?;
             let request = pb::ConsumeInstallTokenRequest {
-                install_token: install.expose().to_owned(),
+                install_token: redeemed(in_body, "the install token (tsr_ins_…)")?,
                 admin_email: email,
                 admin_name: name,
             };
             let response = client.consume_install_token(request).await?.into_inner();
             let admin = response.admin.unwrap_or_default();
-            let text = fields(&[
-                ("access token", response.admin_token.clone()),
-                ("user", admin.subject.clone()),
-                ("email", admin.email.clone()),
-            ]);
-            let json = json!({
-                "admin_token": response.admin_token,
-                "admin": principal_json(&admin),
-            });
-            Ok(Printed { text, json })
+            let token = response.admin_token;
+            Ok(user_and_token(("admin", &admin), ("admin_token", token)))
         }
     }
+}
+
+/// The credential a redemption sends in its message (from `TESSERA_TOKEN`
+/// or `--token-file`), `what` naming it when it is missing.
+fn redeemed(in_body: Option<Secret>, what: &str) -> Result<String, Failure> {
+    let secret = in_body
+        .ok_or_else(|| Failure::local(format!("set TESSERA_TOKEN (or --token-file) to {what}")))?;
+    Ok(secret.expose().to_owned())
+}
+
+/// A user and the access token a redemption gave it, under the JSON keys
+/// of its response.
+fn user_and_token(user: (&str, &pb::Principal), token: (&str, String)) -> Printed {
+    let ((user_key, user), (token_key, token)) = (user, token);
+    let text = fields(&[
+        ("access token", token.clone()),
+        ("user", user.subject.clone()),
+        ("email", user.email.clone()),
+    ]);
+    let json = json!({ token_key: token, user_key: principal_json(user) });
+    Printed { text, json }
 }
 
 /// `tessera audit list`.
