@@ -74,7 +74,9 @@ pub(crate) struct Charge {
     /// How long the peer is refused, when its budget was spent before this
     /// failure: the call is then answered `RESOURCE_EXHAUSTED`.
     pub(crate) peer_refused: Option<Duration>,
-    /// Resolves once the failure is counted (see [`Counted`]).
+    /// Resolves once the failure is counted by every replica, and says
+    /// then whether the deployment had spent a key's budget before it (see
+    /// [`Counted`]): the call is refused if either says so.
     pub(crate) counted: Counted,
 }
 

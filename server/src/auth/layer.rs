@@ -142,8 +142,9 @@ where
             // blocking the relay would let anyone who can make a service
             // present garbage lock that service out.
             let answer = |charge: Charge| async move {
-                charge.counted.wait().await;
-                charge.peer_refused.map(|wait| throttled(wait).into_http())
+                let shared = charge.counted.wait().await;
+                let refused = charge.peer_refused.max(shared);
+                refused.map(|wait| throttled(wait).into_http())
             };
             let response = if matches!(rule, Rule::Anonymous | Rule::Redeem) {
                 // The credential is in the message (an install token): a

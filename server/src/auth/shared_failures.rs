@@ -5,26 +5,26 @@
 //!
 //! A replica still keeps its own in-memory budget (`failures.rs`), so a
 //! database that cannot be reached leaves each replica its own budget
-//! rather than none. The deployment admits a little more than its budget:
-//! a failed call is answered only once its failure is counted, but another
-//! replica learns the count with its own next failure, so each replica
-//! may admit one more, and so may every failing call already in flight.
+//! rather than none. A failed call is answered only once its failure is
+//! counted, and from that count: the database adds each replica's batch in
+//! one statement and returns the key's total, so the failures before the
+//! batch are known, and only the batch's first failures that still fit in
+//! the budget are answered as failures; the rest are refused. Concurrent
+//! bursts at several replicas thus share one budget too.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use super::failure_window::{Verdict, refusal, verdict};
 use super::failures::FailureThrottle;
 use super::throttle::MAX_TRACKED;
-use crate::store::{FailureTally, Store};
+use crate::store::Store;
 
 /// The longest a failed call waits for its failure to be counted.
 const COUNT_WAIT: Duration = Duration::from_secs(1);
-/// Length of one counting window, in milliseconds (budgets are per minute).
-const WINDOW_MS: f64 = 60_000.0;
 
 /// Failures charged on this replica and not yet added to the shared counts,
 /// in numbered batches: a failed call is answered once the batch holding
@@ -41,11 +41,26 @@ pub(super) struct PendingFailures {
 struct Batch {
     number: u64,
     counts: HashMap<String, u32>,
+    verdicts: Arc<Verdicts>,
 }
+
+/// What the shared counts said of a batch's keys, once it is written: set
+/// only when the write succeeded.
+type Verdicts = OnceLock<HashMap<String, Verdict>>;
 
 /// Resolves once a failure has been counted by every replica's budget, or
 /// after [`COUNT_WAIT`] if the database is slow to say so.
-pub(crate) struct Counted(Option<(watch::Receiver<u64>, u64)>);
+pub(crate) struct Counted(Option<Waiting>);
+
+/// A failure waiting for its batch to be written.
+struct Waiting {
+    written: watch::Receiver<u64>,
+    batch: u64,
+    verdicts: Arc<Verdicts>,
+    /// Each key charged, and this failure's place among the batch's
+    /// failures of that key (1 for the first).
+    places: Vec<(String, u32)>,
+}
 
 impl Counted {
     /// Nothing to wait for (failures are not shared).
@@ -53,12 +68,26 @@ impl Counted {
         Self(None)
     }
 
-    /// Waits until the failure is counted.
-    pub(crate) async fn wait(self) {
-        if let Some((mut written, batch)) = self.0 {
-            let counted = written.wait_for(|last| *last >= batch);
-            let _ = tokio::time::timeout(COUNT_WAIT, counted).await;
-        }
+    /// Waits until the failure is counted, and says how long the caller is
+    /// refused when the deployment had spent a key's budget before this
+    /// failure (`None` as well when the count could not be had in time).
+    pub(crate) async fn wait(self) -> Option<Duration> {
+        let Waiting {
+            mut written,
+            batch,
+            verdicts,
+            places,
+        } = self.0?;
+        let counted = written.wait_for(|last| *last >= batch);
+        tokio::time::timeout(COUNT_WAIT, counted).await.ok()?.ok()?;
+        let verdicts = verdicts.get()?;
+        places
+            .iter()
+            .filter_map(|(key, place)| {
+                let verdict = verdicts.get(key)?;
+                (f64::from(*place) > verdict.room).then_some(verdict.wait)
+            })
+            .max()
     }
 }
 
@@ -68,6 +97,7 @@ impl PendingFailures {
             batch: Mutex::new(Batch {
                 number: 1,
                 counts: HashMap::new(),
+                verdicts: Arc::default(),
             }),
             wake: Notify::new(),
             written: watch::Sender::new(0),
@@ -80,17 +110,25 @@ impl PendingFailures {
         let Ok(mut batch) = self.batch.lock() else {
             return Counted::now();
         };
+        let mut places = Vec::with_capacity(2);
         for key in keys {
             if let Some(count) = batch.counts.get_mut(key) {
                 *count = count.saturating_add(1);
+                places.push((key.clone(), *count));
             } else if batch.counts.len() < MAX_TRACKED {
                 batch.counts.insert(key.clone(), 1);
+                places.push((key.clone(), 1));
             }
         }
-        let number = batch.number;
+        let waiting = Waiting {
+            written: self.written.subscribe(),
+            batch: batch.number,
+            verdicts: batch.verdicts.clone(),
+            places,
+        };
         drop(batch);
         self.wake.notify_one();
-        Counted(Some((self.written.subscribe(), number)))
+        Counted(Some(waiting))
     }
 
     /// Waits until a failure is charged.
@@ -98,15 +136,16 @@ impl PendingFailures {
         self.wake.notified().await;
     }
 
-    /// The batch filled so far, and its number; the next charge goes to a
-    /// new one.
-    fn take(&self) -> (u64, Vec<(String, u32)>) {
+    /// The batch filled so far, its number and where its verdicts go; the
+    /// next charge goes to a new one.
+    fn take(&self) -> (u64, HashMap<String, u32>, Arc<Verdicts>) {
         let Ok(mut batch) = self.batch.lock() else {
-            return (0, Vec::new());
+            return (0, HashMap::new(), Arc::default());
         };
         let number = batch.number;
         batch.number += 1;
-        (number, batch.counts.drain().collect())
+        let counts = std::mem::take(&mut batch.counts);
+        (number, counts, std::mem::take(&mut batch.verdicts))
     }
 
     /// Answers the calls waiting on batches up to `number`.
@@ -134,18 +173,25 @@ pub(crate) async fn share_failures(
             }
             () = pending.charged() => {}
         }
-        let (batch, failures) = pending.take();
-        if failures.is_empty() {
+        let (batch, counts, verdicts) = pending.take();
+        if counts.is_empty() {
             pending.done(batch);
             continue;
         }
+        let failures: Vec<(String, u32)> = counts.iter().map(|(k, n)| (k.clone(), *n)).collect();
         match store.add_auth_failures(&failures).await {
             Ok(tallies) => {
+                let mut decided = HashMap::with_capacity(tallies.len());
                 for tally in &tallies {
-                    if let Some(wait) = refusal(tally, throttle.budget()) {
+                    let wait = refusal(tally, throttle.budget());
+                    if let Some(wait) = wait {
                         throttle.refuse(&tally.key, wait);
                     }
+                    let batched = counts.get(&tally.key).copied().unwrap_or_default();
+                    let verdict = verdict(tally, batched, throttle.budget(), wait);
+                    decided.insert(tally.key.clone(), verdict);
                 }
+                let _ = verdicts.set(decided);
             }
             Err(err) => tracing::warn!(
                 error = %err,
@@ -155,75 +201,5 @@ pub(crate) async fn share_failures(
             ),
         }
         pending.done(batch);
-    }
-}
-
-/// How long `tally`'s key must be refused, if the deployment has spent its
-/// `budget`: failures in the last minute are estimated as this minute's
-/// plus the part of the minute before that the last 60 s still overlap
-/// (a sliding window from two fixed ones), and the wait lasts until that
-/// estimate falls below the budget, should no failure follow.
-fn refusal(tally: &FailureTally, budget: NonZeroU32) -> Option<Duration> {
-    let budget = f64::from(budget.get());
-    let count = tally.count as f64;
-    let previous = tally.previous as f64;
-    let elapsed = (tally.elapsed_ms as f64).clamp(0.0, WINDOW_MS);
-    let left = WINDOW_MS - elapsed;
-    if count + previous * left / WINDOW_MS < budget {
-        return None;
-    }
-    let wait_ms = if count >= budget {
-        // Into the next minute, until this one's share of it is small enough.
-        left + WINDOW_MS * (1.0 - budget / count)
-    } else {
-        left - WINDOW_MS * (budget - count) / previous
-    };
-    let wait = Duration::try_from_secs_f64(wait_ms / 1000.0).unwrap_or_default();
-    Some(wait + Duration::from_millis(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tally(count: i64, previous: i64, elapsed_ms: i64) -> FailureTally {
-        FailureTally {
-            key: "peer:10.0.0.1".to_owned(),
-            count,
-            previous,
-            elapsed_ms,
-        }
-    }
-
-    fn budget(n: u32) -> NonZeroU32 {
-        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
-    }
-
-    #[test]
-    fn within_the_budget_nothing_is_refused() {
-        assert_eq!(refusal(&tally(9, 0, 30_000), budget(10)), None);
-        // Half of the last minute's 10 still count: 4 + 5 < 10.
-        assert_eq!(refusal(&tally(4, 10, 30_000), budget(10)), None);
-    }
-
-    #[test]
-    fn a_spent_budget_is_refused_until_the_estimate_falls_below_it() {
-        // 10 of 10, 15 s into the minute: the rest of this minute (in the
-        // next, the estimate 10 * (1 - elapsed) is below 10 at once).
-        let wait = refusal(&tally(10, 0, 15_000), budget(10)).expect("spent");
-        assert_eq!(wait, Duration::from_millis(45_001));
-        // 20 of 10: half of the next minute too.
-        let wait = refusal(&tally(20, 0, 15_000), budget(10)).expect("spent");
-        assert_eq!(wait, Duration::from_millis(75_001));
-        // 5 now and 10 before, at 15 s: 5 + 7.5 >= 10 until the old
-        // minute's share falls to 5, at 30 s.
-        let wait = refusal(&tally(5, 10, 15_000), budget(10)).expect("spent");
-        assert_eq!(wait, Duration::from_millis(15_001));
-    }
-
-    #[test]
-    fn a_clock_reading_out_of_range_is_clamped() {
-        assert!(refusal(&tally(10, 0, -5), budget(10)).is_some());
-        assert_eq!(refusal(&tally(0, 100, 90_000), budget(10)), None);
     }
 }

@@ -93,9 +93,10 @@ async fn guesses_spread_over_replicas_share_one_budget() {
     assert_refused_everywhere(&servers, &guess).await;
 }
 
-/// Twelve guessers at once over three replicas: beyond the budget, each
-/// guesser is admitted at most once more per replica (its answer waits for
-/// its failure to be counted, and that count refuses it on that replica).
+/// Twelve guessers at once over three replicas: each answer waits for its
+/// failure to be counted by the deployment, and is a failure only if it
+/// fitted in the budget, so the guessers together get the budget (and at
+/// most one more per replica, for the budget that refills meanwhile).
 #[tokio::test]
 async fn concurrent_guesses_over_replicas_share_one_budget() {
     let _turn = one_at_a_time().await;
@@ -120,7 +121,7 @@ async fn concurrent_guesses_over_replicas_share_one_budget() {
     .await;
     let admitted: usize = admitted_by_each.iter().sum();
     eprintln!("{admitted} of {GUESSES} concurrent guesses admitted, budget {BUDGET}");
-    let most = BUDGET + GUESSERS * REPLICAS;
+    let most = BUDGET + REPLICAS;
     assert!(
         (BUDGET..=most).contains(&admitted),
         "{admitted} guesses admitted; at most {most}"
@@ -132,4 +133,42 @@ async fn concurrent_guesses_over_replicas_share_one_budget() {
         let stderr = server.stderr();
         assert!(!stderr.contains("could not share"), "{stderr}");
     }
+}
+
+/// A burst from one address, every call at once, spread over the replicas:
+/// as many failures are answered as the deployment's budget allows (not
+/// each replica's), the rest are refused, and the budget is spent for the
+/// address everywhere. Each call presents a new forged user token (a
+/// database lookup, so the burst is still being verified as its first
+/// failures are counted); only the address is charged more than once.
+#[tokio::test]
+async fn a_concurrent_burst_over_replicas_gets_the_deployments_budget() {
+    const BURST: usize = 48 * REPLICAS;
+    let _turn = one_at_a_time().await;
+    let db = postgres().await;
+    let servers = replicas(&db).await;
+    let mut clients = Vec::with_capacity(BURST);
+    for round in 0..BURST {
+        let forged = token::generate(TokenKind::UserAccess);
+        let client = servers[round % REPLICAS]
+            .client(Some(forged.expose()))
+            .await;
+        clients.push(client);
+    }
+    let admitted: usize = released_together(BURST, |i| {
+        let client = clients[i].clone();
+        async move { usize::from(guess_at(std::slice::from_ref(&client), 0).await) }
+    })
+    .await
+    .into_iter()
+    .sum();
+    eprintln!(
+        "{admitted} of {BURST} calls of a burst over {REPLICAS} replicas admitted, budget {BUDGET}"
+    );
+    assert!(
+        (BUDGET - REPLICAS..=BUDGET + REPLICAS).contains(&admitted),
+        "{admitted} admitted; the deployment's budget is {BUDGET} (±{REPLICAS})"
+    );
+    let guess = token::generate(TokenKind::UserAccess);
+    assert_refused_everywhere(&servers, &guess).await;
 }
