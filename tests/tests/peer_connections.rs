@@ -79,3 +79,40 @@ async fn connections_beyond_an_addresses_share_are_closed_at_once() {
         "a place given back was not reused"
     );
 }
+
+/// A few addresses that each stay within their share still cannot take
+/// every connection: the last tenth of `TESSERA_MAX_CONNECTIONS` goes only
+/// to addresses holding few, so other addresses are still served.
+#[tokio::test]
+async fn the_last_connections_are_kept_for_addresses_that_hold_few() {
+    const MAX: usize = 40;
+    let db = TestDatabase::sqlite();
+    let options = ServerOptions::new()
+        .env("TESSERA_MAX_CONNECTIONS", &MAX.to_string())
+        .env("TESSERA_MAX_CONNECTIONS_PER_PEER", &MAX.to_string())
+        .env("TESSERA_PREFACE_TIMEOUT_MS", "60000");
+    let server = TestServer::start(&db, options).await;
+    let greedy = loopback(5);
+
+    let mut streams = Vec::new();
+    for _ in 0..MAX {
+        streams.push(connect_from(greedy, server.addr).await);
+    }
+    // Each check keeps its stream open, so the kept ones stay counted.
+    let mut checks = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        checks.spawn(async move {
+            let closed = closed_within(&mut stream, Duration::from_millis(500)).await;
+            (closed, stream)
+        });
+    }
+    let closed: Vec<_> = checks.join_all().await;
+    let kept = closed.iter().filter(|(closed, _)| !closed).count();
+    assert!(
+        kept <= MAX - MAX / 10,
+        "one address kept {kept} of {MAX} connections"
+    );
+    for other in [loopback(6), loopback(7)] {
+        assert!(served_from(&server, other).await, "{other} refused");
+    }
+}

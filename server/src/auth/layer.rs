@@ -23,10 +23,9 @@ use super::header::parse_bearer;
 use super::policy::{self, Rule};
 use super::refusals::{self, RefusalCharge};
 use super::streams::HoldingPlace;
-use super::throttle::failure_peer;
 use crate::domain::Error;
 use crate::grpc::CallerAtFault;
-use crate::peers::{PeerPlaces, peer_address};
+use crate::peers::{PeerPlaces, peer_address, peer_block};
 
 /// Adds caller authentication and the policy table to a tonic server.
 #[derive(Clone)]
@@ -108,7 +107,10 @@ where
             return self.public(request, peer_ip);
         }
         let bearer = Secret::new(bearer_of(&request).unwrap_or_default());
-        let keys = FailureKeys::new(peer_ip.map(failure_peer), bearer);
+        // Failures are charged to the peer's /64 for IPv6 (see `peers.rs`): only
+        // failing calls are refused by it, so hosts sharing one cannot deny
+        // each other service.
+        let keys = FailureKeys::new(peer_ip.map(peer_block), bearer);
         // A credential that keeps failing is refused wherever it comes from.
         // A peer that keeps failing is refused only on the calls that fail
         // again (below): a valid credential is never refused for what others

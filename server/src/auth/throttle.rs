@@ -1,14 +1,12 @@
 //! Per-peer throttling of the RPCs anyone may call (the install-token ones).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use crate::peers::peer_address;
 
 /// Keys a throttle tracks before it sweeps out the stale ones, so a flood
 /// of distinct addresses or made-up credentials cannot grow it without
@@ -88,20 +86,6 @@ impl Throttle {
     }
 }
 
-/// The address a peer's failed authentications are charged to: its
-/// [`peer_address`], or for IPv6 its /64, the smallest block a host is
-/// usually given, so that one host cannot use each of its 2^64 addresses
-/// as a fresh failure budget. Only failing calls are refused by it, so
-/// hosts sharing a /64 (pods of one node) cannot deny each other service;
-/// the other per-peer bounds (anonymous rate, public streams) keep the
-/// full address for that reason.
-pub(super) fn failure_peer(ip: IpAddr) -> IpAddr {
-    match peer_address(ip) {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
-        v4 => v4,
-    }
-}
-
 /// `wait` in whole milliseconds, for logs.
 pub(super) fn millis(wait: Duration) -> u64 {
     u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
@@ -121,21 +105,6 @@ mod tests {
         let wait = throttle.check(a).expect_err("third call in a minute");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60));
         assert!(throttle.check(b).is_ok(), "another peer is not affected");
-    }
-
-    #[test]
-    fn an_ipv6_host_fails_as_its_64_and_a_mapped_ipv4_address_is_itself() {
-        let ip = |s: &str| s.parse::<IpAddr>().expect("an address");
-        assert_eq!(
-            failure_peer(ip("2001:db8:1:2:aaaa::1")),
-            ip("2001:db8:1:2::")
-        );
-        assert_eq!(
-            failure_peer(ip("2001:db8:1:2:ffff:1:2:3")),
-            ip("2001:db8:1:2::")
-        );
-        assert_ne!(failure_peer(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
-        assert_eq!(failure_peer(ip("::ffff:10.0.0.7")), ip("10.0.0.7"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,37 @@ pub(crate) struct Held {
 pub(crate) struct Capacity {
     pub slots: Arc<Semaphore>,
     pub per_peer: Arc<PeerPlaces>,
+    /// The last slots, which go only to peers holding fewer than
+    /// [`LIGHT_PEER`] connections: a few addresses that each hold their
+    /// share cannot take every slot from the others.
+    pub reserve: usize,
+}
+
+/// Connections a peer (an address, or an IPv6 /64) may hold and still get
+/// one of the reserved slots.
+const LIGHT_PEER: u32 = 8;
+
+impl Capacity {
+    /// `slots` in all, `per_peer` per address, a tenth of the slots kept
+    /// for peers that hold few.
+    pub(crate) fn new(slots: usize, per_peer: Arc<PeerPlaces>) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(slots)),
+            per_peer,
+            reserve: slots / 10,
+        }
+    }
+
+    /// A place for `peer`, whose slot was just taken: only a light peer's
+    /// when that slot was one of the reserve.
+    fn place(&self, peer: IpAddr) -> Option<Place> {
+        if self.slots.available_permits() < self.reserve {
+            self.per_peer
+                .acquire_if_holding_under(Some(peer), LIGHT_PEER)
+        } else {
+            self.per_peer.acquire(Some(peer))
+        }
+    }
 }
 
 /// Accepts connections on `listener` until `ready`'s receiver is dropped
@@ -106,7 +138,7 @@ pub(crate) async fn accept_loop<IO, P, F>(
             });
             continue;
         };
-        let Some(place) = capacity.per_peer.acquire(Some(peer.ip())) else {
+        let Some(place) = capacity.place(peer.ip()) else {
             drop(stream);
             peer_refusals.warn(|suppressed| {
                 tracing::warn!(

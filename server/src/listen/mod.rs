@@ -79,10 +79,10 @@ pub(crate) fn listen(
 ) -> Listening {
     files::raise_limit(limits.max_connections);
     let slots = usize::try_from(limits.max_connections.get()).unwrap_or(usize::MAX);
-    let capacity = Capacity {
-        slots: Arc::new(Semaphore::new(slots.min(Semaphore::MAX_PERMITS))),
-        per_peer: PeerPlaces::per_peer(limits.max_connections_per_peer),
-    };
+    let capacity = Capacity::new(
+        slots.min(Semaphore::MAX_PERMITS),
+        PeerPlaces::per_peer(limits.max_connections_per_peer),
+    );
     let preface = limits.preface_timeout;
     let Some(shared) = tls else {
         let prepare = move |accepted: Accepted| {
