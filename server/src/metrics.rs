@@ -8,12 +8,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use prost::Message as _;
 use prost_types::FileDescriptorSet;
@@ -125,10 +126,58 @@ const SERVED: [&[u8]; 4] = [
 ];
 
 /// The path (`/<package>.<Service>/<Method>`) of every served method, with
-/// its label (the method's name), read from the generated descriptors so
-/// that a method added to the proto is labelled without touching this.
-static METHODS: LazyLock<HashMap<String, String>> =
-    LazyLock::new(|| SERVED.iter().flat_map(|set| methods(set)).collect());
+/// its series, read from the generated descriptors so that a method added
+/// to the proto is labelled without touching this.
+static METHODS: LazyLock<HashMap<String, Method>> = LazyLock::new(|| {
+    let methods = SERVED.iter().flat_map(|set| methods(set));
+    methods
+        .map(|(path, name)| (path, Method::new(name)))
+        .collect()
+});
+
+/// The series of every call of a path no served method has.
+static OTHER_METHOD: LazyLock<Method> = LazyLock::new(|| Method::new(OTHER.to_owned()));
+
+/// A method's label and the handles of its series, registered on first
+/// use rather than looked up by key and labels on every call (the recorder
+/// is installed before the server serves).
+struct Method {
+    label: String,
+    latency: OnceLock<Histogram>,
+    requests: [OnceLock<Counter>; CODE_NAMES.len()],
+}
+
+impl Method {
+    fn new(label: String) -> Self {
+        Self {
+            label,
+            latency: OnceLock::new(),
+            requests: Default::default(),
+        }
+    }
+
+    /// Records one call that took `seconds` and ended with gRPC `code`.
+    fn record(&'static self, seconds: f64, code: usize) {
+        let method = self.label.as_str();
+        let latency = self
+            .latency
+            .get_or_init(|| metrics::histogram!(REQUEST_SECONDS, "method" => method));
+        latency.record(seconds);
+        // A code gRPC does not define is counted as `Unknown` (2).
+        let (code, name) = match CODE_NAMES.get(code) {
+            Some(name) => (code, *name),
+            None => (2, "Unknown"),
+        };
+        let requests = self.requests.get(code).map(|cell| {
+            cell.get_or_init(|| {
+                metrics::counter!("tessera_grpc_requests_total", "method" => method, "code" => name)
+            })
+        });
+        if let Some(requests) = requests {
+            requests.increment(1);
+        }
+    }
+}
 
 /// The methods of one encoded descriptor set, as in [`METHODS`]. The sets
 /// are generated at build time; one that did not decode would only cost
@@ -147,11 +196,11 @@ fn methods(encoded: &[u8]) -> Vec<(String, String)> {
     methods
 }
 
-/// The method label of an RPC path: the method's name for the methods the
-/// server serves, [`OTHER`] for any other path, so that callers cannot grow
-/// the label set (a refused or unimplemented call is still counted).
-fn method_label(path: &str) -> &'static str {
-    METHODS.get(path).map_or(OTHER, String::as_str)
+/// The series of an RPC path: the method's for the methods the server
+/// serves, [`OTHER`]'s for any other path, so that callers cannot grow the
+/// label set (a refused or unimplemented call is still counted).
+fn method(path: &str) -> &'static Method {
+    METHODS.get(path).unwrap_or(&OTHER_METHOD)
 }
 
 /// Counts requests by method and gRPC code and times them.
@@ -189,7 +238,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_label(request.uri().path());
+        let method = method(request.uri().path());
         let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -202,11 +251,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(0);
-            let code = CODE_NAMES.get(code).copied().unwrap_or("Unknown");
-            metrics::histogram!(REQUEST_SECONDS, "method" => method)
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!("tessera_grpc_requests_total", "method" => method, "code" => code)
-                .increment(1);
+            method.record(started.elapsed().as_secs_f64(), code);
             Ok(response)
         })
     }
@@ -214,7 +259,11 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{SERVED, method_label, methods};
+    use super::{SERVED, method, methods};
+
+    fn method_label(path: &str) -> &'static str {
+        method(path).label.as_str()
+    }
 
     #[test]
     fn method_labels_are_bounded() {

@@ -48,6 +48,8 @@ impl PastedSecrets {
         let bare = bare.strip_prefix("Bearer ").unwrap_or(bare).trim();
         let bare = bare.trim_matches(|c| c == '"' || c == '\'').trim();
         let secrets = self.services.load();
-        secrets.find(bare).map(|found| found.credential_id)
+        secrets
+            .find(bare)
+            .map(|found| found.credential_id.to_owned())
     }
 }

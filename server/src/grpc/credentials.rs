@@ -22,16 +22,13 @@ impl CredentialsApi {
     }
 }
 
-/// The caller the auth layer attached. Its absence is a wiring bug.
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| {
-            tracing::error!("request reached a handler without an authenticated caller");
-            Status::internal("internal error")
-        })
+/// The caller the auth layer attached, taken out of the request (a handler
+/// needs it once). Its absence is a wiring bug.
+fn caller<T>(request: &mut Request<T>) -> Result<Caller, Status> {
+    request.extensions_mut().remove::<Caller>().ok_or_else(|| {
+        tracing::error!("request reached a handler without an authenticated caller");
+        Status::internal("internal error")
+    })
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -56,9 +53,9 @@ pub(super) fn audit_refusal(charge: Option<&RefusalCharge>, err: &crate::domain:
 impl CredentialService for CredentialsApi {
     async fn verify_bearer(
         &self,
-        request: Request<pb::VerifyBearerRequest>,
+        mut request: Request<pb::VerifyBearerRequest>,
     ) -> Reply<pb::VerifyBearerResponse> {
-        let caller = caller(&request)?;
+        let caller = caller(&mut request)?;
         let principal = self
             .app
             .bearers
@@ -71,9 +68,9 @@ impl CredentialService for CredentialsApi {
 
     async fn mint_ticket(
         &self,
-        request: Request<pb::MintTicketRequest>,
+        mut request: Request<pb::MintTicketRequest>,
     ) -> Reply<pb::MintTicketResponse> {
-        let caller = caller(&request)?;
+        let caller = caller(&mut request)?;
         let pb::MintTicketRequest {
             user_id,
             provider,
@@ -95,9 +92,9 @@ impl CredentialService for CredentialsApi {
 
     async fn consume_ticket(
         &self,
-        request: Request<pb::ConsumeTicketRequest>,
+        mut request: Request<pb::ConsumeTicketRequest>,
     ) -> Reply<pb::ConsumeTicketResponse> {
-        let caller = caller(&request)?;
+        let caller = caller(&mut request)?;
         let body = request.get_ref();
         let identity = self
             .app
@@ -111,9 +108,9 @@ impl CredentialService for CredentialsApi {
 
     async fn get_internal_credential(
         &self,
-        request: Request<pb::GetInternalCredentialRequest>,
+        mut request: Request<pb::GetInternalCredentialRequest>,
     ) -> Reply<pb::GetInternalCredentialResponse> {
-        let caller = caller(&request)?;
+        let caller = caller(&mut request)?;
         let credential = self.app.internal.get(&caller).await?;
         Ok(Response::new(pb::GetInternalCredentialResponse {
             credential: credential.expose().to_owned(),
@@ -122,9 +119,9 @@ impl CredentialService for CredentialsApi {
 
     async fn issue_install_token(
         &self,
-        request: Request<pb::IssueInstallTokenRequest>,
+        mut request: Request<pb::IssueInstallTokenRequest>,
     ) -> Reply<pb::IssueInstallTokenResponse> {
-        let caller = caller(&request)?;
+        let caller = caller(&mut request)?;
         let force = request.get_ref().force;
         let (minted, status) = self.app.install.issue(&caller, force).await?;
         Ok(Response::new(pb::IssueInstallTokenResponse {
@@ -169,58 +166,58 @@ impl CredentialService for CredentialsApi {
 
     async fn provision_workspace(
         &self,
-        request: Request<pb::ProvisionWorkspaceRequest>,
+        mut request: Request<pb::ProvisionWorkspaceRequest>,
     ) -> Reply<pb::ProvisionWorkspaceResponse> {
-        workspaces::provision(&self.app, caller(&request)?, request).await
+        workspaces::provision(&self.app, caller(&mut request)?, request).await
     }
 
     async fn register_workspace(
         &self,
-        request: Request<pb::RegisterWorkspaceRequest>,
+        mut request: Request<pb::RegisterWorkspaceRequest>,
     ) -> Reply<pb::RegisterWorkspaceResponse> {
-        workspaces::register(&self.app, caller(&request)?, request).await
+        workspaces::register(&self.app, caller(&mut request)?, request).await
     }
 
     async fn get_inbound_secret(
         &self,
-        request: Request<pb::GetInboundSecretRequest>,
+        mut request: Request<pb::GetInboundSecretRequest>,
     ) -> Reply<pb::GetInboundSecretResponse> {
-        workspaces::inbound_secret(&self.app, caller(&request)?, request).await
+        workspaces::inbound_secret(&self.app, caller(&mut request)?, request).await
     }
 
     async fn create_access_token(
         &self,
-        request: Request<pb::CreateAccessTokenRequest>,
+        mut request: Request<pb::CreateAccessTokenRequest>,
     ) -> Reply<pb::CreateAccessTokenResponse> {
-        lifecycle::create_access_token(&self.app, caller(&request)?, request).await
+        lifecycle::create_access_token(&self.app, caller(&mut request)?, request).await
     }
 
     async fn list_credentials(
         &self,
-        request: Request<pb::ListCredentialsRequest>,
+        mut request: Request<pb::ListCredentialsRequest>,
     ) -> Reply<pb::ListCredentialsResponse> {
-        lifecycle::list_credentials(&self.app, caller(&request)?, request).await
+        lifecycle::list_credentials(&self.app, caller(&mut request)?, request).await
     }
 
     async fn revoke_credential(
         &self,
-        request: Request<pb::RevokeCredentialRequest>,
+        mut request: Request<pb::RevokeCredentialRequest>,
     ) -> Reply<pb::RevokeCredentialResponse> {
-        lifecycle::revoke_credential(&self.app, caller(&request)?, request).await
+        lifecycle::revoke_credential(&self.app, caller(&mut request)?, request).await
     }
 
     async fn revoke_subject(
         &self,
-        request: Request<pb::RevokeSubjectRequest>,
+        mut request: Request<pb::RevokeSubjectRequest>,
     ) -> Reply<pb::RevokeSubjectResponse> {
-        lifecycle::revoke_subject(&self.app, caller(&request)?, request).await
+        lifecycle::revoke_subject(&self.app, caller(&mut request)?, request).await
     }
 
     async fn invite_user(
         &self,
-        request: Request<pb::InviteUserRequest>,
+        mut request: Request<pb::InviteUserRequest>,
     ) -> Reply<pb::InviteUserResponse> {
-        lifecycle::invite_user(&self.app, caller(&request)?, request).await
+        lifecycle::invite_user(&self.app, caller(&mut request)?, request).await
     }
 
     async fn accept_invite(
@@ -232,29 +229,29 @@ impl CredentialService for CredentialsApi {
 
     async fn list_audit_events(
         &self,
-        request: Request<pb::ListAuditEventsRequest>,
+        mut request: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
-        lifecycle::list_audit_events(&self.app, caller(&request)?, request).await
+        lifecycle::list_audit_events(&self.app, caller(&mut request)?, request).await
     }
 
     async fn rotate_inbound_secret(
         &self,
-        request: Request<pb::RotateInboundSecretRequest>,
+        mut request: Request<pb::RotateInboundSecretRequest>,
     ) -> Reply<pb::RotateInboundSecretResponse> {
-        workspaces::rotate_inbound_secret(&self.app, caller(&request)?, request).await
+        workspaces::rotate_inbound_secret(&self.app, caller(&mut request)?, request).await
     }
 
     async fn reissue_registration_token(
         &self,
-        request: Request<pb::ReissueRegistrationTokenRequest>,
+        mut request: Request<pb::ReissueRegistrationTokenRequest>,
     ) -> Reply<pb::ReissueRegistrationTokenResponse> {
-        workspaces::reissue_registration_token(&self.app, caller(&request)?, request).await
+        workspaces::reissue_registration_token(&self.app, caller(&mut request)?, request).await
     }
 
     async fn delete_workspace(
         &self,
-        request: Request<pb::DeleteWorkspaceRequest>,
+        mut request: Request<pb::DeleteWorkspaceRequest>,
     ) -> Reply<pb::DeleteWorkspaceResponse> {
-        workspaces::delete(&self.app, caller(&request)?, request).await
+        workspaces::delete(&self.app, caller(&mut request)?, request).await
     }
 }

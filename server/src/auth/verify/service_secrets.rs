@@ -59,13 +59,23 @@ fn capitalise(word: &str) -> String {
 #[derive(Clone, Default)]
 pub(crate) struct ServiceSecrets {
     accounts: Vec<ServiceAccount>,
-    /// (SHA-256 of a secret, index into `accounts`, its slot).
-    digests: Vec<([u8; 32], u32, Slot)>,
+    /// Every enabled secret, as its digest.
+    digests: Vec<Enabled>,
     /// Per account, the handles of its slots' use counters, registered on
     /// first use: building the counter's key and labels on every call cost
     /// more than the rest of the count (and the metrics recorder is
     /// installed after the secrets are read).
     uses: Vec<[OnceLock<Counter>; 2]>,
+}
+
+/// An enabled secret: its SHA-256, the index of its account in `accounts`,
+/// its slot, and its public id (worked out once, not on every match).
+#[derive(Clone)]
+struct Enabled {
+    sha256: [u8; 32],
+    account: u32,
+    slot: Slot,
+    credential_id: String,
 }
 
 /// Where a secret stands in its variable: `current,previous` (the rotation
@@ -180,8 +190,13 @@ impl ServiceSecrets {
             } else {
                 Slot::Previous
             };
-            self.digests
-                .push((Sha256::digest(part.as_bytes()).into(), index, slot));
+            let sha256: [u8; 32] = Sha256::digest(part.as_bytes()).into();
+            self.digests.push(Enabled {
+                credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), &sha256),
+                sha256,
+                account: index,
+                slot,
+            });
             accepted += 1;
         }
         if accepted > 0 {
@@ -198,13 +213,13 @@ impl ServiceSecrets {
 
     /// Every enabled secret, by public id, name and slot.
     pub(crate) fn listed(&self) -> Vec<ListedSecret> {
-        let listed = self.digests.iter().filter_map(|(digest, account, slot)| {
-            let account = self.accounts.get(*account as usize)?;
+        let listed = self.digests.iter().filter_map(|digest| {
+            let account = self.accounts.get(digest.account as usize)?;
             Some(ListedSecret {
-                credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), digest),
+                credential_id: digest.credential_id.clone(),
                 email: account.email.clone(),
                 name: account.name.clone(),
-                slot: *slot,
+                slot: digest.slot,
                 last_used_at: None,
             })
         });
@@ -212,31 +227,30 @@ impl ServiceSecrets {
     }
 
     /// The service whose secret equals `presented`, if any, with the public
-    /// id of the secret (from the digest the comparison computed anyway).
+    /// id of the secret. Every digest is compared, whatever matches.
     pub(crate) fn find(&self, presented: &str) -> Option<ServiceMatch<'_>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = Choice::from(0);
-        let (mut index, mut previous) = (0u32, Choice::from(0));
-        for (candidate, account, slot) in &self.digests {
-            let equal = digest.ct_eq(candidate);
-            index.conditional_assign(account, equal);
-            previous.conditional_assign(&Choice::from(u8::from(*slot == Slot::Previous)), equal);
+        let mut matched = 0u32;
+        for (position, candidate) in (0u32..).zip(&self.digests) {
+            let equal = digest.ct_eq(&candidate.sha256);
+            matched.conditional_assign(&position, equal);
             found |= equal;
         }
         if !bool::from(found) {
             return None;
         }
-        let account = self.accounts.get(index as usize)?;
-        let slot = if bool::from(previous) {
-            Slot::Previous
-        } else {
-            Slot::Current
-        };
-        Some(ServiceMatch {
+        let Enabled {
             account,
-            credential_id: token::credential_id_from_digest(TokenKind::Service.tag(), &digest),
             slot,
-            uses: self.uses.get(index as usize)?.get(slot as usize)?,
+            credential_id,
+            ..
+        } = self.digests.get(matched as usize)?;
+        Some(ServiceMatch {
+            account: self.accounts.get(*account as usize)?,
+            credential_id,
+            slot: *slot,
+            uses: self.uses.get(*account as usize)?.get(*slot as usize)?,
         })
     }
 }
@@ -247,7 +261,7 @@ pub(crate) struct ServiceMatch<'a> {
     /// The service.
     pub account: &'a ServiceAccount,
     /// Public id of the secret presented (`svc_…`).
-    pub credential_id: String,
+    pub credential_id: &'a str,
     /// Where that secret stands in its variable.
     pub slot: Slot,
     uses: &'a OnceLock<Counter>,

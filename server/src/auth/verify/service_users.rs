@@ -70,7 +70,7 @@ impl ServiceUsers {
             email: user.email,
             display_name: user.display_name,
             groups: user.groups,
-            credential_id: found.credential_id,
+            credential_id: found.credential_id.to_owned(),
         })
     }
 
