@@ -82,7 +82,7 @@ impl PeerPlaces {
         per_block: u32,
     ) -> Option<Place> {
         let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), peer_address);
-        let block = Some(peer_block(address)).filter(|block| *block != address);
+        let block = address.is_ipv6().then(|| peer_block(address));
         let mut open = self.open.lock().ok()?;
         let held = |map: &HashMap<IpAddr, u32>, key: IpAddr| map.get(&key).copied().unwrap_or(0);
         if held(&open.addresses, address) >= per_address
@@ -189,6 +189,13 @@ mod tests {
         drop(held);
         let open = limit.open.lock().expect("not poisoned");
         assert_eq!(open.blocks.len(), 1, "only 2001:db8:1:3::/64 holds a place");
+        drop(open);
+        // The /64's own first address counts towards it like any other.
+        let full: Vec<_> = (1..=8)
+            .filter_map(|i| limit.acquire(Some(ip(&format!("2001:db8:1:4::{i:x}")))))
+            .collect();
+        assert_eq!(full.len(), 8);
+        assert!(limit.acquire(Some(ip("2001:db8:1:4::"))).is_none());
     }
 
     #[test]

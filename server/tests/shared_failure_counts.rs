@@ -2,6 +2,7 @@
 //! and minute, a new minute keeps the last one's count as `previous`, and
 //! keys idle for two minutes are pruned. On SQLite nothing is shared.
 
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tessera_server::store::{FailureTally, SeaStore, Store};
 use tessera_tests::TestDatabase;
 use tessera_tests::sql::{count, rows};
@@ -97,6 +98,34 @@ async fn idle_keys_are_pruned_on_postgres() {
     )
     .await;
     assert_eq!(left, 2, "the last minute's and this minute's counters stay");
+}
+
+/// A counter another replica refreshes while the pruning waits for its row
+/// is not pruned: its age is checked again on the row the refresh left.
+#[tokio::test]
+async fn a_counter_refreshed_while_pruning_waits_is_kept_on_postgres() {
+    let db = TestDatabase::postgres_required().await;
+    let store = open(&db).await;
+    add(&store, "refreshed", 1).await;
+    age(&db, 5).await;
+    let conn = db.connect().await;
+    let refresh = conn.begin().await.expect("begin");
+    refresh
+        .execute_unprepared(
+            "UPDATE auth_failures SET count = 25, \
+             window_start = (extract(epoch FROM clock_timestamp()) * 1000)::int8 / 60000 \
+             WHERE key = 'refreshed'",
+        )
+        .await
+        .expect("refresh");
+    let prune = tokio::spawn(async move { store.delete_stale_auth_failures(1_000).await });
+    // Long enough for the pruning to pick the row and wait for its lock.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    refresh.commit().await.expect("commit");
+    let pruned = prune.await.expect("prune task").expect("prune");
+    assert_eq!(pruned, 0, "a counter refreshed this minute was pruned");
+    let kept = count(&conn, "SELECT COUNT(*) FROM auth_failures WHERE count = 25").await;
+    assert_eq!(kept, 1);
 }
 
 #[tokio::test]

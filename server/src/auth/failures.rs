@@ -11,7 +11,6 @@
 //! open only gives extra guesses at 256-bit secrets.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,55 +18,10 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tessera_client::Secret;
-use tessera_client::token;
 
+pub(crate) use super::failure_keys::FailureKeys;
 use super::shared_failures::{Counted, PendingFailures};
 use super::throttle::{MAX_TRACKED, Sweeper, Throttle};
-
-/// What a failure is charged to: the peer's address and, when the caller
-/// presented a well-formed credential, its public id. The keys are worked
-/// out only when needed (a block is on file, or a failure is recorded), so
-/// callers that do not fail never pay for hashing their bearer.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct FailureKeys {
-    peer: Option<IpAddr>,
-    bearer: Secret,
-}
-
-impl FailureKeys {
-    /// Keys of a call from `peer` presenting `bearer` (empty when none).
-    pub(crate) fn new(peer: Option<IpAddr>, bearer: Secret) -> Self {
-        Self { peer, bearer }
-    }
-
-    /// The bearer the caller presented.
-    pub(crate) fn bearer(&self) -> &Secret {
-        &self.bearer
-    }
-
-    fn peer_key(&self) -> Option<String> {
-        self.peer.map(|ip| format!("peer:{ip}"))
-    }
-
-    fn resolve(&self, scope: Scope) -> Vec<String> {
-        let mut keys = Vec::with_capacity(2);
-        if let Some(key) = self.peer_key().filter(|_| scope != Scope::Credential) {
-            keys.push(key);
-        }
-        if scope != Scope::Peer
-            && let Ok(kind) = token::parse(self.bearer.expose())
-        {
-            // The public id (the tag and 64 bits of the SHA-256) and 64 bits
-            // more: a token made to share a victim's public id, to have it
-            // refused, would cost about 2^64 hashes; 128 are out of reach.
-            let hash = token::sha256_hex(self.bearer.expose());
-            let bits = hash.get(..32).unwrap_or_default();
-            keys.push(format!("credential:{}_{bits}", kind.tag()));
-        }
-        keys
-    }
-}
 
 /// A failure charged by [`FailureThrottle::record`].
 pub(crate) struct Charge {
@@ -171,7 +125,7 @@ impl FailureThrottle {
     /// True when a failure of a refused peer is still audited one by one
     /// (and spends one of the audits it is allowed).
     pub(crate) fn audit_from_refused_peer(&self, keys: &FailureKeys) -> bool {
-        self.audits.check(keys.peer).is_ok()
+        self.audits.check(keys.peer()).is_ok()
     }
 
     /// Charges one failure to each key in `scope`; a key over budget is
@@ -247,6 +201,10 @@ impl FailureThrottle {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use tessera_client::{Secret, token};
+
     use super::*;
 
     #[test]
@@ -301,11 +259,22 @@ mod tests {
         // Garbage has no credential id: only its peer is charged.
         let garbage = FailureKeys::new(Some(IpAddr::from([10, 0, 0, 4])), Secret::new("x"));
         assert!(throttle.blocked(&garbage, Scope::Both).is_none());
+        // Nor has a token that is never a caller's credential.
+        let ticket = token::generate(token::TokenKind::Ticket);
+        assert!(
+            FailureKeys::new(None, ticket)
+                .resolve(Scope::Credential)
+                .is_empty()
+        );
     }
 }
 
 #[cfg(test)]
 mod refused_peer_tests {
+    use std::net::IpAddr;
+
+    use tessera_client::Secret;
+
     use super::*;
 
     #[test]

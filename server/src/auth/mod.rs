@@ -4,6 +4,7 @@
 //! that keep failing. Only `layer.rs` and `header.rs` know the transport.
 
 mod authenticate;
+mod failure_keys;
 mod failure_window;
 mod failures;
 mod header;

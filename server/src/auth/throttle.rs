@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::peers::peer_block;
+
 /// Keys a throttle tracks before it sweeps out the stale ones, so a flood
 /// of distinct addresses or made-up credentials cannot grow it without
 /// bound.
@@ -72,14 +74,15 @@ impl Throttle {
         }
     }
 
-    /// Spends one call of `peer`'s budget; `Err` carries how long until the
-    /// next call is allowed. Callers without an address share one budget.
+    /// Spends one call of `peer`'s budget (an IPv6 peer's /64's: see
+    /// `peers.rs`); `Err` carries how long until the next call is allowed.
+    /// Callers without an address share one budget.
     pub(crate) fn check(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
         if self.sweeper.due(self.limiter.len()) {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        let key = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let key = peer.map_or(IpAddr::from([0, 0, 0, 0]), peer_block);
         self.limiter
             .check_key(&key)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
@@ -105,6 +108,15 @@ mod tests {
         let wait = throttle.check(a).expect_err("third call in a minute");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60));
         assert!(throttle.check(b).is_ok(), "another peer is not affected");
+    }
+
+    #[test]
+    fn an_ipv6_host_has_one_budget_for_its_64() {
+        let throttle = Throttle::per_minute(NonZeroU32::MIN);
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert!(throttle.check(ip("2001:db8:1:2::1")).is_ok());
+        assert!(throttle.check(ip("2001:db8:1:2::2")).is_err(), "same /64");
+        assert!(throttle.check(ip("2001:db8:1:3::1")).is_ok(), "another /64");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::listen::{self, Listening, SharedAcceptor};
 use crate::reload::{self, Reloader};
 use crate::store::StoreError;
 use crate::{auth, grpc, metrics};
-use shutdown::{AUDIT_LOG_TIMEOUT, flush_on_exit, on_shutdown, retire};
+use shutdown::{AUDIT_LOG_TIMEOUT, close, flush_on_exit, on_shutdown, retire};
 use startup::{Opened, failure_throttle, open, spawn_background};
 
 /// Why the server could not start or stopped with an error.
@@ -160,7 +160,7 @@ pub(crate) async fn serve(
     // timeout some may be held by abandoned calls, so the process leaves
     // them to exit instead.
     if drained {
-        sea.close().await;
+        close(sea).await;
     }
     if let Some(log) = audit_log {
         log.finish(AUDIT_LOG_TIMEOUT).await;

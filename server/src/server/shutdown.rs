@@ -10,12 +10,15 @@ use tokio::sync::{oneshot, watch};
 
 use crate::domain::{InternalCredentials, LastUsed};
 use crate::health::Health;
+use crate::store::SeaStore;
 
 /// How long shutdown waits to withdraw the internal credential, and to
 /// write the pending last-used times.
 const RETIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the audit log copy to be written out.
 pub(super) const AUDIT_LOG_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the database pool to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Once `shutdown` completes: stop the background tasks, report
 /// `NOT_SERVING`, start the drain deadline and withdraw the internal
@@ -53,5 +56,20 @@ pub(super) async fn retire(internal: &InternalCredentials) {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::warn!(error = %err, "could not withdraw the internal credential"),
         Err(_) => tracing::warn!("withdrawing the internal credential timed out"),
+    }
+}
+
+/// Closes the database pool, waiting at most [`CLOSE_TIMEOUT`]: a statement
+/// of an aborted background task can still hold a connection (waiting for a
+/// lock, or on a dead connection), and the process must exit all the same.
+pub(super) async fn close(sea: SeaStore) {
+    if tokio::time::timeout(CLOSE_TIMEOUT, sea.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_ms = CLOSE_TIMEOUT.as_millis(),
+            "the database pool did not close in time; exiting without waiting for it"
+        );
     }
 }

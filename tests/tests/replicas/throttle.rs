@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, TransactionTrait};
 
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::Code;
@@ -171,4 +174,41 @@ async fn a_concurrent_burst_over_replicas_gets_the_deployments_budget() {
     );
     let guess = token::generate(TokenKind::UserAccess);
     assert_refused_everywhere(&servers, &guess).await;
+}
+
+/// A table of shared counts locked by someone else (an operator, a
+/// migration) neither hangs the failed calls nor the shutdown: the count
+/// write gives up after its lock timeout (the replica's own budget still
+/// holds, and it says so), and SIGTERM exits promptly, not when the lock
+/// is released.
+#[tokio::test]
+async fn a_locked_count_table_does_not_hold_up_the_shutdown() {
+    let _turn = one_at_a_time().await;
+    let db = postgres().await;
+    let budget = BUDGET.to_string();
+    let options = ServerOptions::scheduler().env("TESSERA_AUTH_FAILURES_PER_MINUTE", &budget);
+    let mut server = TestServer::start(&db, options).await;
+    let conn = db.connect().await;
+    let lock = conn.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE auth_failures IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let guess = token::generate(TokenKind::UserAccess);
+    let clients = guessers(std::slice::from_ref(&server), &guess).await;
+    for round in 0..3 {
+        assert!(guess_at(&clients, round).await, "within the budget");
+    }
+    let shared = |line: &str| line.contains("could not share failed authentications");
+    assert!(
+        server.wait_for_log(shared, Duration::from_secs(10)).await,
+        "no warning that the counts could not be written"
+    );
+    let started = Instant::now();
+    server.terminate();
+    server.wait_exit_zero(Duration::from_secs(10)).await;
+    eprintln!(
+        "exited {:?} after SIGTERM with the table locked",
+        started.elapsed()
+    );
+    lock.rollback().await.expect("rollback");
 }

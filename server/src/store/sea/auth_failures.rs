@@ -4,10 +4,16 @@
 //! same window. On SQLite one process owns the database and keeps its own
 //! counts in memory; nothing is written here.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
 
 use super::DbResult;
 use crate::store::FailureTally;
+
+/// Bounds on how long a statement here may wait for a lock or run: a table
+/// locked by an operator, a migration or a dead connection fails the write
+/// (each replica keeps its own budget meanwhile) rather than holding a
+/// pooled connection, and a shutdown that waits for it, indefinitely.
+const TIMEOUTS: &str = "SET LOCAL lock_timeout = '2s'; SET LOCAL statement_timeout = '2s'";
 
 /// Keys added by one statement at most.
 const KEYS_PER_STATEMENT: usize = 4_096;
@@ -28,18 +34,23 @@ const ADD: &str = "WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) 
     RETURNING t.key, t.count, t.previous, (SELECT ms FROM clock) - t.window_start * 60000";
 
 /// Deletes at most `$1` keys that failed in neither this minute nor the
-/// one before.
-const DELETE_STALE: &str = "DELETE FROM auth_failures WHERE key IN (SELECT key FROM auth_failures \
-    WHERE window_start < (extract(epoch FROM clock_timestamp()) * 1000)::int8 / 60000 - 1 \
-    LIMIT $1)";
+/// one before. The age is tested again on the deleted rows themselves: a
+/// row another replica refreshed while this statement waited for its lock
+/// is then seen as refreshed and kept (the subquery saw it before).
+const DELETE_STALE: &str = "WITH clock AS \
+    (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8 / 60000 - 1 AS stale) \
+    DELETE FROM auth_failures USING clock WHERE window_start < clock.stale AND key IN \
+    (SELECT key FROM auth_failures, clock WHERE window_start < clock.stale LIMIT $1)";
 
 pub(super) async fn add_auth_failures(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     failures: &[(String, u32)],
 ) -> DbResult<Vec<FailureTally>> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(Vec::new());
     }
+    let txn = db.begin().await?;
+    txn.execute_unprepared(TIMEOUTS).await?;
     // In key order: two replicas' upserts then lock the rows they share in
     // the same order, and cannot deadlock each other.
     let mut failures = failures.to_vec();
@@ -50,7 +61,7 @@ pub(super) async fn add_auth_failures(
         let counts: Vec<i64> = chunk.iter().map(|(_, count)| i64::from(*count)).collect();
         let values: Vec<Value> = vec![keys.into(), counts.into()];
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, ADD, values);
-        for row in db.query_all_raw(statement).await? {
+        for row in txn.query_all_raw(statement).await? {
             tallies.push(FailureTally {
                 key: row.try_get_by_index(0)?,
                 count: row.try_get_by_index(1)?,
@@ -59,11 +70,12 @@ pub(super) async fn add_auth_failures(
             });
         }
     }
+    txn.commit().await?;
     Ok(tallies)
 }
 
 pub(super) async fn delete_stale_auth_failures(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     limit: u64,
 ) -> DbResult<u64> {
     if db.get_database_backend() != DbBackend::Postgres {
@@ -72,5 +84,9 @@ pub(super) async fn delete_stale_auth_failures(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let statement =
         Statement::from_sql_and_values(DbBackend::Postgres, DELETE_STALE, [limit.into()]);
-    Ok(db.execute_raw(statement).await?.rows_affected())
+    let txn = db.begin().await?;
+    txn.execute_unprepared(TIMEOUTS).await?;
+    let deleted = txn.execute_raw(statement).await?.rows_affected();
+    txn.commit().await?;
+    Ok(deleted)
 }
