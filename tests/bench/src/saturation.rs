@@ -115,6 +115,35 @@ pub fn summary(list: &[Saturated]) -> String {
 mod tests {
     use super::*;
 
+    fn shares(server: f64, generator: f64, other: f64) -> Shares {
+        Shares {
+            server: Some(server),
+            generator: Some(generator),
+            machine: Some(server + generator + other),
+        }
+    }
+
+    #[test]
+    fn decides_from_the_shares() {
+        let n = machine_cores();
+        // h2load at a full core is the bound, whatever the server does.
+        assert_eq!(shares(0.5, 0.95, 0.0).decide(n, 1.0), Saturated::Generator);
+        // The server took (nearly) all the cores.
+        assert_eq!(
+            shares(0.95 * n, 0.02, 0.0).decide(n, 1.0),
+            Saturated::Server
+        );
+        // Both had CPU to spare.
+        assert_eq!(shares(0.1, 0.1, 0.0).decide(n, n), Saturated::Neither);
+        // Redis's one thread is its cap.
+        assert_eq!(shares(0.95, 0.1, 0.0).decide(1.0, n), Saturated::Server);
+        if n >= 2.0 {
+            // The machine is full and the generator used more than the server.
+            let s = shares(0.4 * (n - 0.5), 0.6 * (n - 0.5), 0.5);
+            assert_eq!(s.decide(n, n), Saturated::Generator);
+        }
+    }
+
     #[test]
     fn summary_counts_disagreeing_repetitions() {
         use Saturated::*;

@@ -17,7 +17,7 @@ pub struct Size {
 
 /// The answers of one server, in the order of [`sizes`]' rows.
 async fn answers(endpoint: &str, tokens: &[(&str, &str)]) -> Result<Vec<Vec<u8>>, String> {
-    let mut client = crate::grpc_client(endpoint, crate::SERVICE_SECRET).await?;
+    let mut client = crate::servers::grpc_client(endpoint, crate::SERVICE_SECRET).await?;
     let mut list = Vec::new();
     for (_, token) in tokens {
         let answer = client
