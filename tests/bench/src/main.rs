@@ -375,7 +375,7 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     use System::*;
     let mut list = vec![
         // VerifyBearer under this generator only with the service secret:
-        // beside h2load's figure it shows what a saturated generator measures.
+        // beside h2load's figure it shows what this generator measures.
         (Noop, VerifyService),
         (Sqlite, VerifyService),
         (Noop, Pairs),

@@ -4,11 +4,16 @@
 /// The rule, as the report states it.
 pub const RULE: &str = "from the CPU each process used over the window, in cores; N = the machine's cores \
 minus what other processes used over the same window (the machine is shared; `/proc/stat`): \
-**generator** when the generator used ≥ 90 % of what it can use at all (h2load `-t 1`: one core; \
+**generator** when the generator used ≥ 85 % of what it can use at all (h2load `-t 1`: one core; \
 `tessera-bench`: N); else **server** when the server did (Redis: one core; Tessera, the no-op, \
-OpenBao: N); else, when server + generator used ≥ 90 % of N, the larger of the two \
+OpenBao: N); else, when server + generator used ≥ 85 % of N, the larger of the two \
 (the machine is full and the larger consumer sets the rate); else **neither** (both had CPU to spare: \
 latency-, I/O- or lock-bound). Where the server's CPU is not read (PostgreSQL), only the generator's counts";
+
+/// The share of its cap at which a process counts as saturated: not 100 %,
+/// since a loaded event loop still waits between wake-ups and the window
+/// includes connection set-up.
+const SATURATED: f64 = 0.85;
 
 /// The process that bounded a figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,11 +77,11 @@ impl Shares {
         let cores = (machine_cores() - self.other().unwrap_or(0.0)).max(0.1);
         let server = self.server.unwrap_or(0.0);
         let generator = self.generator.unwrap_or(0.0);
-        if generator >= 0.9 * generator_cap.min(cores) {
+        if generator >= SATURATED * generator_cap.min(cores) {
             Saturated::Generator
-        } else if server >= 0.9 * server_cap.min(cores) {
+        } else if server >= SATURATED * server_cap.min(cores) {
             Saturated::Server
-        } else if server + generator >= 0.9 * cores {
+        } else if server + generator >= SATURATED * cores {
             if server >= generator {
                 Saturated::Server
             } else {

@@ -145,7 +145,15 @@ pub async fn start_openbao(
         let sub = dir.join(format!("openbao-{storage:?}").to_lowercase());
         match Bao::start(&bin, &sub, storage).await {
             Ok(bao) => list.push(bao),
-            Err(e) => notes.push(format!("OpenBao ({storage:?}) not measured: {e}")),
+            Err(e) => {
+                // The whole error (with OpenBao's log) on stderr, its first
+                // line in the report.
+                eprintln!("tessera-bench: OpenBao ({storage:?}) not measured: {e}");
+                let first = e.lines().next().unwrap_or_default().trim_end_matches(':');
+                notes.push(format!(
+                    "OpenBao ({storage:?}) not measured: {first} (details on stderr)"
+                ));
+            }
         }
     }
     list

@@ -79,7 +79,9 @@ fn ratio(figure: String, per: &str, a: Option<Side>, b: Option<Side>, bound: Bou
     let target = match bound {
         Bound::AtLeast(x) => format!("≥ {x:.2} × {per}"),
         Bound::AtMost(x) => format!("≤ {x:.2} × {per}"),
-    };
+    }
+    .trim_end()
+    .to_owned();
     let (Some(a), Some(b)) = (a, b) else {
         return Target {
             figure,
