@@ -19,6 +19,8 @@ pub enum Conn {
     Redis(redis::aio::MultiplexedConnection),
     /// A pool shared by all streams: INSERT + DELETE … RETURNING pairs.
     Pg(DatabaseConnection),
+    /// An HTTP/1.1 connection to OpenBao: wrap + unwrap pairs (one stream).
+    Bao(Box<crate::openbao::BaoConn>),
 }
 
 /// The gRPC operation of a cell.
@@ -49,6 +51,10 @@ pub struct Outcome {
     pub seconds: f64,
     /// Server CPU seconds (utime + stime) spent in the window.
     pub server_cpu: Option<f64>,
+    /// The generator's (this process's) CPU seconds in the window.
+    pub gen_cpu: Option<f64>,
+    /// Busy CPU seconds of the whole machine in the window.
+    pub machine_cpu: Option<f64>,
 }
 
 impl Outcome {
@@ -110,12 +116,27 @@ pub async fn run(
     let begin = Instant::now() + Duration::from_millis(20);
     let start = begin + warmup;
     let end = start + window;
+    // Both processes' CPU over the window: the server's per operation, and
+    // the generator's own share, to tell which of the two was saturated.
     let cpu = tokio::spawn(async move {
-        let pid = server_pid?;
+        let me = std::process::id();
+        let read = move || {
+            (
+                server_pid.and_then(crate::procs::cpu_seconds),
+                crate::procs::cpu_seconds(me),
+                crate::procs::machine_busy_seconds(),
+            )
+        };
         tokio::time::sleep_until(start.into()).await;
-        let before = crate::procs::cpu_seconds(pid)?;
+        let before = read();
         tokio::time::sleep_until(end.into()).await;
-        Some(crate::procs::cpu_seconds(pid)? - before)
+        let after = read();
+        let delta = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        (
+            delta(after.0, before.0),
+            delta(after.1, before.1),
+            delta(after.2, before.2),
+        )
     });
     let mut tasks = Vec::new();
     for (c, conn) in conns.into_iter().enumerate() {
@@ -137,6 +158,8 @@ pub async fn run(
         consume: histogram(),
         seconds: window.as_secs_f64(),
         server_cpu: None,
+        gen_cpu: None,
+        machine_cpu: None,
     };
     for task in tasks {
         match task.await {
@@ -155,7 +178,8 @@ pub async fn run(
             }
         }
     }
-    outcome.server_cpu = cpu.await.ok().flatten();
+    (outcome.server_cpu, outcome.gen_cpu, outcome.machine_cpu) =
+        cpu.await.unwrap_or((None, None, None));
     outcome
 }
 
@@ -169,6 +193,8 @@ async fn stream(conn: &Conn, id: u64, start: Instant, end: Instant) -> Outcome {
         consume: histogram(),
         seconds: 0.0,
         server_cpu: None,
+        gen_cpu: None,
+        machine_cpu: None,
     };
     let mut n: u64 = 0;
     loop {
@@ -207,6 +233,7 @@ async fn stream(conn: &Conn, id: u64, start: Instant, end: Instant) -> Outcome {
 async fn once(conn: &Conn, id: u64, n: u64) -> Result<Option<Duration>, String> {
     match conn {
         Conn::Grpc(client, work) => grpc((**client).clone(), work, id).await,
+        Conn::Bao(bao) => bao.pair().await.map(Some),
         Conn::Redis(redis) => {
             let mut redis = redis.clone();
             let key = format!("tessera-bench:{id}:{n}");

@@ -1,37 +1,50 @@
 //! `tessera-bench`: runs the no-op baseline, Tessera (SQLite and
-//! PostgreSQL), Redis and plain PostgreSQL under the same closed-loop load,
+//! PostgreSQL), Redis, plain PostgreSQL and OpenBao under the same load,
 //! interleaved, and writes the figures as Markdown (`BENCHMARKS.md`).
+//! Unary VerifyBearer is driven by h2load (see `h2load`), everything else
+//! by the closed-loop generator in `load`; every figure carries the CPU
+//! share of the server and of the generator (see `saturation`).
 //!
 //! Exits non-zero only when the harness itself breaks (a server that does
 //! not start, a scenario with no successful call); never on a timing.
 
 #![forbid(unsafe_code)]
 
+mod h2load;
 mod load;
+mod openbao;
 mod procs;
 mod report;
+mod report_h2load;
+mod saturation;
+mod servers;
+mod sizes;
+mod targets;
+mod unary;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
-use tessera_client::pb::{
-    ConsumeInstallTokenRequest, ProvisionWorkspaceRequest, RegisterWorkspaceRequest,
-};
-use tessera_client::{Client, Secret};
 
 use crate::load::{Conn, Work};
+use crate::openbao::{Bao, Storage};
 use crate::procs::Proc;
 use crate::report::{Figures, Sample};
+use crate::servers::{
+    Tessera, drop_pg_database, fill_tickets, fresh_pg_database, grpc_client, start_openbao,
+    start_tessera, tessera_env, write_principals,
+};
 
 /// The service secret the harness configures (`TESSERA_SERVICE_TOKEN_BENCH`).
-const SERVICE_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+pub const SERVICE_SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
 
 #[derive(Parser, Debug)]
 #[command(about = "Tessera load harness")]
 struct Args {
-    /// Smoke mode for CI: 10×10 only, one short repetition, no 1M tickets.
+    /// Smoke mode for CI: 10×10 only, one short repetition, no 1M tickets,
+    /// no OpenBao.
     #[arg(long)]
     quick: bool,
     /// Where to write the Markdown report.
@@ -44,13 +57,13 @@ struct Args {
     #[arg(long, default_value = "release")]
     profile: String,
     /// Measured window per cell, ms.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 2000)]
     window_ms: u64,
     /// Unmeasured warm-up per cell, ms.
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 500)]
     warmup_ms: u64,
     /// Interleaved repetitions.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     reps: usize,
     /// PostgreSQL server (a database on it is used to create fresh ones).
     #[arg(
@@ -69,14 +82,23 @@ struct Args {
     /// Live tickets for the large-table consume latency (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     million: u64,
-    /// h2load requests per cross-check cell.
-    #[arg(long, default_value_t = 30_000)]
+    /// h2load requests per VerifyBearer (and OpenBao lookup) cell.
+    #[arg(long, default_value_t = 60_000)]
     h2load_requests: u64,
+    /// The `bao` binary (default: `bao` on the PATH; OpenBao is skipped
+    /// with a note when there is none or it does not start).
+    #[arg(long, env = "TESSERA_BENCH_BAO")]
+    bao: Option<PathBuf>,
+    /// Skip OpenBao.
+    #[arg(long)]
+    no_openbao: bool,
     /// Only these levels, as `CONNSxSTREAMS` (repeatable; default: all).
     #[arg(long = "level", value_parser = parse_level)]
     only_levels: Vec<Level>,
-    /// Only these scenarios (repeatable; default: all). Leaving out
-    /// `verify-service` also skips the h2load cross-check.
+    /// Only these scenarios (repeatable; default: all). The verify-*
+    /// scenarios are the h2load cells of each token kind (verify-user also
+    /// OpenBao's lookup); verify-service also the tessera-bench
+    /// VerifyBearer cells.
     #[arg(long = "scenario", value_enum)]
     only_scenarios: Vec<Scenario>,
     /// Closed-loop streams sending ConsumeTicket for a ticket holding a
@@ -108,6 +130,21 @@ pub enum System {
     Postgres,
     Redis,
     PgAlt,
+    /// OpenBao with integrated (raft) storage.
+    BaoRaft,
+    /// OpenBao with in-memory storage.
+    BaoInmem,
+}
+
+impl System {
+    /// The OpenBao storage of an OpenBao system.
+    fn bao_storage(self) -> Option<Storage> {
+        match self {
+            System::BaoRaft => Some(Storage::Raft),
+            System::BaoInmem => Some(Storage::Inmem),
+            _ => None,
+        }
+    }
 }
 
 /// What a cell's streams do.
@@ -131,21 +168,16 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-struct Tessera {
-    proc: Proc,
-    admin_token: String,
-    workspace_token: String,
-    /// (workspace id, registration token), one per connection of 50×20.
-    workspaces: Vec<(String, String)>,
-}
-
 struct Setup {
     args: Args,
     bin_tessera: PathBuf,
     noop: Proc,
+    bao: Vec<Bao>,
     sqlite: Tessera,
     postgres: Option<Tessera>,
     redis: Option<redis::Client>,
+    /// The Redis server's pid, when it runs on this machine.
+    redis_pid: Option<u32>,
     pg_alt: Option<DatabaseConnection>,
     dir: tempfile::TempDir,
     notes: Vec<String>,
@@ -160,6 +192,7 @@ async fn main() {
         args.warmup_ms = args.warmup_ms.min(150);
         args.million = 0;
         args.h2load_requests = args.h2load_requests.min(3000);
+        args.no_openbao = true;
     }
     let started = std::time::Instant::now();
     match bench(args).await {
@@ -171,107 +204,6 @@ async fn main() {
             eprintln!("tessera-bench: harness failure: {e}");
             std::process::exit(1);
         }
-    }
-}
-
-fn tessera_env() -> Vec<(&'static str, String)> {
-    vec![("TESSERA_SERVICE_TOKEN_BENCH", SERVICE_SECRET.to_owned())]
-}
-
-async fn grpc_client(endpoint: &str, bearer: &str) -> Result<Client, String> {
-    Client::builder(endpoint)
-        .bearer(Secret::new(bearer))
-        .connect()
-        .await
-        .map_err(|e| format!("connect {endpoint}: {e}"))
-}
-
-/// Starts Tessera on `url`, creates the first admin and the workspaces.
-async fn start_tessera(
-    bin: &std::path::Path,
-    url: &str,
-    workspaces: usize,
-) -> Result<Tessera, String> {
-    let proc = Proc::tessera(bin, url, &tessera_env())?;
-    proc.wait_serving().await?;
-    let endpoint = proc.endpoint();
-    let mut service = grpc_client(&endpoint, SERVICE_SECRET).await?;
-    let install_token = proc.install_token().await?;
-    let admin_token = Client::builder(&endpoint)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?
-        .consume_install_token(ConsumeInstallTokenRequest {
-            install_token,
-            admin_email: "ada@example.com".to_owned(),
-            admin_name: "Ada".to_owned(),
-        })
-        .await
-        .map_err(|s| format!("ConsumeInstallToken: {s}"))?
-        .into_inner()
-        .admin_token;
-    let mut list = Vec::new();
-    let mut workspace_token = String::new();
-    for i in 0..workspaces {
-        let id = format!("bench-ws-{i}");
-        let provisioned = service
-            .provision_workspace(ProvisionWorkspaceRequest {
-                workspace_id: id.clone(),
-                name: format!("Bench {i}"),
-            })
-            .await
-            .map_err(|s| format!("ProvisionWorkspace: {s}"))?
-            .into_inner();
-        let mut runtime = grpc_client(&endpoint, &provisioned.registration_token).await?;
-        let registered = runtime
-            .register_workspace(RegisterWorkspaceRequest {
-                workspace_id: id.clone(),
-                reissue_auth_token: false,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| format!("RegisterWorkspace: {s}"))?
-            .into_inner();
-        if i == 0 {
-            workspace_token = registered
-                .auth_token
-                .ok_or("first registration without auth_token")?;
-        }
-        list.push((id, provisioned.registration_token));
-    }
-    Ok(Tessera {
-        proc,
-        admin_token,
-        workspace_token,
-        workspaces: list,
-    })
-}
-
-/// A fresh PostgreSQL database on the server of `base`; returns its URL.
-async fn fresh_pg_database(base: &str, name: &str) -> Result<String, String> {
-    let admin = Database::connect(base)
-        .await
-        .map_err(|e| format!("{base}: {e}"))?;
-    let _ = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
-    admin.close().await.ok();
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .ok_or("PostgreSQL URL without a database")?;
-    Ok(format!("{prefix}/{name}"))
-}
-
-async fn drop_pg_database(base: &str, name: &str) {
-    if let Ok(admin) = Database::connect(base).await {
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        admin.close().await.ok();
     }
 }
 
@@ -306,12 +238,16 @@ async fn bench(args: Args) -> Result<(), String> {
         }
     }
 
-    let noop = Proc::noop(&bin_noop)?;
     let sqlite_url = format!(
         "sqlite:{}?mode=rwc",
         dir.path().join("tessera.db").display()
     );
     let sqlite = start_tessera(&bin_tessera, &sqlite_url, max_conns).await?;
+    // The no-op answers each token kind with the principal Tessera answers.
+    let principals = dir.path().join("principals.tsv");
+    write_principals(&sqlite, &principals).await?;
+    let noop = Proc::noop(&bin_noop, &principals)?;
+    let bao = start_openbao(&args, dir.path(), &mut notes).await;
 
     let pg_name = format!("tessera_bench_{pid}");
     let alt_name = format!("tessera_bench_alt_{pid}");
@@ -354,6 +290,7 @@ async fn bench(args: Args) -> Result<(), String> {
             None
         }
     };
+    let mut redis_pid = None;
     let redis = match redis::Client::open(args.redis_url.as_str()) {
         Ok(client) => match client.get_multiplexed_async_connection().await {
             Ok(mut conn) => {
@@ -369,6 +306,16 @@ async fn bench(args: Args) -> Result<(), String> {
                     .query_async(&mut conn)
                     .await
                     .unwrap_or_default();
+                // Its pid, for its CPU share (Redis on this machine only).
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                redis_pid = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("process_id:"))
+                    .and_then(|p| p.trim().parse().ok());
                 figures.redis_persistence = Some(format!(
                     "save=\"{}\", appendonly={}",
                     save.get(1).cloned().unwrap_or_default(),
@@ -391,9 +338,11 @@ async fn bench(args: Args) -> Result<(), String> {
         args,
         bin_tessera,
         noop,
+        bao,
         sqlite,
         postgres,
         redis,
+        redis_pid,
         pg_alt,
         dir,
         notes,
@@ -425,10 +374,10 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     use Scenario::*;
     use System::*;
     let mut list = vec![
+        // VerifyBearer under this generator only with the service secret:
+        // beside h2load's figure it shows what this generator measures.
         (Noop, VerifyService),
         (Sqlite, VerifyService),
-        (Sqlite, VerifyUser),
-        (Sqlite, VerifyWorkspace),
         (Noop, Pairs),
         (Sqlite, Pairs),
     ];
@@ -441,6 +390,15 @@ fn cells(setup: &Setup) -> Vec<(System, Scenario)> {
     if setup.pg_alt.is_some() {
         list.push((PgAlt, Pairs));
     }
+    for bao in &setup.bao {
+        list.push((
+            match bao.storage {
+                Storage::Raft => BaoRaft,
+                Storage::Inmem => BaoInmem,
+            },
+            Pairs,
+        ));
+    }
     list.push((Noop, Register));
     list.push((Sqlite, Register));
     list.retain(|&(_, scenario)| setup.args.wants(scenario));
@@ -452,8 +410,9 @@ async fn connections(
     system: System,
     scenario: Scenario,
     tessera: Option<&Tessera>,
-    conns: usize,
+    level: Level,
 ) -> Result<(Vec<Conn>, Option<u32>), String> {
+    let conns = level.0;
     let mut list = Vec::new();
     match system {
         System::Redis => {
@@ -465,13 +424,22 @@ async fn connections(
                     .map_err(|e| e.to_string())?;
                 list.push(Conn::Redis(conn));
             }
-            return Ok((list, None));
+            let local = setup.redis_pid.filter(|p| procs::cpu_seconds(*p).is_some());
+            return Ok((list, local));
         }
         System::PgAlt => {
             let db = setup.pg_alt.clone().ok_or("no PostgreSQL")?;
             // One pool of 16 (Tessera's PostgreSQL default) shared by every stream.
             list.push(Conn::Pg(db));
             return Ok((list, None));
+        }
+        System::BaoRaft | System::BaoInmem => {
+            let bao = setup.bao_of(system).ok_or("no OpenBao")?;
+            // HTTP/1.1 does not multiplex: conns × streams connections.
+            for _ in 0..conns * level.1 {
+                list.push(Conn::Bao(Box::new(bao.connect().await?)));
+            }
+            return Ok((list, Some(bao.pid())));
         }
         _ => {}
     }
@@ -522,12 +490,25 @@ async fn poison(
     Ok(Some(load::poison(client, streams, length)))
 }
 
-/// The pooled PG alternative runs `conns × streams` tasks on one pool.
-fn pg_streams(system: System, level: Level) -> usize {
-    if system == System::PgAlt {
-        level.0 * level.1
-    } else {
-        level.1
+/// Streams per connection: the pooled PG alternative runs `conns ×
+/// streams` tasks on one pool, OpenBao one per HTTP/1.1 connection.
+fn streams(system: System, level: Level) -> usize {
+    match system {
+        System::PgAlt => level.0 * level.1,
+        System::BaoRaft | System::BaoInmem => 1,
+        _ => level.1,
+    }
+}
+
+/// OpenBao's HTTP/1.1 cells open one connection per stream: only at
+/// levels of at most this many in flight.
+pub const BAO_MAX_IN_FLIGHT: usize = 100;
+
+impl Setup {
+    /// The running OpenBao of `system`.
+    fn bao_of(&self, system: System) -> Option<&Bao> {
+        let storage = system.bao_storage()?;
+        self.bao.iter().find(|b| b.storage == storage)
     }
 }
 
@@ -535,15 +516,7 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
     let args = &setup.args;
     let warmup = Duration::from_millis(args.warmup_ms);
     let window = Duration::from_millis(args.window_ms);
-    let h2load = which("h2load");
-    if h2load.is_none() {
-        figures
-            .notes
-            .push("h2load not installed: cross-check skipped".to_owned());
-    }
-    let h2load = h2load.filter(|_| args.wants(Scenario::VerifyService));
-    let frame = setup.dir.path().join("verify.grpc");
-    std::fs::write(&frame, report::grpc_frame(SERVICE_SECRET)).map_err(|e| e.to_string())?;
+    let unary = unary::Unary::prepare(setup, figures)?;
 
     // Large-table consume latency: two more servers, 1k and 1M live tickets.
     let mut big: Vec<(u64, Tessera)> = Vec::new();
@@ -569,10 +542,12 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     System::Postgres => setup.postgres.as_ref(),
                     _ => Some(&setup.sqlite),
                 };
-                let (conns, pid) = connections(setup, system, scenario, tessera, level.0).await?;
+                if system.bao_storage().is_some() && level.0 * level.1 > BAO_MAX_IN_FLIGHT {
+                    continue;
+                }
+                let (conns, pid) = connections(setup, system, scenario, tessera, level).await?;
                 let poison = poison(setup, system, scenario, tessera, warmup + window).await?;
-                let outcome =
-                    load::run(conns, pg_streams(system, level), warmup, window, pid).await;
+                let outcome = load::run(conns, streams(system, level), warmup, window, pid).await;
                 let poisoned = match poison {
                     Some(task) => {
                         format!(" poison {:.0}/s", task.await.map_err(|e| e.to_string())?)
@@ -602,7 +577,7 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     .cells
                     .entry((level, system, scenario))
                     .or_default()
-                    .push(Sample::from(&outcome));
+                    .push(Sample::new(&outcome, system));
             }
             if level == (50, 20) {
                 if let Some(kib) = setup.sqlite.proc.peak_rss_kib() {
@@ -620,44 +595,13 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                 }
             }
         }
-        if let Some(h2load) = &h2load {
-            let h2_levels: Vec<Level> = if args.quick {
-                vec![(10, 10)]
-            } else {
-                vec![(10, 10), (50, 20)]
-            };
-            for level in h2_levels {
-                for (system, proc) in [
-                    (System::Noop, &setup.noop),
-                    (System::Sqlite, &setup.sqlite.proc),
-                ] {
-                    let result = report::h2load(
-                        h2load,
-                        proc,
-                        &frame,
-                        SERVICE_SECRET,
-                        level,
-                        args.h2load_requests,
-                    )
-                    .await?;
-                    eprintln!("rep {rep} h2load {level:?} {system:?}: {result:?}");
-                    if result.server_ok == Some(0) {
-                        return Err(format!(
-                            "h2load: the server counted no OK VerifyBearer: {result:?}"
-                        ));
-                    }
-                    figures
-                        .h2load
-                        .entry((level, system))
-                        .or_default()
-                        .push(result);
-                }
-            }
+        if let Some(unary) = &unary {
+            unary.rep(setup, rep, figures).await?;
         }
         for (live, t) in &big {
             for level in [(1, 1), (10, 10)] {
                 let (conns, pid) =
-                    connections(setup, System::Sqlite, Scenario::Pairs, Some(t), level.0).await?;
+                    connections(setup, System::Sqlite, Scenario::Pairs, Some(t), level).await?;
                 let outcome = load::run(conns, level.1, warmup, window, pid).await;
                 if outcome.ok == 0 {
                     return Err(format!("{live} live tickets: no successful pair"));
@@ -670,39 +614,20 @@ async fn measure(setup: &Setup, levels: &[Level], figures: &mut Figures) -> Resu
                     .live
                     .entry((*live, level))
                     .or_default()
-                    .push(Sample::from(&outcome));
+                    .push(Sample::new(&outcome, System::Sqlite));
             }
         }
     }
-    figures.response_bytes = report::response_sizes(
-        setup.noop.endpoint(),
-        setup.sqlite.proc.endpoint(),
-        SERVICE_SECRET,
+    figures.response_bytes = sizes::sizes(
+        &setup.noop.endpoint(),
+        &setup.sqlite.proc.endpoint(),
+        &[
+            ("service secret", SERVICE_SECRET),
+            ("user token", &setup.sqlite.admin_token),
+            ("workspace token", &setup.sqlite.workspace_token),
+        ],
     )
     .await?;
-    Ok(())
-}
-
-/// Inserts `count` live tickets (random 64-hex hashes, far-future expiry)
-/// straight into Tessera's `tickets` table.
-async fn fill_tickets(url: &str, count: u64) -> Result<(), String> {
-    let db = Database::connect(url).await.map_err(|e| e.to_string())?;
-    let far = now_ms() + 365 * 24 * 3600 * 1000;
-    let now = now_ms();
-    let batch = 100_000;
-    let mut done = 0;
-    while done < count {
-        let n = batch.min(count - done);
-        db.execute_unprepared(&format!(
-            "WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < {n}) \
-             INSERT INTO tickets (hash, user_id, provider, purpose, minted_at, expires_at) \
-             SELECT lower(hex(randomblob(32))), 'filler', 'github', 'bench', {now}, {far} FROM seq"
-        ))
-        .await
-        .map_err(|e| format!("fill tickets: {e}"))?;
-        done += n;
-    }
-    db.close().await.ok();
     Ok(())
 }
 

@@ -49,10 +49,13 @@ impl Proc {
         Self::spawn(command, bin)
     }
 
-    /// Starts the baseline `noop-server`.
-    pub fn noop(bin: &Path) -> Result<Proc, String> {
+    /// Starts the baseline `noop-server`, answering VerifyBearer with the
+    /// principals of `principals` (see its `--principals`).
+    pub fn noop(bin: &Path, principals: &Path) -> Result<Proc, String> {
         let mut command = Command::new(bin);
-        command.args(["--listen", "127.0.0.1:0"]);
+        command
+            .args(["--listen", "127.0.0.1:0", "--principals"])
+            .arg(principals);
         Self::spawn(command, bin)
     }
 
@@ -250,4 +253,27 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / clock_ticks())
+}
+
+/// The state letter of `pid` (`R`, `S`, `Z`, …), `None` once it is gone.
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// CPU seconds the whole machine has spent busy (all cores: user, nice,
+/// system, irq, softirq, steal), from the first line of /proc/stat.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|i| fields.get(*i))
+        .sum();
+    Some(busy / clock_ticks())
 }

@@ -4,10 +4,16 @@
 //!
 //! Listens on `--listen` (default `127.0.0.1:0`) and prints
 //! `listening <addr>` on standard output once it accepts connections.
+//! `--principals <file>` (lines of `<token>\t<hex of an encoded Principal>`)
+//! makes VerifyBearer answer, for each listed request token, the principal
+//! Tessera answered for it, so both send the same response bytes.
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+
+use prost::Message;
 
 use tessera_client::pb::credential_service_server::{CredentialService, CredentialServiceServer};
 use tessera_client::pb::*;
@@ -20,6 +26,9 @@ use tessera_client::tonic::{self, Request, Response, Status};
 /// framework's (decode the request, clone and encode the answer).
 struct Noop {
     principal: Principal,
+    /// VerifyBearer's answer per request token (`--principals`); other
+    /// tokens get `principal`.
+    by_token: HashMap<String, Principal>,
     ticket: String,
     identity: TicketIdentity,
     token: String,
@@ -28,7 +37,7 @@ struct Noop {
 }
 
 impl Noop {
-    fn new() -> Self {
+    fn new(by_token: HashMap<String, Principal>) -> Self {
         let now = prost_types::Timestamp {
             seconds: 1_767_225_600,
             nanos: 123_000_000,
@@ -51,6 +60,7 @@ impl Noop {
         };
         Noop {
             principal,
+            by_token,
             ticket: token::generate(TokenKind::Ticket).expose().to_owned(),
             identity,
             token: token::generate(TokenKind::Ticket).expose().to_owned(),
@@ -64,10 +74,15 @@ impl Noop {
 impl CredentialService for Noop {
     async fn verify_bearer(
         &self,
-        _: Request<VerifyBearerRequest>,
+        request: Request<VerifyBearerRequest>,
     ) -> Result<Response<VerifyBearerResponse>, Status> {
+        // One map lookup, as cheap as the lookup any real server must do.
+        let principal = self
+            .by_token
+            .get(&request.get_ref().token)
+            .unwrap_or(&self.principal);
         Ok(Response::new(VerifyBearerResponse {
-            principal: Some(self.principal.clone()),
+            principal: Some(principal.clone()),
         }))
     }
 
@@ -253,10 +268,14 @@ impl CredentialService for Noop {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut by_token = HashMap::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().ok_or("--listen needs an address")?.parse()?,
+            "--principals" => {
+                by_token = read_principals(&args.next().ok_or("--principals needs a file")?)?;
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -266,9 +285,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Server::builder()
         .timeout(std::time::Duration::from_secs(10))
         .max_concurrent_streams(Some(256))
-        .add_service(CredentialServiceServer::new(Noop::new()))
+        .add_service(CredentialServiceServer::new(Noop::new(by_token)))
         // Like Tessera: TCP_NODELAY on every accepted connection.
         .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await?;
     Ok(())
+}
+
+/// Reads `<token>\t<hex of an encoded Principal>` lines.
+fn read_principals(path: &str) -> Result<HashMap<String, Principal>, Box<dyn std::error::Error>> {
+    let mut map = HashMap::new();
+    for line in std::fs::read_to_string(path)?.lines() {
+        let (token, encoded) = line
+            .split_once('\t')
+            .ok_or_else(|| format!("{path}: expected <token>\\t<hex>"))?;
+        map.insert(
+            token.to_owned(),
+            Principal::decode(hex::decode(encoded)?.as_slice())?,
+        );
+    }
+    Ok(map)
 }
