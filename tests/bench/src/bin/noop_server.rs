@@ -267,6 +267,11 @@ impl CredentialService for Noop {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Tessera installs a subscriber; without one, every span hyper and h2
+    // open on a call would fall back to the `log` crate (enabled in the
+    // build by other crates), a cost of several thousand instructions per
+    // call that a bare tonic server with a subscriber does not pay.
+    tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default())?;
     let mut listen: SocketAddr = "127.0.0.1:0".parse()?;
     let mut by_token = HashMap::new();
     let mut args = std::env::args().skip(1);
