@@ -164,16 +164,11 @@ impl Method {
             .get_or_init(|| metrics::histogram!(REQUEST_SECONDS, "method" => method));
         latency.record(seconds);
         // A code gRPC does not define is counted as `Unknown` (2).
-        let (code, name) = match CODE_NAMES.get(code) {
-            Some(name) => (code, *name),
-            None => (2, "Unknown"),
-        };
-        let requests = self.requests.get(code).map(|cell| {
-            cell.get_or_init(|| {
-                metrics::counter!("tessera_grpc_requests_total", "method" => method, "code" => name)
-            })
-        });
-        if let Some(requests) = requests {
+        let code = if code < CODE_NAMES.len() { code } else { 2 };
+        if let (Some(cell), Some(name)) = (self.requests.get(code), CODE_NAMES.get(code)) {
+            let requests = cell.get_or_init(|| {
+                metrics::counter!("tessera_grpc_requests_total", "method" => method, "code" => *name)
+            });
             requests.increment(1);
         }
     }

@@ -35,14 +35,11 @@ impl FailureKeys {
         &self.bearer
     }
 
-    pub(super) fn peer_key(&self) -> Option<String> {
-        self.peer.map(|ip| format!("peer:{ip}"))
-    }
-
-    pub(super) fn resolve(&self, scope: Scope) -> Vec<String> {
-        let mut keys = Vec::with_capacity(2);
-        if let Some(key) = self.peer_key().filter(|_| scope != Scope::Credential) {
-            keys.push(key);
+    /// The keys of this call in `scope`.
+    pub(super) fn resolve(&self, scope: Scope) -> Keys {
+        let mut keys = Keys::default();
+        if scope != Scope::Credential {
+            keys.peer = self.peer.map(|ip| format!("peer:{ip}"));
         }
         // Only a kind that can authenticate a caller: a made-up ticket or
         // install token as a bearer fails without a lookup, and its own key
@@ -56,9 +53,26 @@ impl FailureKeys {
             // refused, would cost about 2^64 hashes; 128 are out of reach.
             let hash = token::sha256_hex(self.bearer.expose());
             let bits = hash.get(..32).unwrap_or_default();
-            keys.push(format!("credential:{}_{bits}", kind.tag()));
+            keys.credential = Some(format!("credential:{}_{bits}", kind.tag()));
         }
         keys
+    }
+}
+
+/// A call's keys as the throttle's maps name them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Keys {
+    /// `peer:<address>`, when the peer is in scope and known.
+    pub(super) peer: Option<String>,
+    /// `credential:<tag>_<128 bits of its hash>`, when the credential is in
+    /// scope and of a kind a caller may hold.
+    pub(super) credential: Option<String>,
+}
+
+impl Keys {
+    /// Every key, the peer's first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &String> {
+        self.peer.iter().chain(&self.credential)
     }
 }
 

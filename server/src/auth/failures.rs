@@ -110,14 +110,17 @@ impl FailureThrottle {
     /// How long the caller must wait, if any of its keys in `scope` is
     /// refused now.
     pub(crate) fn blocked(&self, keys: &FailureKeys, scope: Scope) -> Option<Duration> {
+        self.refused(keys.resolve(scope).iter())
+    }
+
+    /// How long the longest refusal on file of `keys` still lasts, if any.
+    fn refused<'a>(&self, keys: impl Iterator<Item = &'a String>) -> Option<Duration> {
         let blocked = self.blocked.lock().ok()?;
         if blocked.is_empty() {
             return None;
         }
         let now = Instant::now();
-        keys.resolve(scope)
-            .iter()
-            .filter_map(|key| blocked.get(key))
+        keys.filter_map(|key| blocked.get(key))
             .filter_map(|until| until.checked_duration_since(now))
             .max()
     }
@@ -140,13 +143,11 @@ impl FailureThrottle {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        let peer_key = keys.peer_key().filter(|_| scope != Scope::Credential);
-        // Refused by another replica's counts, or by this one's own.
-        let mut peer_refused = peer_key
-            .as_ref()
-            .and_then(|_| self.blocked(keys, Scope::Peer));
         let keys = keys.resolve(scope);
-        for key in &keys {
+        let peer_key = keys.peer.as_ref();
+        // Refused by another replica's counts, or by this one's own.
+        let mut peer_refused = self.refused(peer_key.into_iter());
+        for key in keys.iter() {
             // The failure that spends the last of the budget starts the
             // refusal, so the next attempt is already refused.
             match self.limiter.check_key(key) {
@@ -155,14 +156,14 @@ impl FailureThrottle {
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(self.clock.now());
                     self.refuse(key, wait);
-                    if Some(key) == peer_key.as_ref() {
+                    if Some(key) == peer_key {
                         peer_refused = peer_refused.max(Some(wait));
                     }
                 }
             }
         }
         let counted = match &self.pending {
-            Some(pending) => pending.charge(&keys),
+            Some(pending) => pending.charge(keys.iter()),
             None => Counted::now(),
         };
         Charge {
@@ -245,7 +246,11 @@ mod tests {
         let id = token::credential_id_of(token.expose()).expect("well-formed");
         let hash = token::sha256_hex(token.expose());
         let expected = format!("credential:{id}{}", &hash[16..32]);
-        assert_eq!(keys, [expected], "the public id alone is only 64 bits");
+        assert_eq!(
+            (keys.peer, keys.credential),
+            (None, Some(expected)),
+            "the public id alone is only 64 bits"
+        );
     }
 
     #[test]
@@ -261,11 +266,8 @@ mod tests {
         assert!(throttle.blocked(&garbage, Scope::Both).is_none());
         // Nor has a token that is never a caller's credential.
         let ticket = token::generate(token::TokenKind::Ticket);
-        assert!(
-            FailureKeys::new(None, ticket)
-                .resolve(Scope::Credential)
-                .is_empty()
-        );
+        let ticket_keys = FailureKeys::new(None, ticket).resolve(Scope::Credential);
+        assert_eq!(ticket_keys.iter().next(), None);
     }
 }
 

@@ -45,12 +45,12 @@ pub(crate) struct Held {
 
 /// How many connections may be held: in all, and per peer address.
 pub(crate) struct Capacity {
-    pub slots: Arc<Semaphore>,
-    pub per_peer: Arc<PeerPlaces>,
+    slots: Arc<Semaphore>,
+    per_peer: Arc<PeerPlaces>,
     /// The last slots, which go only to peers holding fewer than
     /// [`LIGHT_PEER`] connections: a few addresses that each hold their
     /// share cannot take every slot from the others.
-    pub reserve: usize,
+    reserve: usize,
 }
 
 /// Connections a peer (an address, or an IPv6 /64) may hold and still get
