@@ -5,6 +5,7 @@
 
 use prost::Message;
 use sea_orm::ConnectionTrait;
+use std::time::Duration;
 use tessera_client::pb::{self, PrincipalKind};
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::Code;
@@ -146,7 +147,16 @@ async fn seeding_failure_is_unauthenticated_and_recovers() {
         .await
         .expect_err("seeding fails");
     assert_status(&status, Code::Unauthenticated, None);
-    assert!(server.stderr().contains("service user unavailable"));
+    assert!(
+        server
+            .wait_for_log(
+                |line| line.contains("service user unavailable"),
+                Duration::from_secs(5)
+            )
+            .await,
+        "{}",
+        server.stderr()
+    );
 
     // The server is still up, and seeds lazily once the fault is gone.
     conn.execute_unprepared("DROP TRIGGER refuse_users")
