@@ -1,6 +1,7 @@
 //! Who the caller of an RPC is, and whether the policy table lets it call:
 //! the transport-free half of [`super::AuthLayer`]. Refusals are audited.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tessera_client::token;
@@ -40,14 +41,14 @@ impl Authenticator {
         rule: Rule,
         bearer: &str,
         path: &str,
-        peer: String,
+        peer: Option<SocketAddr>,
         audit: impl FnOnce(&Error) -> bool,
     ) -> Result<Caller, Refusal> {
         let principal = match self.verifier.caller(bearer).await {
             Ok(principal) => principal,
             Err(err) => {
                 if audit(&err) {
-                    self.audit_failure(path, bearer, &peer, &err).await;
+                    self.audit_failure(path, bearer, peer, &err).await;
                 } else {
                     metrics::counter!("tessera_auth_failures_unaudited_total").increment(1);
                 }
@@ -70,13 +71,14 @@ impl Authenticator {
         Err(Refusal::PermissionDenied)
     }
 
-    async fn audit_failure(&self, path: &str, bearer: &str, peer: &str, err: &Error) {
+    async fn audit_failure(&self, path: &str, bearer: &str, peer: Option<SocketAddr>, err: &Error) {
+        let peer = peer.map(|addr| addr.to_string()).unwrap_or_default();
         let credential_id = token::credential_id_of(bearer).unwrap_or_default();
         let event = Event {
             action: "caller.authenticate",
             resource: path,
             outcome: failure_reason(err),
         };
-        self.audit.failed_auth(&credential_id, peer, event).await;
+        self.audit.failed_auth(&credential_id, &peer, event).await;
     }
 }

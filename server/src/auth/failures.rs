@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -49,6 +50,10 @@ pub(crate) enum Scope {
 pub(crate) struct FailureThrottle {
     limiter: Limiter,
     blocked: Mutex<HashMap<String, Instant>>,
+    /// How many keys `blocked` holds, read without its lock: while it holds
+    /// none, which is almost always, a call skips the lock and the hashing
+    /// of its bearer.
+    blocked_keys: AtomicUsize,
     clock: DefaultClock,
     limiter_sweeper: Sweeper,
     blocked_sweeper: Sweeper,
@@ -80,6 +85,7 @@ impl FailureThrottle {
         Self {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             blocked: Mutex::new(HashMap::new()),
+            blocked_keys: AtomicUsize::new(0),
             clock: DefaultClock::default(),
             limiter_sweeper: Sweeper::new(),
             blocked_sweeper: Sweeper::new(),
@@ -110,6 +116,11 @@ impl FailureThrottle {
     /// How long the caller must wait, if any of its keys in `scope` is
     /// refused now.
     pub(crate) fn blocked(&self, keys: &FailureKeys, scope: Scope) -> Option<Duration> {
+        // A refusal recorded while this call arrives may be missed, as it
+        // would be had the call arrived a moment earlier.
+        if self.blocked_keys.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         self.refused(keys.resolve(scope).iter())
     }
 
@@ -180,6 +191,7 @@ impl FailureThrottle {
         let now = Instant::now();
         if self.blocked_sweeper.due(blocked.len() + 1) {
             blocked.retain(|_, until| *until > now);
+            self.blocked_keys.store(blocked.len(), Ordering::Relaxed);
         }
         let until = now + wait;
         // A key already refused is refused for longer, and not logged again.
@@ -197,6 +209,7 @@ impl FailureThrottle {
             "too many failed authentications; refusing for a while"
         );
         blocked.insert(key.to_owned(), until);
+        self.blocked_keys.store(blocked.len(), Ordering::Relaxed);
     }
 }
 

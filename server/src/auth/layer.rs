@@ -134,8 +134,6 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (auth, failures) = (self.auth.clone(), self.failures.clone());
-        let path = request.uri().path().to_owned();
-        let peer = addr.map(|a| a.to_string()).unwrap_or_default();
         Box::pin(async move {
             // A failure is charged when the caller's own credential fails,
             // and whether its peer was over budget is decided then (see
@@ -173,7 +171,8 @@ where
                     charged = charge;
                     audit
                 };
-                match auth.caller(rule, bearer, &path, peer, audit).await {
+                let path = request.uri().path();
+                match auth.caller(rule, bearer, path, addr, audit).await {
                     Ok(caller) => {
                         request.extensions_mut().insert(caller);
                         inner.call(request).await?

@@ -124,7 +124,7 @@ impl Auditor {
         self.draft(
             principal.actor(),
             &principal.credential_id,
-            &caller.peer,
+            &caller.peer_text(),
             action,
             resource,
         )

@@ -1,5 +1,7 @@
 //! Who is calling: the result of authenticating a bearer.
 
+use std::net::SocketAddr;
+
 use tessera_client::token::{self, TokenKind};
 
 use super::error::{Error, Result};
@@ -108,11 +110,17 @@ impl Principal {
 pub(crate) struct Caller {
     /// Who is calling.
     pub principal: Principal,
-    /// Remote address, or empty when unknown.
-    pub peer: String,
+    /// Remote address, when the transport knows it. Kept as an address and
+    /// written out only for an audit entry: most calls write none.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Caller {
+    /// The remote address as audit entries record it (empty when unknown).
+    pub(crate) fn peer_text(&self) -> String {
+        self.peer.map(|addr| addr.to_string()).unwrap_or_default()
+    }
+
     /// Refuses a caller that is not a member of `Admin` (a `SERVICE` or a
     /// `USER`). The policy table admits only those already; the handlers
     /// that hand out a secret check again, so that a mistake in the table
@@ -144,7 +152,7 @@ impl Caller {
         };
         Self {
             principal,
-            peer: String::new(),
+            peer: None,
         }
     }
 }

@@ -121,7 +121,7 @@ impl Install {
         if let Some(token) = &minted {
             let principal = &caller.principal;
             let (actor, credential_id) = (principal.actor(), &principal.credential_id);
-            self.audit_issue(actor, credential_id, &caller.peer, token)
+            self.audit_issue(actor, credential_id, &caller.peer_text(), token)
                 .await;
         }
         let status = self.status().await?;

@@ -208,7 +208,7 @@ mod tests {
                 groups: groups.iter().map(|g| (*g).to_owned()).collect(),
                 credential_id: String::new(),
             },
-            peer: String::new(),
+            peer: None,
         };
         let admin = caller(PrincipalKind::Service, &[super::super::ADMIN_GROUP]);
         workspaces
