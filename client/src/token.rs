@@ -168,6 +168,13 @@ pub fn credential_id_from_digest(tag: &str, digest: &[u8]) -> String {
     format!("{tag}_{}", hex::encode(head))
 }
 
+/// [`credential_id`] from the [`sha256_hex`] of the token, which a caller
+/// that looks the token up has already computed.
+pub fn credential_id_from_hex(tag: &str, sha256_hex: &str) -> String {
+    let head = sha256_hex.get(..16).unwrap_or(sha256_hex);
+    format!("{tag}_{head}")
+}
+
 /// The public id of `value` if it is a well-formed token (`None` for
 /// anything else, which has no kind to name and nothing worth tracking).
 pub fn credential_id_of(value: &str) -> Option<String> {
@@ -204,6 +211,18 @@ mod tests {
             let token = generate(kind);
             assert!(token.expose().starts_with(&format!("tsr_{}_", kind.tag())));
             assert_eq!(parse(token.expose()), Ok(kind));
+        }
+    }
+
+    #[test]
+    fn a_public_id_from_the_hash_is_the_public_id_of_the_token() {
+        for kind in TokenKind::ALL {
+            let token = generate(kind);
+            let value = token.expose();
+            assert_eq!(
+                credential_id_from_hex(kind.tag(), &sha256_hex(value)),
+                credential_id(kind.tag(), value)
+            );
         }
     }
 

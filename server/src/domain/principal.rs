@@ -65,16 +65,16 @@ impl Principal {
         }
     }
 
-    /// The `WORKSPACE` principal of a workspace token `bearer` of `kind`
-    /// (registration or auth token).
-    pub fn workspace(workspace: WorkspaceRecord, kind: TokenKind, bearer: &str) -> Self {
+    /// The `WORKSPACE` principal of a workspace token (registration or
+    /// auth token) whose public id is `credential_id`.
+    pub fn workspace(workspace: WorkspaceRecord, credential_id: String) -> Self {
         Self {
             kind: PrincipalKind::Workspace,
             subject: workspace.id,
             email: String::new(),
             display_name: workspace.name,
             groups: Vec::new(),
-            credential_id: token::credential_id(kind.tag(), bearer),
+            credential_id,
         }
     }
 

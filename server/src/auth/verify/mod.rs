@@ -85,6 +85,9 @@ impl Verifier {
         }
         let kind = token::parse(bearer).map_err(|_| Error::Unauthenticated("malformed bearer"))?;
         let hash = token::sha256_hex(bearer);
+        // The public id comes from the same hash: a second one per call
+        // would be waste.
+        let credential_id = || token::credential_id_from_hex(kind.tag(), &hash);
         match kind {
             TokenKind::Internal => match self.internal.check(bearer).await? {
                 Some(_) => Ok(Principal::internal(bearer)),
@@ -96,7 +99,7 @@ impl Verifier {
                     if user.disabled_at.is_some() {
                         return Err(Error::Unauthenticated("disabled user"));
                     }
-                    Ok(self.used(Principal::user(user, bearer)))
+                    Ok(self.used(Principal::user_by(user, credential_id())))
                 }
                 _ => Err(Error::Unauthenticated("unknown bearer")),
             },
@@ -104,13 +107,13 @@ impl Verifier {
                 let found = self.store.workspace_by_auth(&hash).await?;
                 let (workspace, state) = found.ok_or(Error::Unauthenticated("unknown bearer"))?;
                 self.accept(state)?;
-                Ok(self.used(Principal::workspace(workspace, kind, bearer)))
+                Ok(self.used(Principal::workspace(workspace, credential_id())))
             }
             TokenKind::WorkspaceRegistration if registration => {
                 let found = self.store.workspace_by_registration(&hash).await?;
                 let (workspace, state) = found.ok_or(Error::Unauthenticated("unknown bearer"))?;
                 self.accept(state)?;
-                Ok(self.used(Principal::workspace(workspace, kind, bearer)))
+                Ok(self.used(Principal::workspace(workspace, credential_id())))
             }
             _ => Err(Error::Unauthenticated("not a bearer credential")),
         }
