@@ -72,13 +72,12 @@ impl Authenticator {
     }
 
     async fn audit_failure(&self, path: &str, bearer: &str, peer: Option<SocketAddr>, err: &Error) {
-        let peer = peer.map(|addr| addr.to_string()).unwrap_or_default();
         let credential_id = token::credential_id_of(bearer).unwrap_or_default();
         let event = Event {
             action: "caller.authenticate",
             resource: path,
             outcome: failure_reason(err),
         };
-        self.audit.failed_auth(&credential_id, &peer, event).await;
+        self.audit.failed_auth(&credential_id, peer, event).await;
     }
 }

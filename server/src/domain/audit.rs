@@ -1,6 +1,7 @@
 //! The audit trail: state changes and failed authentications, their
 //! texts escaped ([`text::escaped`]) before they are stored.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +71,7 @@ impl Auditor {
         &self,
         actor: &str,
         credential_id: &str,
-        peer: &str,
+        peer: Option<SocketAddr>,
         event: Event<'_>,
     ) {
         self.write(actor, credential_id, peer, event).await;
@@ -81,7 +82,12 @@ impl Auditor {
     /// It waits at most [`FAILURE_AUDIT_WAIT`] for the entry: a refusal is
     /// answered (and charged to the failure budget) even while the database
     /// stalls; the entry is written when it answers.
-    pub(crate) async fn failed_auth(&self, credential_id: &str, peer: &str, event: Event<'_>) {
+    pub(crate) async fn failed_auth(
+        &self,
+        credential_id: &str,
+        peer: Option<SocketAddr>,
+        event: Event<'_>,
+    ) {
         let write = self.write("", credential_id, peer, event);
         if tokio::time::timeout(FAILURE_AUDIT_WAIT, write)
             .await
@@ -91,7 +97,13 @@ impl Auditor {
         }
     }
 
-    async fn write(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) {
+    async fn write(
+        &self,
+        actor: &str,
+        credential_id: &str,
+        peer: Option<SocketAddr>,
+        event: Event<'_>,
+    ) {
         self.store_entry(self.entry(actor, credential_id, peer, event))
             .await;
     }
@@ -124,13 +136,19 @@ impl Auditor {
         self.draft(
             principal.actor(),
             &principal.credential_id,
-            &caller.peer_text(),
+            caller.peer,
             action,
             resource,
         )
     }
 
-    fn entry(&self, actor: &str, credential_id: &str, peer: &str, event: Event<'_>) -> AuditRecord {
+    fn entry(
+        &self,
+        actor: &str,
+        credential_id: &str,
+        peer: Option<SocketAddr>,
+        event: Event<'_>,
+    ) -> AuditRecord {
         self.draft(actor, credential_id, peer, event.action, event.resource)
             .with_outcome(&text::escaped(event.outcome))
     }
@@ -138,12 +156,14 @@ impl Auditor {
     /// Every text is stored escaped ([`text::escaped`]): a resource may hold
     /// whatever a refused request carried, and an unprintable character would
     /// garble or forge what an auditor reads (PostgreSQL even refuses NUL, and
-    /// the entry would be lost).
+    /// the entry would be lost). The peer is an address, written out here
+    /// and only here (empty when unknown), so that calls which audit nothing
+    /// never format one.
     fn draft(
         &self,
         actor: &str,
         credential_id: &str,
-        peer: &str,
+        peer: Option<SocketAddr>,
         action: &'static str,
         resource: &str,
     ) -> AuditDraft {
@@ -153,7 +173,7 @@ impl Auditor {
             action: text::escaped(action).into_owned(),
             resource: text::escaped(resource).into_owned(),
             credential_id: text::escaped(credential_id).into_owned(),
-            peer: text::escaped(peer).into_owned(),
+            peer: peer.map(|addr| addr.to_string()).unwrap_or_default(),
         }
     }
 }

@@ -116,11 +116,6 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    /// The remote address as audit entries record it (empty when unknown).
-    pub(crate) fn peer_text(&self) -> String {
-        self.peer.map(|addr| addr.to_string()).unwrap_or_default()
-    }
-
     /// Refuses a caller that is not a member of `Admin` (a `SERVICE` or a
     /// `USER`). The policy table admits only those already; the handlers
     /// that hand out a secret check again, so that a mistake in the table

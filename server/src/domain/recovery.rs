@@ -138,6 +138,6 @@ impl Recovery {
             resource,
             outcome: OK,
         };
-        self.audit.as_actor(OPERATOR, "", "", event).await;
+        self.audit.as_actor(OPERATOR, "", None, event).await;
     }
 }

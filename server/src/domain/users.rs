@@ -4,6 +4,7 @@
 //! the user.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ pub(crate) struct Invited {
 /// One AcceptInvite call.
 pub(crate) struct InviteRedemption<'a> {
     /// The caller's address, for the audit entry.
-    pub peer: &'a str,
+    pub peer: Option<SocketAddr>,
     /// The invite presented.
     pub presented: &'a str,
     /// Name of the access token to create.

@@ -1,5 +1,6 @@
 //! `tessera.v1.CredentialService` over [`Tessera`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tessera_client::pb::{self, credential_service_server::CredentialService};
@@ -36,12 +37,9 @@ type Reply<T> = Result<Response<T>, Status>;
 /// Of an anonymous redemption (its credential is in the message): the
 /// caller's address, and the charge the auth layer makes of a refusal,
 /// which says whether to audit it (every refusal, without the layer).
-pub(super) fn redeemer<T>(request: &Request<T>) -> (String, Option<RefusalCharge>) {
-    let peer = request
-        .remote_addr()
-        .map(|addr| addr.to_string())
-        .unwrap_or_default();
-    (peer, request.extensions().get::<RefusalCharge>().cloned())
+pub(super) fn redeemer<T>(request: &Request<T>) -> (Option<SocketAddr>, Option<RefusalCharge>) {
+    let charge = request.extensions().get::<RefusalCharge>().cloned();
+    (request.remote_addr(), charge)
 }
 
 /// Whether a redemption's refusal `err` is audited (see [`redeemer`]).
@@ -151,7 +149,7 @@ impl CredentialService for CredentialsApi {
         let audit = |err: &crate::domain::Error| audit_refusal(charge.as_ref(), err);
         let body = request.get_ref();
         let redemption = Redemption {
-            peer: &peer,
+            peer,
             presented: &body.install_token,
             email: &body.admin_email,
             name: &body.admin_name,

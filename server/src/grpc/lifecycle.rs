@@ -107,7 +107,7 @@ pub(super) async fn accept_invite(
         |err: &crate::domain::Error| super::credentials::audit_refusal(charge.as_ref(), err);
     let body = request.get_ref();
     let redemption = InviteRedemption {
-        peer: &peer,
+        peer,
         presented: &body.invite_token,
         token_name: &body.token_name,
         audit_refusal: &audit,

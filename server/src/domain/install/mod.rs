@@ -10,6 +10,7 @@
 
 mod redeem;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tessera_client::Secret;
@@ -97,7 +98,7 @@ impl Install {
     /// is on file, and shows its banner.
     pub(crate) async fn mint_at_boot(&self) -> Result<()> {
         if let Some(token) = self.mint_if_needed().await? {
-            self.audit_issue("boot", "", "", &token).await;
+            self.audit_issue("boot", "", None, &token).await;
             self.banner.show(&token);
             let id = token::credential_id(TokenKind::Install.tag(), token.expose());
             tracing::info!(credential_id = %id, "install token minted; the banner on standard output shows it once");
@@ -121,7 +122,7 @@ impl Install {
         if let Some(token) = &minted {
             let principal = &caller.principal;
             let (actor, credential_id) = (principal.actor(), &principal.credential_id);
-            self.audit_issue(actor, credential_id, &caller.peer_text(), token)
+            self.audit_issue(actor, credential_id, caller.peer, token)
                 .await;
         }
         let status = self.status().await?;
@@ -138,7 +139,7 @@ impl Install {
     /// shown on the banner sink.
     pub(crate) async fn regenerate_by(&self, actor: &str) -> Result<()> {
         let token = self.regenerate().await?;
-        self.audit_issue(actor, "", "", &token).await;
+        self.audit_issue(actor, "", None, &token).await;
         self.banner.show(&token);
         Ok(())
     }
@@ -176,7 +177,13 @@ impl Install {
         Ok(token)
     }
 
-    async fn audit_issue(&self, actor: &str, credential_id: &str, peer: &str, token: &Secret) {
+    async fn audit_issue(
+        &self,
+        actor: &str,
+        credential_id: &str,
+        peer: Option<SocketAddr>,
+        token: &Secret,
+    ) {
         metrics::event(INSTALL, "issued");
         let id = token::credential_id(TokenKind::Install.tag(), token.expose());
         let event = Event {

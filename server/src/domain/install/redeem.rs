@@ -1,6 +1,7 @@
 //! ConsumeInstallToken: the pending install token traded, once, for the
 //! first administrator and its access token.
 
+use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 use tessera_client::Secret;
 use tessera_client::token::{self, TokenKind};
@@ -147,7 +148,7 @@ fn display_name_or_local_part<'a>(name: &'a str, email: &'a str) -> &'a str {
 /// One ConsumeInstallToken call.
 pub(crate) struct Redemption<'a> {
     /// The caller's address, for the audit entry.
-    pub peer: &'a str,
+    pub peer: Option<SocketAddr>,
     /// The install token presented.
     pub presented: &'a str,
     /// The first admin's e-mail.

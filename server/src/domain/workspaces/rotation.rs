@@ -140,7 +140,7 @@ impl Workspaces {
                 resource: &resource,
                 outcome: OK,
             };
-            self.audit.as_actor(SWEEPER, "", "", event).await;
+            self.audit.as_actor(SWEEPER, "", None, event).await;
         }
         Ok(expired.len())
     }
