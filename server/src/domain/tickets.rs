@@ -89,6 +89,39 @@ fn metric(rejection: TicketRejection) -> &'static str {
     }
 }
 
+/// What ConsumeTicket was given, worked out once: decoding a token and
+/// hashing it are most of what a consumption costs outside the database.
+struct Presented {
+    kind: Result<TokenKind, token::MalformedToken>,
+    /// The stored form of a well-formed token (its SHA-256, in hex).
+    hash: Option<String>,
+    /// Its public id, or its first characters when it is malformed: unlike
+    /// those (always `tsr_tkt_`), the id tells one ticket from another in
+    /// the audit log.
+    resource: String,
+}
+
+impl Presented {
+    fn of(ticket: &str) -> Self {
+        let kind = token::parse(ticket);
+        let Ok(tag) = kind.map(TokenKind::tag) else {
+            let resource = token::truncated(ticket);
+            return Self {
+                kind,
+                hash: None,
+                resource,
+            };
+        };
+        let hash = token::sha256_hex(ticket);
+        let resource = token::credential_id_from_hex(tag, &hash);
+        Self {
+            kind,
+            hash: Some(hash),
+            resource,
+        }
+    }
+}
+
 /// The ticket RPCs.
 pub(crate) struct Tickets {
     store: Arc<dyn Store>,
@@ -165,11 +198,11 @@ impl Tickets {
         purpose: &str,
     ) -> Result<TicketIdentity> {
         validate::free_text("purpose", purpose, MAX_FIELD_LEN)?;
-        // The ticket's public id: unlike its first characters (always
-        // `tsr_tkt_`), it tells one ticket from another in the audit log.
-        let resource = token::credential_id_of(ticket).unwrap_or_else(|| token::truncated(ticket));
-        let audit = self.audit.draft_by(caller, "ticket.consume", &resource);
-        let result = self.take(ticket, purpose, audit).await;
+        let presented = Presented::of(ticket);
+        let audit = self
+            .audit
+            .draft_by(caller, "ticket.consume", &presented.resource);
+        let result = self.take(ticket, &presented, purpose, audit).await;
         match &result {
             Ok(identity) if identity.internal => metrics::event(TICKETS, "internal_accepted"),
             Ok(_) => metrics::event(TICKETS, "consumed"),
@@ -181,15 +214,21 @@ impl Tickets {
 
     /// A ticket is judged by the store, in the transaction that deletes it
     /// and writes `audit`; anything else presented is judged here.
-    async fn take(&self, ticket: &str, purpose: &str, audit: AuditDraft) -> Result<TicketIdentity> {
+    async fn take(
+        &self,
+        ticket: &str,
+        presented: &Presented,
+        purpose: &str,
+        audit: AuditDraft,
+    ) -> Result<TicketIdentity> {
         let refuse = |reason| Error::Ticket {
             reason,
             ticket: text::credential_prefix(ticket),
         };
-        let kind = token::parse(ticket);
-        if let Ok(TokenKind::Ticket) = kind {
+        let kind = presented.kind;
+        if let (Ok(TokenKind::Ticket), Some(hash)) = (kind, &presented.hash) {
             let take = TicketTake {
-                hash: token::sha256_hex(ticket),
+                hash: hash.clone(),
                 purpose: purpose.to_owned(),
                 now: self.store.now_ms(),
                 audit,

@@ -9,10 +9,13 @@
 //! it saves. So, as PostgreSQL gets arrays (`pg_arrays.rs`), SQLite gets
 //! the rows as one parameter, a JSON array of rows unpacked by `json_each`:
 //! one text per statement, which the writer's connection prepares once.
-//! Every string comes back as given, U+0000 included (see the tests).
+//! Rows are unpacked by `jsonb_each`, whose `value` of a row is SQLite's
+//! binary JSON: `json_each` would hand each row back as text, which every
+//! `->>` parses again. Every string comes back as given, U+0000 included
+//! (see the tests).
 
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
-use serde_json::{Value as Json, json};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+use serde::Serialize;
 
 use crate::store::sea::DbResult;
 use crate::store::sea::entities::{spent_ticket, ticket};
@@ -20,7 +23,7 @@ use crate::store::{AuditRecord, SpentTicket, TicketRecord};
 
 const INSERT_TICKETS: &str = "INSERT INTO tickets \
     (hash, user_id, provider, purpose, minted_at, expires_at) \
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each($1)";
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 FROM jsonb_each($1)";
 
 // DELETE … RETURNING: each row goes to exactly one statement, with no
 // read-then-write window; a hash given twice is deleted and returned once.
@@ -29,7 +32,7 @@ const TAKE_TICKETS: &str = "DELETE FROM tickets WHERE hash IN (SELECT value FROM
 
 const INSERT_SPENT: &str = "INSERT INTO spent_tickets \
     (hash, spent_at, spent_by, peer, expires_at) \
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM json_each($1)";
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4 FROM jsonb_each($1)";
 
 const FIND_SPENT: &str = "SELECT hash, spent_at, spent_by, peer, expires_at FROM spent_tickets \
     WHERE hash IN (SELECT value FROM json_each($1))";
@@ -38,12 +41,23 @@ const FIND_SPENT: &str = "SELECT hash, spent_at, spent_by, peer, expires_at FROM
 const APPEND_AUDITS: &str = "INSERT INTO audit_log \
     (at, actor, action, resource, outcome, credential_id, peer) \
     SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6 \
-    FROM json_each($1) ORDER BY key";
+    FROM jsonb_each($1) ORDER BY key";
 
-/// `sql` with `rows`, each made a JSON value by `row`, as its one parameter.
-fn statement<R>(sql: &str, rows: &[R], row: impl Fn(&R) -> Json) -> Statement {
-    let rows = Json::Array(rows.iter().map(row).collect()).to_string();
-    Statement::from_sql_and_values(DbBackend::Sqlite, sql, [rows.into()])
+/// `sql` with `rows` as its one parameter: a JSON array of what `row`
+/// makes of each (a tuple is written as an array), written straight to
+/// text.
+fn statement<'a, R, J: Serialize>(
+    sql: &str,
+    rows: &'a [R],
+    row: impl Fn(&'a R) -> J,
+) -> DbResult<Statement> {
+    let rows: Vec<J> = rows.iter().map(row).collect();
+    let text = serde_json::to_string(&rows).map_err(|err| DbErr::Json(err.to_string()))?;
+    Ok(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        [text.into()],
+    ))
 }
 
 pub(in crate::store::sea) async fn insert_tickets(
@@ -51,15 +65,15 @@ pub(in crate::store::sea) async fn insert_tickets(
     rows: &[&TicketRecord],
 ) -> DbResult<()> {
     let insert = statement(INSERT_TICKETS, rows, |t| {
-        json!([
-            t.hash,
-            t.user_id,
-            t.provider,
-            t.purpose,
+        (
+            &t.hash,
+            &t.user_id,
+            &t.provider,
+            &t.purpose,
             t.minted_at,
-            t.expires_at
-        ])
-    });
+            t.expires_at,
+        )
+    })?;
     db.execute_raw(insert).await?;
     Ok(())
 }
@@ -77,8 +91,8 @@ pub(in crate::store::sea) async fn insert_spent(
     rows: &[SpentTicket],
 ) -> DbResult<()> {
     let insert = statement(INSERT_SPENT, rows, |t| {
-        json!([t.hash, t.spent_at, t.spent_by, t.peer, t.expires_at])
-    });
+        (&t.hash, t.spent_at, &t.spent_by, &t.peer, t.expires_at)
+    })?;
     db.execute_raw(insert).await?;
     Ok(())
 }
@@ -97,7 +111,7 @@ async fn rows_of<E: EntityTrait>(
     sql: &str,
     hashes: &[&str],
 ) -> DbResult<Vec<E::Model>> {
-    let statement = statement(sql, hashes, |hash| json!(hash));
+    let statement = statement(sql, hashes, |hash| *hash)?;
     E::find().from_raw_sql(statement).all(db).await
 }
 
@@ -106,16 +120,16 @@ pub(in crate::store::sea) async fn append_audits(
     rows: &[&AuditRecord],
 ) -> DbResult<()> {
     let insert = statement(APPEND_AUDITS, rows, |a| {
-        json!([
+        (
             a.at,
-            a.actor,
-            a.action,
-            a.resource,
-            a.outcome,
-            a.credential_id,
-            a.peer
-        ])
-    });
+            &a.actor,
+            &a.action,
+            &a.resource,
+            &a.outcome,
+            &a.credential_id,
+            &a.peer,
+        )
+    })?;
     db.execute_raw(insert).await?;
     Ok(())
 }
