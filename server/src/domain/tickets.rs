@@ -89,8 +89,8 @@ fn metric(rejection: TicketRejection) -> &'static str {
     }
 }
 
-/// What ConsumeTicket was given, worked out once: decoding a token and
-/// hashing it are most of what a consumption costs outside the database.
+/// What ConsumeTicket was given, worked out once per call: decoding the
+/// token (base58 and its checksum) and hashing it.
 struct Presented {
     kind: Result<TokenKind, token::MalformedToken>,
     /// The stored form of a well-formed token (its SHA-256, in hex).
