@@ -92,9 +92,8 @@ fn metric(rejection: TicketRejection) -> &'static str {
 /// What ConsumeTicket was given, worked out once per call: decoding the
 /// token (base58 and its checksum) and hashing it.
 struct Presented {
-    kind: Result<TokenKind, token::MalformedToken>,
-    /// The stored form of a well-formed token (its SHA-256, in hex).
-    hash: Option<String>,
+    /// A well-formed token's kind and stored form (its SHA-256, in hex).
+    token: Result<(TokenKind, String), token::MalformedToken>,
     /// Its public id, or its first characters when it is malformed: unlike
     /// those (always `tsr_tkt_`), the id tells one ticket from another in
     /// the audit log.
@@ -103,21 +102,19 @@ struct Presented {
 
 impl Presented {
     fn of(ticket: &str) -> Self {
-        let kind = token::parse(ticket);
-        let Ok(tag) = kind.map(TokenKind::tag) else {
-            let resource = token::truncated(ticket);
-            return Self {
-                kind,
-                hash: None,
-                resource,
-            };
-        };
-        let hash = token::sha256_hex(ticket);
-        let resource = token::credential_id_from_hex(tag, &hash);
-        Self {
-            kind,
-            hash: Some(hash),
-            resource,
+        match token::parse(ticket) {
+            Ok(kind) => {
+                let hash = token::sha256_hex(ticket);
+                let resource = token::credential_id_from_hex(kind.tag(), &hash);
+                Self {
+                    token: Ok((kind, hash)),
+                    resource,
+                }
+            }
+            Err(err) => Self {
+                token: Err(err),
+                resource: token::truncated(ticket),
+            },
         }
     }
 }
@@ -225,8 +222,7 @@ impl Tickets {
             reason,
             ticket: text::credential_prefix(ticket),
         };
-        let kind = presented.kind;
-        if let (Ok(TokenKind::Ticket), Some(hash)) = (kind, &presented.hash) {
+        if let Ok((TokenKind::Ticket, hash)) = &presented.token {
             let take = TicketTake {
                 hash: hash.clone(),
                 purpose: purpose.to_owned(),
@@ -245,9 +241,9 @@ impl Tickets {
                 internal: false,
             });
         }
-        let result = match kind {
+        let result = match &presented.token {
             Err(_) => Err(refuse(TicketRejection::Malformed)),
-            Ok(TokenKind::Internal) => match self.internal.check(ticket).await {
+            Ok((TokenKind::Internal, _)) => match self.internal.check(ticket).await {
                 Ok(Some(minted_at)) => Ok(TicketIdentity {
                     user_id: INTERNAL_SUBJECT.to_owned(),
                     provider: INTERNAL_SUBJECT.to_owned(),

@@ -7,12 +7,12 @@
 //! cannot hold them all. A statement per row keeps one text but costs two
 //! thread hand-offs to sqlx's SQLite worker per row, more than the planning
 //! it saves. So, as PostgreSQL gets arrays (`pg_arrays.rs`), SQLite gets
-//! the rows as one parameter, a JSON array of rows unpacked by `json_each`:
-//! one text per statement, which the writer's connection prepares once.
-//! Rows are unpacked by `jsonb_each`, whose `value` of a row is SQLite's
-//! binary JSON: `json_each` would hand each row back as text, which every
-//! `->>` parses again. Every string comes back as given, U+0000 included
-//! (see the tests).
+//! the rows as one parameter, a JSON array: one text per statement, which
+//! the writer's connection prepares once. Rows are unpacked by
+//! `jsonb_each`, whose `value` of a row is SQLite's binary JSON
+//! (`json_each` would hand each row back as text, which every `->>` parses
+//! again); a list of hashes by `json_each`. Every string comes back as
+//! given, U+0000 included (see the tests).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
 use serde::Serialize;
