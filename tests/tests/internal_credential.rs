@@ -6,8 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use tessera_client::pb::PrincipalKind;
 use tessera_client::token::{self, TokenKind};
 use tessera_client::tonic::Code;
+use tessera_tests::grpc::verify_bearer;
 use tessera_tests::secrets::{assert_not_logged, assert_refused, change_char};
 use tessera_tests::sql::count;
 use tessera_tests::tickets::internal;
@@ -76,6 +78,16 @@ async fn internal_credential_is_stable_and_multi_use() {
         );
         assert_eq!(*minted_at.get_or_insert(at), at, "minted_at is stable");
     }
+    // A bearer too: the INTERNAL principal, named by its public id.
+    let principal = verify_bearer(&mut other, &credential)
+        .await
+        .expect("a bearer");
+    assert_eq!(principal.kind(), PrincipalKind::Internal);
+    assert_eq!(principal.subject, INTERNAL_ID);
+    assert_eq!(
+        principal.credential_id,
+        token::credential_id("int", &credential)
+    );
 
     // Other values stay refused once one is minted.
     let forged = token::generate(TokenKind::Internal);

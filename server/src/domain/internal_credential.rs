@@ -121,21 +121,25 @@ impl InternalCredentials {
 
     /// When the credential `presented` was minted, if it is live: this
     /// process's own (compared in constant time) or a live one of another.
-    /// A withdrawn credential (this process is shutting down) is refused
-    /// here too; the others' are still accepted while they live.
-    pub(crate) async fn check(&self, presented: &str) -> Result<Option<i64>, StoreError> {
+    /// `hash` is its hex SHA-256, which every caller has already worked
+    /// out. A withdrawn credential (this process is shutting down) is
+    /// refused here too; the others' are still accepted while they live.
+    pub(crate) async fn check(
+        &self,
+        presented: &str,
+        hash: &str,
+    ) -> Result<Option<i64>, StoreError> {
         let own = self.current().filter(|mine| mine.secret.ct_eq(presented));
         if own.is_some() && self.withdrawn.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        let hash = token::sha256_hex(presented);
         let cutoff = self.store.now_ms() - self.liveness_ms();
         // Its own credential is read from the row too: no copy in memory
         // may outlive a revocation. Its heartbeat is not judged: the
         // process is alive, it is answering. When the database cannot be
         // asked, the process vouches for its own credential, so children
         // keep reconnecting through an outage.
-        let row = match self.store.find_internal_credential(&hash).await {
+        let row = match self.store.find_internal_credential(hash).await {
             Ok(row) => row,
             Err(StoreError::Unavailable(_)) if own.is_some() => {
                 return Ok(own.map(|mine| mine.created_at));
@@ -225,6 +229,15 @@ mod tests {
         [(); 2].map(|()| InternalCredentials::new(store.clone(), LIVENESS))
     }
 
+    /// `process`'s verdict on `credential`.
+    async fn checked(process: &InternalCredentials, credential: &Secret) -> Option<i64> {
+        let hash = token::sha256_hex(credential.expose());
+        process
+            .check(credential.expose(), &hash)
+            .await
+            .expect("check")
+    }
+
     #[tokio::test]
     async fn a_draining_process_still_accepts_the_others_credentials() {
         let db = tessera_tests::TestDatabase::sqlite();
@@ -232,9 +245,9 @@ mod tests {
         let theirs = live.get(&Caller::test_service()).await.expect("mint");
         let own = draining.get(&Caller::test_service()).await.expect("mint");
         draining.retire().await.expect("retire");
-        let accepted = draining.check(theirs.expose()).await.expect("check");
+        let accepted = checked(&draining, &theirs).await;
         assert!(accepted.is_some(), "a live process's credential refused");
-        let own = draining.check(own.expose()).await.expect("check");
+        let own = checked(&draining, &own).await;
         assert!(own.is_none(), "a withdrawn credential accepted");
     }
 
@@ -246,7 +259,7 @@ mod tests {
         match draining.get(&Caller::test_service()).await {
             Err(Error::ShuttingDown) => {}
             Ok(minted) => {
-                let elsewhere = live.check(minted.expose()).await.expect("check");
+                let elsewhere = checked(&live, &minted).await;
                 panic!("minted during the drain; valid elsewhere: {elsewhere:?}");
             }
             Err(other) => panic!("unexpected {other:?}"),

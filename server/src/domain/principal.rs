@@ -78,15 +78,16 @@ impl Principal {
         }
     }
 
-    /// The `INTERNAL` principal of the internal credential `bearer`.
-    pub fn internal(bearer: &str) -> Self {
+    /// The `INTERNAL` principal of the internal credential whose public id
+    /// is `credential_id`.
+    pub fn internal(credential_id: String) -> Self {
         Self {
             kind: PrincipalKind::Internal,
             subject: INTERNAL_SUBJECT.to_owned(),
             email: String::new(),
             display_name: "Server internal".to_owned(),
             groups: Vec::new(),
-            credential_id: token::credential_id(TokenKind::Internal.tag(), bearer),
+            credential_id,
         }
     }
 

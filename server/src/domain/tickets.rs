@@ -243,7 +243,7 @@ impl Tickets {
         }
         let result = match &presented.token {
             Err(_) => Err(refuse(TicketRejection::Malformed)),
-            Ok((TokenKind::Internal, _)) => match self.internal.check(ticket).await {
+            Ok((TokenKind::Internal, hash)) => match self.internal.check(ticket, hash).await {
                 Ok(Some(minted_at)) => Ok(TicketIdentity {
                     user_id: INTERNAL_SUBJECT.to_owned(),
                     provider: INTERNAL_SUBJECT.to_owned(),

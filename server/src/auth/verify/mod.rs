@@ -89,8 +89,8 @@ impl Verifier {
         // would be waste.
         let credential_id = || token::credential_id_from_hex(kind.tag(), &hash);
         match kind {
-            TokenKind::Internal => match self.internal.check(bearer).await? {
-                Some(_) => Ok(Principal::internal(bearer)),
+            TokenKind::Internal => match self.internal.check(bearer, &hash).await? {
+                Some(_) => Ok(Principal::internal(credential_id())),
                 None => Err(Error::Unauthenticated("unknown internal credential")),
             },
             TokenKind::UserAccess => match self.store.user_by_token(&hash).await? {
