@@ -225,7 +225,7 @@ make_base_standins() {
     local key=$1 runtime_key=$2 root="$work/rootfs" runtime="$work/runtime"
     need /usr/sbin/debootstrap=debootstrap
     step "debootstrap --variant=minbase bookworm (stand-in bases)"
-    timeout 1800 debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates,netbase \
+    timeout 1800 debootstrap --variant=minbase --include=gcc,libc6-dev,make,ca-certificates,netbase \
         bookworm "$root" >"$work/debootstrap.log" 2>&1 ||
         { tail -n 20 "$work/debootstrap.log" >&2; fail "debootstrap failed"; }
     if [ -n "$runtime_key" ] && [ "$runtime_key" != "$key" ]; then

@@ -1,6 +1,7 @@
 //! The operator commands, run as processes against a database:
 //! `tessera migrate`, `tessera gen-secret` and `tessera install-token
-//! status|regenerate`, and how they fail without a usable database.
+//! status|regenerate`, and how they fail without a usable database; and
+//! the allocator the binary is built with.
 
 use std::time::{Duration, Instant};
 
@@ -159,4 +160,35 @@ async fn cli_status_gen_secret_and_bad_database_urls() {
     assert!(!stdout.contains("tsr_"), "status shows no token: {stdout}");
 
     assert_install_token_commands_fail_without_a_database().await;
+}
+
+/// The binary allocates with jemalloc, with the settings of
+/// `.cargo/config.toml` compiled in (they keep peak RSS near glibc's):
+/// jemalloc prints its options at exit when asked to.
+#[test]
+fn the_binary_allocates_with_jemalloc_as_configured() {
+    let out = run_tessera(&["--help"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    assert!(out.status.success(), "{out:?}");
+    let stats = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stats.contains("jemalloc statistics"),
+        "not jemalloc: {stats}"
+    );
+    // Lines read `opt.dirty_decay_ms: 1000 (arenas.dirty_decay_ms: 1000)`.
+    let option = |name: &str| {
+        stats.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next().map(str::to_owned))?
+        })
+    };
+    assert_eq!(
+        option("opt.dirty_decay_ms:").as_deref(),
+        Some("1000"),
+        "{stats}"
+    );
+    assert_eq!(
+        option("opt.muzzy_decay_ms:").as_deref(),
+        Some("0"),
+        "{stats}"
+    );
 }
