@@ -194,7 +194,7 @@ pub fn render(f: &Figures) -> String {
     );
     let _ = writeln!(
         w,
-        "- Build profile: `{}` for both Tessera and the no-op baseline (same tonic, codec, generated stubs)",
+        "- Build profile: `{}` for both Tessera and the no-op baseline (same tonic, codec, generated stubs, allocator: jemalloc)",
         f.profile
     );
     let _ = writeln!(

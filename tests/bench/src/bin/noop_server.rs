@@ -1,6 +1,7 @@
 //! The baseline of the load harness: a bare tonic server with Tessera's
-//! generated service, the same codec, the same build profile, and answers of
-//! the same sizes as Tessera's, but no work behind any RPC.
+//! generated service, the same codec, the same build profile, the same
+//! allocator (jemalloc, with the settings of `.cargo/config.toml`), and
+//! answers of the same sizes as Tessera's, but no work behind any RPC.
 //!
 //! Listens on `--listen` (default `127.0.0.1:0`) and prints
 //! `listening <addr>` on standard output once it accepts connections.
@@ -9,6 +10,10 @@
 //! Tessera answered for it, so both send the same response bytes.
 
 #![forbid(unsafe_code)]
+
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
