@@ -116,6 +116,21 @@ async fn credential_commands_work_end_to_end() {
     assert!(text(&accepted["access_token"]).starts_with("tsr_usr_"));
     assert_eq!(accepted["user"]["email"], "bob@example.com");
 
+    // Service secrets are listed to admins only; anyone else is told why
+    // the list is empty.
+    let stdout = |token: &str| {
+        let out = tessera(&setup, token, &["secrets", "status"], "");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let for_bob = stdout(text(&accepted["access_token"]));
+    assert!(for_bob.contains("only members of Admin"), "{for_bob}");
+    let for_ada = stdout(&ada);
+    assert!(
+        for_ada.starts_with("SERVICE") && for_ada.contains("scheduler"),
+        "{for_ada}"
+    );
+
     let minted = json(
         &setup,
         &service,

@@ -13,6 +13,10 @@ use super::{Failure, SecretsCommand};
 /// Uses are recorded to the minute: a use recorded at minute `t` may have
 /// happened until the end of that minute.
 const GRANULARITY_SECS: i64 = 60;
+/// What an empty list means: ListCredentials shows service secrets to
+/// admins only, and to anyone else the list of their own credentials.
+const NONE_LISTED: &str = "no service secret listed: none is configured, \
+    or you are not in Admin (only members of Admin see service secrets)";
 
 /// Runs a `tessera secrets` command.
 pub(super) async fn run(mut client: Client, command: SecretsCommand) -> Result<Printed, Failure> {
@@ -23,6 +27,12 @@ pub(super) async fn run(mut client: Client, command: SecretsCommand) -> Result<P
         ..Default::default()
     };
     let secrets = client.all_credentials(filter).await?;
+    if secrets.is_empty() {
+        return Ok(Printed {
+            text: NONE_LISTED.to_owned(),
+            json: json!([]),
+        });
+    }
     let mut by_name: BTreeMap<&str, [Option<&pb::CredentialInfo>; 2]> = BTreeMap::new();
     for secret in &secrets {
         let slots = by_name.entry(secret.name.as_str()).or_default();
