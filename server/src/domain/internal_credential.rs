@@ -29,6 +29,13 @@ struct Minted {
     created_at: i64,
 }
 
+impl Minted {
+    /// The public id, from the hash already stored.
+    fn credential_id(&self) -> String {
+        token::credential_id_from_hex(TokenKind::Internal.tag(), &self.hash)
+    }
+}
+
 /// This process's internal credential and the check for everyone's.
 pub(crate) struct InternalCredentials {
     store: Arc<dyn Store>,
@@ -63,18 +70,18 @@ impl InternalCredentials {
     /// GetInternalCredential: this process's credential, minted and
     /// registered on first call; audited.
     pub(crate) async fn get(&self, caller: &Caller) -> Result<Secret> {
-        let credential = self.get_or_mint().await?;
-        let id = token::credential_id(TokenKind::Internal.tag(), credential.expose());
+        let minted = self.get_or_mint().await?;
+        let id = minted.credential_id();
         let event = Event {
             action: "internal_credential.get",
             resource: &id,
             outcome: OK,
         };
         self.audit.by(caller, event).await;
-        Ok(credential)
+        Ok(minted.secret.clone())
     }
 
-    async fn get_or_mint(&self) -> Result<Secret> {
+    async fn get_or_mint(&self) -> Result<Arc<Minted>> {
         // Minting holds the lock `retire` takes, so a credential is never
         // stored after (or while) it withdraws this process's credential.
         let retired = self.retired.lock().await;
@@ -84,7 +91,7 @@ impl InternalCredentials {
         if let Some(mine) = self.current() {
             let row = self.store.find_internal_credential(&mine.hash).await?;
             if row.is_some_and(|row| row.revoked_at.is_none()) {
-                return Ok(mine.secret.clone());
+                return Ok(mine);
             }
         }
         let minted = Arc::new(self.mint().await?);
@@ -92,7 +99,7 @@ impl InternalCredentials {
             *mine = Some(minted.clone());
         }
         drop(retired);
-        Ok(minted.secret.clone())
+        Ok(minted)
     }
 
     /// This process's credential, if one was minted.
@@ -113,7 +120,7 @@ impl InternalCredentials {
             .await?;
         tracing::info!(
             instance = %self.instance_id,
-            credential_id = %token::credential_id("int", minted.secret.expose()),
+            credential_id = %minted.credential_id(),
             "internal credential minted"
         );
         Ok(minted)
@@ -176,7 +183,7 @@ impl InternalCredentials {
         let Some(mine) = self.current() else {
             return Ok(());
         };
-        let id = token::credential_id(TokenKind::Internal.tag(), mine.secret.expose());
+        let id = mine.credential_id();
         let hex = id.strip_prefix("int_").unwrap_or(&id);
         let revoked = self
             .store
